@@ -1,0 +1,69 @@
+//! `kv`: key-value state in the tenant's and plugin's scope of the store.
+
+use std::time::Duration;
+
+use super::WitStoreError;
+use super::generated::bitbylaw::plugin::kv::Host;
+use crate::runtime::HostState;
+
+/// Largest value a plugin may store; bigger belongs in a real document store.
+const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+
+impl Host for HostState {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.get(&key).await?)
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), WitStoreError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(WitStoreError::Invalid(format!(
+                "value larger than {MAX_VALUE_BYTES} bytes"
+            )));
+        }
+        if ttl_ms == Some(0) {
+            return Err(WitStoreError::Invalid("ttl-ms must be at least 1".into()));
+        }
+        let key = self.plugin.scope.kv(&key)?;
+        let ttl = ttl_ms.map(Duration::from_millis);
+        Ok(self.plugin.store.set(&key, &value, ttl).await?)
+    }
+
+    async fn delete(&mut self, key: String) -> Result<bool, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.delete(&key).await?)
+    }
+
+    async fn incr(&mut self, key: String, delta: i64) -> Result<i64, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.incr(&key, delta).await?)
+    }
+
+    async fn set_add(
+        &mut self,
+        key: String,
+        members: Vec<String>,
+    ) -> Result<Vec<String>, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.set_add(&key, &members).await?)
+    }
+
+    async fn set_remove(
+        &mut self,
+        key: String,
+        members: Vec<String>,
+    ) -> Result<u32, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.set_remove(&key, &members).await?)
+    }
+
+    async fn set_members(&mut self, key: String) -> Result<Vec<String>, WitStoreError> {
+        let key = self.plugin.scope.kv(&key)?;
+        Ok(self.plugin.store.set_members(&key).await?)
+    }
+}

@@ -1,0 +1,409 @@
+//! Reading and checking config files. Every error names the file and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use super::{Config, HostConfig, TenantConfig};
+
+const ENV_PREFIX: &str = "BITBYLAW_";
+
+/// A config that cannot be used, and where.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {}{message}", file.display(), key.as_deref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+pub struct ConfigError {
+    pub file: PathBuf,
+    /// Dotted path of the offending key, when one is to blame.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(file: &Path, key: Option<String>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_owned(),
+            key,
+            message: message.into(),
+        }
+    }
+}
+
+/// Loads the host file (with `BITBYLAW_*` overrides) and every tenant file it points to.
+pub fn load(host_file: impl AsRef<Path>) -> Result<Config, ConfigError> {
+    let host = load_host(host_file.as_ref(), std::env::vars())?;
+    let tenants_dir = host.base_dir.join(&host.tenants_dir);
+    let tenants = load_tenants(&tenants_dir)?;
+    Ok(Config { host, tenants })
+}
+
+/// Loads the host file, applying overrides from `env` (`BITBYLAW_SECTION__KEY=value`).
+pub fn load_host(
+    file: &Path,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<HostConfig, ConfigError> {
+    let text = read(file)?;
+    let mut table = parse_toml(file, &text)?;
+    for (name, value) in env {
+        if let Some(path) = name.strip_prefix(ENV_PREFIX) {
+            apply_override(&mut table, path, &value).map_err(|message| {
+                ConfigError::new(file, None, format!("environment `{name}`: {message}"))
+            })?;
+        }
+    }
+    let mut host: HostConfig = deserialize(file, table)?;
+    host.base_dir = parent_dir(file);
+    check_host(file, &host)?;
+    Ok(host)
+}
+
+/// Loads every `*.toml` in `dir` as a tenant, in file-name order.
+pub fn load_tenants(dir: &Path) -> Result<Vec<TenantConfig>, ConfigError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError::new(dir, None, format!("cannot read the tenants folder: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    files.iter().map(|file| load_tenant(file)).collect()
+}
+
+/// Loads one tenant file; the tenant id is the file name without `.toml`.
+pub fn load_tenant(file: &Path) -> Result<TenantConfig, ConfigError> {
+    let text = read(file)?;
+    let id = file
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    parse_tenant(file, &id, &text)
+}
+
+/// Parses tenant TOML as if read from `file`.
+pub fn parse_tenant(file: &Path, id: &str, text: &str) -> Result<TenantConfig, ConfigError> {
+    if !is_identifier(id) {
+        return Err(ConfigError::new(
+            file,
+            None,
+            format!("tenant id `{id}` (the file name) may only hold letters, digits, `-` and `_`"),
+        ));
+    }
+    let table = parse_toml(file, text)?;
+    let mut tenant: TenantConfig = deserialize(file, table)?;
+    tenant.id = id.to_owned();
+    tenant.base_dir = parent_dir(file);
+    tenant.file = file.to_owned();
+    check_tenant(file, &tenant)?;
+    Ok(tenant)
+}
+
+fn check_host(file: &Path, host: &HostConfig) -> Result<(), ConfigError> {
+    let prefix = &host.store.key_prefix;
+    if prefix.is_empty() || prefix.contains(['{', '}']) {
+        return Err(ConfigError::new(
+            file,
+            Some("store.key_prefix".into()),
+            "must be non-empty and hold no `{` or `}` (they mark the Redis Cluster hash tag)",
+        ));
+    }
+    if let Some(url) = &host.store.redis_url {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            ConfigError::new(
+                file,
+                Some("store.redis_url".into()),
+                format!("not a URL: {e}"),
+            )
+        })?;
+        if !matches!(parsed.scheme(), "redis" | "rediss") {
+            return Err(ConfigError::new(
+                file,
+                Some("store.redis_url".into()),
+                "scheme must be redis:// or rediss://",
+            ));
+        }
+        if parsed.password().is_some() {
+            return Err(ConfigError::new(
+                file,
+                Some("store.redis_url".into()),
+                "holds a password; put it in `store.redis_password = { env = \"...\" }` instead",
+            ));
+        }
+    }
+    let limits = &host.plugin_defaults;
+    check_limits(file, "plugin_defaults", limits, host.runtime.max_memory_mb)?;
+    if host.runtime.max_instances == 0 {
+        return Err(ConfigError::new(
+            file,
+            Some("runtime.max_instances".into()),
+            "must be at least 1",
+        ));
+    }
+    if host.runtime.epoch_tick_ms == 0 {
+        return Err(ConfigError::new(
+            file,
+            Some("runtime.epoch_tick_ms".into()),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+/// Limits that cannot work are refused early rather than failing every call.
+pub fn check_limits(
+    file: &Path,
+    section: &str,
+    limits: &super::PluginLimits,
+    max_memory_mb: u64,
+) -> Result<(), ConfigError> {
+    let key = |name: &str| Some(format!("{section}.{name}"));
+    if limits.deadline_ms == 0 {
+        return Err(ConfigError::new(
+            file,
+            key("deadline_ms"),
+            "must be at least 1",
+        ));
+    }
+    if limits.memory_limit_mb == 0 || limits.memory_limit_mb > max_memory_mb {
+        return Err(ConfigError::new(
+            file,
+            key("memory_limit_mb"),
+            format!("must be between 1 and runtime.max_memory_mb ({max_memory_mb})"),
+        ));
+    }
+    if limits.max_calls_per_instance == 0 {
+        return Err(ConfigError::new(
+            file,
+            key("max_calls_per_instance"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
+fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
+    check_prefix(file, "route_prefix", &tenant.route_prefix)?;
+    for (name, plugin) in &tenant.plugins {
+        if !is_identifier(name) {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("plugins.{name}")),
+                "plugin names may only hold letters, digits, `-` and `_`",
+            ));
+        }
+        if let Some(prefix) = &plugin.route_prefix {
+            check_prefix(file, &format!("plugins.{name}.route_prefix"), prefix)?;
+        }
+        for (index, origin) in plugin.allowed_origins.iter().enumerate() {
+            crate::capabilities::http::Origin::parse(origin).map_err(|message| {
+                ConfigError::new(
+                    file,
+                    Some(format!("plugins.{name}.allowed_origins[{index}]")),
+                    message,
+                )
+            })?;
+        }
+        for (key, value) in &plugin.config {
+            crate::runtime::config_value_to_string(value).map_err(|message| {
+                ConfigError::new(file, Some(format!("plugins.{name}.config.{key}")), message)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn check_prefix(file: &Path, key: &str, prefix: &str) -> Result<(), ConfigError> {
+    if !prefix.is_empty()
+        && (!prefix.starts_with('/') || prefix.ends_with('/') || prefix.contains(['{', '}']))
+    {
+        return Err(ConfigError::new(
+            file,
+            Some(key.into()),
+            "must be empty or start with `/`, not end with `/`, and hold no `{` or `}`",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn is_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn read(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::new(file, None, format!("cannot read: {e}")))
+}
+
+fn parse_toml(file: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError::new(file, None, format!("invalid TOML: {e}")))
+}
+
+fn deserialize<T: DeserializeOwned>(file: &Path, table: toml::Table) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+        let path = error.path().to_string();
+        let key = (path != ".").then_some(path);
+        ConfigError::new(file, key, error.into_inner().to_string())
+    })
+}
+
+/// Sets `SECTION__KEY` (case-insensitive) in `table`; the value is read as TOML when it parses, else as a string.
+fn apply_override(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), String> {
+    let keys: Vec<String> = path.split("__").map(|k| k.to_ascii_lowercase()).collect();
+    let Some((last, sections)) = keys.split_last() else {
+        return Err("empty key".into());
+    };
+    let mut current = table;
+    for section in sections {
+        let entry = current
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{section}` is not a section"))?;
+    }
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+fn parent_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn unknown_host_key_names_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "host.toml", "[runtime]\nmax_instancez = 3\n");
+        let error = load_host(&file, []).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("host.toml"), "{text}");
+        assert_eq!(error.key.as_deref(), Some("runtime.max_instancez"));
+        assert!(text.contains("unknown field `max_instancez`"), "{text}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "host.toml",
+            "[ingress]\nmax_body_bytes = \"lots\"\n",
+        );
+        let error = load_host(&file, []).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("ingress.max_body_bytes"));
+    }
+
+    #[test]
+    fn environment_overrides_host_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "host.toml", "listen = \"127.0.0.1:1\"\n");
+        let env = [
+            ("BITBYLAW_LISTEN".to_owned(), "127.0.0.1:9999".to_owned()),
+            (
+                "BITBYLAW_STORE__REDIS_URL".to_owned(),
+                "redis://127.0.0.1:6379/3".to_owned(),
+            ),
+            (
+                "BITBYLAW_RUNTIME__MAX_INSTANCES".to_owned(),
+                "12".to_owned(),
+            ),
+            ("OTHER".to_owned(), "ignored".to_owned()),
+        ];
+        let host = load_host(&file, env).unwrap();
+        assert_eq!(host.listen.port(), 9999);
+        assert_eq!(
+            host.store.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379/3")
+        );
+        assert_eq!(host.runtime.max_instances, 12);
+    }
+
+    #[test]
+    fn unknown_key_from_environment_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "host.toml", "");
+        let env = [("BITBYLAW_LISTNE".to_owned(), "x".to_owned())];
+        let text = load_host(&file, env).unwrap_err().to_string();
+        assert!(text.contains("unknown field `listne`"), "{text}");
+    }
+
+    #[test]
+    fn password_in_redis_url_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "host.toml",
+            "[store]\nredis_url = \"redis://:hunter2@localhost/0\"\n",
+        );
+        let error = load_host(&file, []).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("store.redis_url"));
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn tenant_errors_name_the_plugin_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "firm-a.toml",
+            "[plugins.hello]\ncomponent = \"hello.wasm\"\n[plugins.hello.limits]\ndeadline = 5\n",
+        );
+        let error = load_tenant(&file).unwrap_err();
+        assert!(error.to_string().contains("firm-a.toml"));
+        assert_eq!(error.key.as_deref(), Some("plugins.hello.limits.deadline"));
+        assert!(
+            error.message.contains("unknown field `deadline`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn bad_origin_is_refused_with_its_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "firm-a.toml",
+            "[plugins.hello]\ncomponent = \"hello.wasm\"\nallowed_origins = [\"https://ok.example\", \"ftp://x\"]\n",
+        );
+        let error = load_tenant(&file).unwrap_err();
+        assert_eq!(
+            error.key.as_deref(),
+            Some("plugins.hello.allowed_origins[1]")
+        );
+    }
+
+    #[test]
+    fn secrets_resolve_from_files_and_never_print() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "key.txt", "s3cret\n");
+        let secret = super::super::SecretRef::File {
+            file: "key.txt".into(),
+        }
+        .resolve(dir.path())
+        .unwrap();
+        assert_eq!(secret.expose(), "s3cret");
+        assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+    }
+}

@@ -1,0 +1,374 @@
+//! Host and tenant settings.
+//!
+//! The host file (`host.toml`) names the listener, the store and the runtime
+//! limits; each tenant has a file of its own in `tenants_dir` (`<tenant>.toml`)
+//! naming its plugins. Unknown keys are errors, secrets are only referenced
+//! ([`SecretRef`]), and every error names the file and the key. Host settings
+//! can be overridden by `BITBYLAW_<KEY>` variables, `__` separating sections:
+//! `BITBYLAW_STORE__REDIS_URL=redis://...`. Every key is in `docs/configuration.md`.
+
+mod load;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+pub use load::{
+    ConfigError, check_limits, load, load_host, load_tenant, load_tenants, parse_tenant,
+};
+pub use secret::{Secret, SecretRef};
+
+/// Everything the host needs to start: its own settings and the tenants'.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: HostConfig,
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// `host.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Address of the HTTP listener.
+    #[serde(default = "defaults::listen")]
+    pub listen: SocketAddr,
+    /// Folder of the tenant files, relative to the host file.
+    #[serde(default = "defaults::tenants_dir")]
+    pub tenants_dir: PathBuf,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub ingress: IngressConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub egress: EgressConfig,
+    /// Limits every plugin gets unless its tenant file says otherwise.
+    #[serde(default)]
+    pub plugin_defaults: PluginLimits,
+    /// Folder the host file was read from; relative paths are taken from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `bitbylaw=debug,info`; `RUST_LOG` wins when set.
+    #[serde(default = "defaults::log_filter")]
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::default(),
+            filter: defaults::log_filter(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressConfig {
+    /// Peers whose `X-Consumer-*` headers (set by Kong) are believed. Everyone else must bring an API key.
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Largest request body accepted; larger ones get 413.
+    #[serde(default = "defaults::max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    #[serde(default = "defaults::shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for IngressConfig {
+    fn default() -> Self {
+        Self {
+            trusted_proxies: Vec::new(),
+            max_body_bytes: defaults::max_body_bytes(),
+            shutdown_grace_ms: defaults::shutdown_grace_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `redis://host:port/db`. Without it the host keeps state in memory: not durable, not shared.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The Redis password, if any; kept out of the URL so it never lands in a config file.
+    #[serde(default)]
+    pub redis_password: Option<SecretRef>,
+    /// First part of every key, so several deployments can share one Redis.
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            redis_url: None,
+            redis_password: None,
+            key_prefix: defaults::key_prefix(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Where compiled components are kept between restarts; relative to the host file.
+    #[serde(default = "defaults::cache_dir")]
+    pub cache_dir: PathBuf,
+    /// Instances alive at once across all tenants (the pooling allocator's slots).
+    #[serde(default = "defaults::max_instances")]
+    pub max_instances: u32,
+    /// Hard ceiling for one instance's linear memory; plugin limits must stay below it.
+    #[serde(default = "defaults::max_memory_mb")]
+    pub max_memory_mb: u64,
+    /// How often a running guest yields to the scheduler (and can be stopped).
+    #[serde(default = "defaults::epoch_tick_ms")]
+    pub epoch_tick_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: defaults::cache_dir(),
+            max_instances: defaults::max_instances(),
+            max_memory_mb: defaults::max_memory_mb(),
+            epoch_tick_ms: defaults::epoch_tick_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Longest an outbound request may take, whatever the plugin asks for.
+    #[serde(default = "defaults::egress_timeout_ms")]
+    pub max_timeout_ms: u64,
+    /// Largest outbound response body handed to a plugin.
+    #[serde(default = "defaults::egress_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            max_timeout_ms: defaults::egress_timeout_ms(),
+            max_response_bytes: defaults::egress_max_response_bytes(),
+        }
+    }
+}
+
+/// How a plugin's instances live.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceMode {
+    /// Warm instances serve calls one at a time and are recycled after a budget.
+    #[default]
+    Pooled,
+    /// A new instance for every call: nothing survives from one call to the next.
+    Fresh,
+}
+
+/// Per-plugin limits. In `plugin_defaults` every key has a default; in a tenant
+/// file each key is optional and falls back to `plugin_defaults`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimits {
+    #[serde(default)]
+    pub instance_mode: InstanceMode,
+    /// Longest a single call may run; then the caller gets 504 and the instance is dropped.
+    #[serde(default = "defaults::deadline_ms")]
+    pub deadline_ms: u64,
+    /// Most linear memory one instance may grow to; past it the call fails.
+    #[serde(default = "defaults::memory_limit_mb")]
+    pub memory_limit_mb: u64,
+    /// Calls a warm instance serves before it is replaced.
+    #[serde(default = "defaults::max_calls_per_instance")]
+    pub max_calls_per_instance: u32,
+    /// A warm instance whose memory grew past this is replaced after its call.
+    #[serde(default = "defaults::recycle_memory_mb")]
+    pub recycle_memory_mb: u64,
+    /// Warm instances kept idle per plugin.
+    #[serde(default = "defaults::max_idle_instances")]
+    pub max_idle_instances: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        Self {
+            instance_mode: InstanceMode::default(),
+            deadline_ms: defaults::deadline_ms(),
+            memory_limit_mb: defaults::memory_limit_mb(),
+            max_calls_per_instance: defaults::max_calls_per_instance(),
+            recycle_memory_mb: defaults::recycle_memory_mb(),
+            max_idle_instances: defaults::max_idle_instances(),
+        }
+    }
+}
+
+/// The same limits with every key optional, as written in a tenant file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PluginLimitOverrides {
+    pub instance_mode: Option<InstanceMode>,
+    pub deadline_ms: Option<u64>,
+    pub memory_limit_mb: Option<u64>,
+    pub max_calls_per_instance: Option<u32>,
+    pub recycle_memory_mb: Option<u64>,
+    pub max_idle_instances: Option<usize>,
+}
+
+impl PluginLimitOverrides {
+    pub fn apply(&self, defaults: &PluginLimits) -> PluginLimits {
+        PluginLimits {
+            instance_mode: self.instance_mode.unwrap_or(defaults.instance_mode),
+            deadline_ms: self.deadline_ms.unwrap_or(defaults.deadline_ms),
+            memory_limit_mb: self.memory_limit_mb.unwrap_or(defaults.memory_limit_mb),
+            max_calls_per_instance: self
+                .max_calls_per_instance
+                .unwrap_or(defaults.max_calls_per_instance),
+            recycle_memory_mb: self.recycle_memory_mb.unwrap_or(defaults.recycle_memory_mb),
+            max_idle_instances: self
+                .max_idle_instances
+                .unwrap_or(defaults.max_idle_instances),
+        }
+    }
+}
+
+/// `tenants/<id>.toml`: one law firm.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// From the file name; letters, digits, `-` and `_`.
+    #[serde(skip)]
+    pub id: String,
+    /// Kong consumers (their `custom_id` or `username`) that are this tenant.
+    #[serde(default)]
+    pub kong_consumers: Vec<String>,
+    /// The host's own API keys for this tenant, for use without Kong.
+    #[serde(default)]
+    pub api_keys: Vec<SecretRef>,
+    /// Put before every route of this tenant's plugins, e.g. `/firm-a`.
+    #[serde(default)]
+    pub route_prefix: String,
+    #[serde(default)]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Folder the tenant file was read from; relative paths are taken from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// The file itself, for error messages.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// `[plugins.<name>]` in a tenant file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The component file (`.wasm`), relative to the tenant file.
+    pub component: PathBuf,
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    /// Overrides the tenant's `route_prefix` for this plugin.
+    #[serde(default)]
+    pub route_prefix: Option<String>,
+    /// Routes of the plugin not to serve, as `"METHOD /path"` or `"/path"` (all methods).
+    #[serde(default)]
+    pub disabled_routes: Vec<String>,
+    /// Origins (`https://host[:port]`) the plugin may call.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// `[plugins.<name>.limits]`: overrides of the host's `plugin_defaults`.
+    #[serde(default)]
+    pub limits: PluginLimitOverrides,
+    /// The plugin's own settings, handed to it through the `config` interface.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// The plugin's secrets, handed to it through the `secrets` interface.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretRef>,
+}
+
+mod defaults {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+
+    pub fn listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+    pub fn tenants_dir() -> PathBuf {
+        PathBuf::from("tenants")
+    }
+    pub fn log_filter() -> String {
+        "info".into()
+    }
+    // Webhook payloads and proxied documents stay well below this; larger is likely abuse.
+    pub fn max_body_bytes() -> usize {
+        2 * 1024 * 1024
+    }
+    pub fn shutdown_grace_ms() -> u64 {
+        10_000
+    }
+    pub fn key_prefix() -> String {
+        "bitbylaw".into()
+    }
+    pub fn cache_dir() -> PathBuf {
+        PathBuf::from(".cache/components")
+    }
+    pub fn max_instances() -> u32 {
+        256
+    }
+    pub fn max_memory_mb() -> u64 {
+        512
+    }
+    // 10 ms: fine enough to stop a runaway guest promptly, coarse enough to cost nothing.
+    pub fn epoch_tick_ms() -> u64 {
+        10
+    }
+    pub fn egress_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn egress_max_response_bytes() -> u64 {
+        16 * 1024 * 1024
+    }
+    pub fn deadline_ms() -> u64 {
+        30_000
+    }
+    pub fn memory_limit_mb() -> u64 {
+        64
+    }
+    pub fn max_calls_per_instance() -> u32 {
+        10_000
+    }
+    pub fn recycle_memory_mb() -> u64 {
+        32
+    }
+    pub fn max_idle_instances() -> usize {
+        4
+    }
+    pub fn enabled() -> bool {
+        true
+    }
+}

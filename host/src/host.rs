@@ -1,0 +1,235 @@
+//! The host: store, runtime, registry and the shared services, built from config.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+
+use crate::capabilities::http::{Egress, Origin};
+use crate::config::{Config, HostConfig, TenantConfig};
+use crate::events::{self, EventBus};
+use crate::ingress::RouteTable;
+use crate::metrics::Metrics;
+use crate::runtime::{Deployment, LoadedPlugin, PluginContext, Registry, Runtime, Tenant};
+use crate::store::{MemoryStore, RedisStore, Scope, Store};
+
+pub struct Host {
+    config: HostConfig,
+    store: Store,
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    metrics: Metrics,
+    egress: Egress,
+    events: EventBus,
+    loaded: AtomicBool,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+impl Host {
+    /// Connects the store, compiles the plugins and loads every tenant.
+    /// Any error names the tenant file and key it comes from.
+    pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
+        let Config {
+            host: config,
+            tenants,
+        } = config;
+        let store = connect_store(&config).await?;
+        let runtime = Runtime::new(
+            &config.runtime,
+            config.base_dir.join(&config.runtime.cache_dir),
+        )?;
+        let egress = Egress::new(&config.egress).context("creating the outbound HTTP client")?;
+        let metrics = Metrics::new();
+        let (events, receiver) = EventBus::new();
+        let registry = Arc::new(Registry::new(
+            Deployment::new(Vec::new()).map_err(anyhow::Error::msg)?,
+        ));
+        let dispatcher = tokio::spawn(events::dispatch(registry.clone(), receiver));
+        let host = Arc::new(Self {
+            config,
+            store,
+            runtime,
+            registry,
+            metrics,
+            egress,
+            events,
+            loaded: AtomicBool::new(false),
+            dispatcher,
+        });
+        let mut loaded = Vec::with_capacity(tenants.len());
+        for tenant in &tenants {
+            loaded.push(host.load_tenant(tenant).await?);
+        }
+        host.registry
+            .replace(Deployment::new(loaded).map_err(|e| anyhow::anyhow!("tenants: {e}"))?);
+        host.loaded.store(true, Ordering::Release);
+        Ok(host)
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// True once every tenant of the config has been loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Builds a tenant from its config: secrets, components, routes.
+    pub async fn load_tenant(&self, config: &TenantConfig) -> anyhow::Result<Tenant> {
+        let file = config.file.display();
+        let api_keys = config
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| {
+                key.resolve(&config.base_dir)
+                    .map_err(|e| anyhow::anyhow!("{file}: key `api_keys[{index}]`: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut plugins = BTreeMap::new();
+        let mut routes = RouteTable::default();
+        for (name, plugin_config) in config.plugins.iter().filter(|(_, p)| p.enabled) {
+            let key = format!("plugins.{name}");
+            let limits = plugin_config.limits.apply(&self.config.plugin_defaults);
+            crate::config::check_limits(
+                &config.file,
+                &format!("{key}.limits"),
+                &limits,
+                self.config.runtime.max_memory_mb,
+            )?;
+            let context = Arc::new(self.plugin_context(config, name, plugin_config)?);
+            let component_path = config.base_dir.join(&plugin_config.component);
+            let (component, digest) = self
+                .runtime
+                .load_component(&component_path)
+                .await
+                .with_context(|| format!("{file}: key `{key}.component`"))?;
+            let plugin = LoadedPlugin::load(&self.runtime, &component, digest, context, limits)
+                .await
+                .with_context(|| {
+                    format!(
+                        "{file}: key `{key}.component`: `{}`",
+                        component_path.display()
+                    )
+                })?;
+            let plugin = Arc::new(plugin);
+            let prefix = plugin_config
+                .route_prefix
+                .as_deref()
+                .unwrap_or(&config.route_prefix);
+            routes
+                .add_plugin(name, &plugin, prefix, &plugin_config.disabled_routes)
+                .map_err(|e| anyhow::anyhow!("{file}: key `{key}`: {e}"))?;
+            tracing::info!(
+                tenant = %config.id,
+                plugin = %name,
+                version = %plugin.description.version,
+                digest = %&plugin.digest[..12],
+                routes = plugin.description.routes.len(),
+                "plugin loaded"
+            );
+            plugins.insert(name.clone(), plugin);
+        }
+        Ok(Tenant {
+            id: config.id.clone(),
+            plugins,
+            routes,
+            api_keys,
+            kong_consumers: config.kong_consumers.clone(),
+        })
+    }
+
+    fn plugin_context(
+        &self,
+        tenant: &TenantConfig,
+        name: &str,
+        plugin: &crate::config::PluginConfig,
+    ) -> anyhow::Result<PluginContext> {
+        let file = tenant.file.display();
+        let config = plugin
+            .config
+            .iter()
+            .map(|(key, value)| {
+                crate::runtime::config_value_to_string(value)
+                    .map(|text| (key.clone(), text))
+                    .map_err(|e| anyhow::anyhow!("{file}: key `plugins.{name}.config.{key}`: {e}"))
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let secrets = plugin
+            .secrets
+            .iter()
+            .map(|(key, reference)| {
+                reference
+                    .resolve(&tenant.base_dir)
+                    .map(|secret| (key.clone(), secret))
+                    .map_err(|e| anyhow::anyhow!("{file}: key `plugins.{name}.secrets.{key}`: {e}"))
+            })
+            .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        let allowed_origins = plugin
+            .allowed_origins
+            .iter()
+            .map(|origin| Origin::parse(origin).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<HashSet<_>>>()?;
+        Ok(PluginContext {
+            tenant: tenant.id.clone(),
+            name: name.to_owned(),
+            config,
+            secrets,
+            scope: Scope::new(&self.config.store.key_prefix, &tenant.id, name),
+            store: self.store.clone(),
+            allowed_origins,
+            egress: self.egress.clone(),
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
+        })
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+    }
+}
+
+async fn connect_store(config: &HostConfig) -> anyhow::Result<Store> {
+    match &config.store.redis_url {
+        Some(url) => {
+            let password = config
+                .store
+                .redis_password
+                .as_ref()
+                .map(|reference| reference.resolve(&config.base_dir))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("key `store.redis_password`: {e}"))?;
+            let store = RedisStore::connect(url, password.as_ref())
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?;
+            tracing::info!(%url, "state store: Redis");
+            Ok(Store::Redis(store))
+        }
+        None => {
+            tracing::warn!(
+                "state store: in memory (no `store.redis_url`): state is lost on restart and not shared between host instances"
+            );
+            Ok(Store::Memory(MemoryStore::new()))
+        }
+    }
+}

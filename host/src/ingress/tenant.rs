@@ -1,0 +1,72 @@
+//! Who is calling. Behind Kong, the consumer headers Kong sets after key-auth,
+//! believed only from trusted proxies; without Kong, the host's own API keys,
+//! read from the same places Kong's key-auth reads them.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use http::HeaderMap;
+use ipnet::IpNet;
+
+use crate::runtime::{Deployment, Tenant};
+
+/// Headers that carry credentials or Kong's consumer identity; never passed to plugins.
+pub const AUTH_HEADERS: [&str; 5] = [
+    "apikey",
+    "x-api-key",
+    "x-consumer-custom-id",
+    "x-consumer-username",
+    "x-consumer-id",
+];
+
+/// The query parameter Kong's key-auth accepts; removed before the plugin sees the query.
+pub const API_KEY_QUERY: &str = "apikey";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no credentials: send an API key in the `apikey` or `X-API-Key` header")]
+    Missing,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("Kong consumer `{0}` is not mapped to a tenant")]
+    UnknownConsumer(String),
+}
+
+pub fn resolve(
+    deployment: &Deployment,
+    trusted_proxies: &[IpNet],
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<Arc<Tenant>, AuthError> {
+    let trusted = peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
+    if trusted {
+        for header in ["x-consumer-custom-id", "x-consumer-username"] {
+            if let Some(consumer) = headers.get(header).and_then(|v| v.to_str().ok()) {
+                return deployment
+                    .tenant_by_kong_consumer(consumer)
+                    .cloned()
+                    .ok_or_else(|| AuthError::UnknownConsumer(consumer.to_owned()));
+            }
+        }
+    }
+    let key = headers
+        .get("apikey")
+        .or_else(|| headers.get("x-api-key"))
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| query_api_key(query));
+    match key {
+        None => Err(AuthError::Missing),
+        Some(key) => deployment
+            .tenant_by_api_key(&key)
+            .cloned()
+            .ok_or(AuthError::InvalidKey),
+    }
+}
+
+fn query_api_key(query: Option<&str>) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(name, _)| name == API_KEY_QUERY)
+        .map(|(_, value)| value.into_owned())
+}

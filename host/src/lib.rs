@@ -1,0 +1,26 @@
+//! The bitbylaw plugin host.
+//!
+//! One request travels: [`ingress`] (tenant, route, limits) → [`runtime`]
+//! (instance pool, deadline, memory limit) → the plugin → [`capabilities`]
+//! (what the plugin may call) → [`store`], [`events`] or outbound HTTP.
+//! [`host::Host`] ties them together; [`server::run`] serves it until shutdown.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = bitbylaw::config::load("deploy/demo/host.toml")?;
+//! let host = bitbylaw::host::Host::start(config).await?;
+//! let listener = tokio::net::TcpListener::bind(host.config().listen).await?;
+//! bitbylaw::server::run(listener, host, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod capabilities;
+pub mod config;
+pub mod events;
+pub mod host;
+pub mod ingress;
+pub mod metrics;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod telemetry;

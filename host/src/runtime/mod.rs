@@ -1,0 +1,137 @@
+//! The component runtime: one shared [`Engine`] with the pooling allocator and
+//! epoch interruption, a disk cache of compiled components, instance pools per
+//! (tenant, plugin, component), and the [`Registry`] that maps tenants to their
+//! loaded plugins and can swap one atomically.
+
+mod cache;
+mod context;
+mod plugin;
+mod pool;
+mod registry;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use cache::ComponentCache;
+pub use context::PluginContext;
+pub use plugin::LoadedPlugin;
+pub use pool::{CallError, InstancePool};
+pub use registry::{Deployment, Registry, Tenant};
+pub use state::{CallContext, HostState};
+
+use crate::config::RuntimeConfig;
+
+/// Engine, linker and component cache, shared by every tenant and plugin.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ComponentCache,
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig, cache_dir: std::path::PathBuf) -> anyhow::Result<Arc<Self>> {
+        let engine = Engine::new(&engine_config(config))
+            .map_err(anyhow::Error::from)
+            .context("creating the Wasm engine")?;
+        spawn_epoch_ticker(&engine, Duration::from_millis(config.epoch_tick_ms));
+        let mut linker = Linker::new(&engine);
+        crate::capabilities::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking host capabilities")?;
+        let cache = ComponentCache::new(engine.clone(), cache_dir);
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            cache,
+        }))
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or takes from the cache) the component at `path`; returns it with its sha256.
+    pub async fn load_component(
+        &self,
+        path: &std::path::Path,
+    ) -> anyhow::Result<(Component, String)> {
+        self.cache.load(path).await
+    }
+
+    /// Compiles a component from bytes (cached by digest like files).
+    pub async fn load_component_bytes(
+        &self,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<(Component, String)> {
+        self.cache.load_bytes(bytes).await
+    }
+
+    /// Resolves the component's imports against the host once, so each
+    /// instantiation only allocates and initialises.
+    pub fn prepare(
+        &self,
+        component: &Component,
+    ) -> anyhow::Result<crate::capabilities::PluginBindingsPre<HostState>> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("the component's imports do not match the bitbylaw:plugin world")?;
+        crate::capabilities::PluginBindingsPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export the bitbylaw:plugin handler")
+    }
+}
+
+fn engine_config(config: &RuntimeConfig) -> Config {
+    let max_memory = config.max_memory_mb.saturating_mul(1024 * 1024);
+    let mut pool = PoolingAllocationConfig::default();
+    // A Rust guest is one core instance with one memory plus a few small shims.
+    pool.total_component_instances(config.max_instances);
+    pool.total_core_instances(config.max_instances.saturating_mul(8));
+    pool.total_memories(config.max_instances.saturating_mul(2));
+    pool.total_tables(config.max_instances.saturating_mul(8));
+    pool.max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
+
+    let mut wasm = Config::new();
+    wasm.epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .wasm_component_model(true);
+    wasm
+}
+
+/// Advances the engine's epoch every `tick`, so running guests reach a yield
+/// point that often. The thread ends when the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("bitbylaw-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(tick);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the epoch thread: runaway guests will only be stopped by the call deadline");
+    }
+}
+
+/// Plugin settings reach the guest as strings: scalars as text, tables and lists as JSON.
+pub fn config_value_to_string(value: &toml::Value) -> Result<String, String> {
+    Ok(match value {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(n) => n.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) | toml::Value::Table(_) => serde_json::to_string(value)
+            .map_err(|e| format!("cannot be given to the plugin as JSON: {e}"))?,
+    })
+}

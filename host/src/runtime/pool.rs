@@ -1,0 +1,208 @@
+//! Warm instances of one plugin component for one tenant.
+//!
+//! Instantiating costs tens of microseconds and a first call more; a warm call
+//! costs a few. So instances are kept and reused, each serving one call at a
+//! time, and thrown away after their call budget, after any trap or deadline
+//! hit, or once their memory grew past the recycle threshold. In `fresh` mode
+//! every call gets a new instance and nothing survives between calls.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use wasmtime::Store;
+
+use super::{CallContext, HostState, PluginContext};
+use crate::capabilities::wit_handler as wit;
+use crate::capabilities::{PluginBindings, PluginBindingsPre};
+use crate::config::{InstanceMode, PluginLimits};
+
+/// Why a call into a plugin failed. The ingress turns these into 504/500/503.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the plugin did not finish within {0:?}")]
+    Deadline(Duration),
+    #[error("the plugin exceeded its memory limit of {0} MiB")]
+    OutOfMemory(u64),
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("no instance of the plugin could be started: {0}")]
+    Instantiate(String),
+}
+
+/// One call into a plugin's `handler` export.
+pub enum Call {
+    Describe,
+    Http(wit::Request),
+    Event(wit::Event),
+    Schedule(String),
+}
+
+/// The plugin's answer to a [`Call`] of the same kind.
+pub enum Reply {
+    Describe(wit::Description),
+    Http(wit::Response),
+    Event(Result<(), wit::HandlerError>),
+    Schedule(Result<(), wit::HandlerError>),
+}
+
+pub struct InstancePool {
+    pre: PluginBindingsPre<HostState>,
+    context: Arc<PluginContext>,
+    limits: PluginLimits,
+    idle: Mutex<Vec<Instance>>,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: PluginBindings,
+    calls: u32,
+}
+
+impl InstancePool {
+    pub fn new(
+        pre: PluginBindingsPre<HostState>,
+        context: Arc<PluginContext>,
+        limits: PluginLimits,
+    ) -> Self {
+        Self {
+            pre,
+            context,
+            limits,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn context(&self) -> &Arc<PluginContext> {
+        &self.context
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// Warm instances waiting for a call.
+    pub fn idle_count(&self) -> usize {
+        self.lock_idle().len()
+    }
+
+    /// Runs one call on a warm or new instance, within the plugin's deadline.
+    pub async fn call(&self, request_id: &str, call: Call) -> Result<Reply, CallError> {
+        let deadline_after = Duration::from_millis(self.limits.deadline_ms);
+        let deadline = Instant::now() + deadline_after;
+        let mut instance = match self.checkout() {
+            Some(instance) => instance,
+            None => tokio::time::timeout_at(deadline, self.instantiate())
+                .await
+                .map_err(|_| self.deadline_hit(deadline_after))??,
+        };
+        instance.store.data_mut().call = CallContext {
+            request_id: request_id.to_owned(),
+            deadline,
+        };
+        // Yield to the scheduler at every epoch tick, so the deadline below can fire.
+        instance.store.set_epoch_deadline(1);
+
+        // `describe` at load time warms the instance but does not spend its budget.
+        let counts = !matches!(call, Call::Describe);
+        let outcome = tokio::time::timeout_at(deadline, invoke(&mut instance, call)).await;
+        match outcome {
+            // The future was dropped mid-call; the instance goes with it.
+            Err(_elapsed) => Err(self.deadline_hit(deadline_after)),
+            Ok(Err(error)) => Err(self.failed(&instance, error)),
+            Ok(Ok(reply)) => {
+                instance.calls += u32::from(counts);
+                self.checkin(instance);
+                Ok(reply)
+            }
+        }
+    }
+
+    async fn instantiate(&self) -> Result<Instance, CallError> {
+        let started = Instant::now();
+        let memory_limit = self.limits.memory_limit_mb.saturating_mul(1024 * 1024);
+        let state = HostState::new(
+            self.context.clone(),
+            usize::try_from(memory_limit).unwrap_or(usize::MAX),
+        );
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.memory);
+        store.epoch_deadline_async_yield_and_update(1);
+        let bindings = self
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|error| {
+                if store.data().memory.exceeded {
+                    CallError::OutOfMemory(self.limits.memory_limit_mb)
+                } else {
+                    CallError::Instantiate(format!("{error:#}"))
+                }
+            })?;
+        self.context.metrics.instantiated(
+            &self.context.tenant,
+            &self.context.name,
+            started.elapsed(),
+        );
+        Ok(Instance {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+
+    fn checkout(&self) -> Option<Instance> {
+        if self.limits.instance_mode == InstanceMode::Fresh {
+            return None;
+        }
+        self.lock_idle().pop()
+    }
+
+    fn checkin(&self, instance: Instance) {
+        let limits = &self.limits;
+        let memory_mb = (instance.store.data().memory.current / (1024 * 1024)) as u64;
+        let keep = limits.instance_mode == InstanceMode::Pooled
+            && instance.calls < limits.max_calls_per_instance
+            && memory_mb < limits.recycle_memory_mb;
+        if keep {
+            let mut idle = self.lock_idle();
+            if idle.len() < limits.max_idle_instances {
+                idle.push(instance);
+            }
+        }
+    }
+
+    fn deadline_hit(&self, after: Duration) -> CallError {
+        let context = &self.context;
+        context.metrics.deadline_hit(&context.tenant, &context.name);
+        CallError::Deadline(after)
+    }
+
+    fn failed(&self, instance: &Instance, error: wasmtime::Error) -> CallError {
+        let context = &self.context;
+        context.metrics.guest_trap(&context.tenant, &context.name);
+        if instance.store.data().memory.exceeded {
+            CallError::OutOfMemory(self.limits.memory_limit_mb)
+        } else {
+            CallError::Trap(format!("{error:#}"))
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        // Only plain pushes and pops happen under this lock; a poisoned one is still usable.
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+async fn invoke(instance: &mut Instance, call: Call) -> wasmtime::Result<Reply> {
+    let handler = instance.bindings.bitbylaw_plugin_handler();
+    let store = &mut instance.store;
+    Ok(match call {
+        Call::Describe => Reply::Describe(handler.call_describe(store).await?),
+        Call::Http(request) => Reply::Http(handler.call_handle_http(store, &request).await?),
+        Call::Event(event) => Reply::Event(handler.call_handle_event(store, &event).await?),
+        Call::Schedule(name) => Reply::Schedule(handler.call_handle_schedule(store, &name).await?),
+    })
+}

@@ -1,0 +1,132 @@
+//! Which tenants exist and which plugins each runs: an immutable [`Deployment`]
+//! behind an atomic pointer. Readers take a snapshot per request; a change
+//! builds a new deployment and swaps it in, so in-flight calls finish on the
+//! plugins they started with and new calls see the new ones.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+
+use super::LoadedPlugin;
+use crate::config::Secret;
+use crate::ingress::RouteTable;
+
+pub struct Registry {
+    current: ArcSwap<Deployment>,
+}
+
+impl Registry {
+    pub fn new(deployment: Deployment) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(deployment),
+        }
+    }
+
+    /// The deployment as of now; hold it for the length of one request.
+    pub fn current(&self) -> Arc<Deployment> {
+        self.current.load_full()
+    }
+
+    pub fn replace(&self, deployment: Deployment) {
+        self.current.store(Arc::new(deployment));
+    }
+}
+
+/// One tenant with its loaded plugins and routes.
+pub struct Tenant {
+    pub id: String,
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    pub routes: RouteTable,
+    pub api_keys: Vec<Secret>,
+    pub kong_consumers: Vec<String>,
+}
+
+impl Tenant {
+    /// Plugins of this tenant subscribed to `topic`.
+    pub fn subscribers<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<LoadedPlugin>> + 'a {
+        self.plugins
+            .values()
+            .filter(move |plugin| plugin.description.topics.iter().any(|t| t == topic))
+    }
+}
+
+/// All tenants, indexed for tenant resolution.
+pub struct Deployment {
+    tenants: HashMap<String, Arc<Tenant>>,
+    /// sha256 of each API key → tenant; the key itself is compared in constant time after lookup.
+    api_keys: HashMap<[u8; 32], (String, Secret)>,
+    kong_consumers: HashMap<String, String>,
+}
+
+impl Deployment {
+    /// Indexes the tenants; an API key or Kong consumer claimed by two tenants is an error.
+    pub fn new(tenants: Vec<Tenant>) -> Result<Self, String> {
+        let mut deployment = Self {
+            tenants: HashMap::new(),
+            api_keys: HashMap::new(),
+            kong_consumers: HashMap::new(),
+        };
+        for tenant in tenants {
+            for key in &tenant.api_keys {
+                let digest = key_digest(key.expose());
+                if let Some((other, _)) = deployment
+                    .api_keys
+                    .insert(digest, (tenant.id.clone(), key.clone()))
+                {
+                    return Err(format!(
+                        "tenants `{other}` and `{}` share an API key",
+                        tenant.id
+                    ));
+                }
+            }
+            for consumer in &tenant.kong_consumers {
+                if let Some(other) = deployment
+                    .kong_consumers
+                    .insert(consumer.clone(), tenant.id.clone())
+                {
+                    return Err(format!(
+                        "tenants `{other}` and `{}` both claim Kong consumer `{consumer}`",
+                        tenant.id
+                    ));
+                }
+            }
+            deployment
+                .tenants
+                .insert(tenant.id.clone(), Arc::new(tenant));
+        }
+        Ok(deployment)
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(id)
+    }
+
+    pub fn tenants(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.tenants.values()
+    }
+
+    /// The tenant owning `key`, compared in constant time once found by digest.
+    pub fn tenant_by_api_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        use subtle::ConstantTimeEq;
+        let (tenant, expected) = self.api_keys.get(&key_digest(key))?;
+        let equal: bool = expected.expose().as_bytes().ct_eq(key.as_bytes()).into();
+        if equal {
+            self.tenants.get(tenant)
+        } else {
+            None
+        }
+    }
+
+    pub fn tenant_by_kong_consumer(&self, consumer: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(self.kong_consumers.get(consumer)?)
+    }
+}
+
+fn key_digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}

@@ -1,0 +1,61 @@
+//! The example plugin: a greeting from the tenant's config, a visit counter and
+//! notes kept in the tenant's store. Small on purpose: read it to see the SDK.
+
+use bitbylaw_sdk::{Description, Error, Plugin, Request, Response, info, kv};
+use serde::{Deserialize, Serialize};
+
+struct Hello;
+
+#[derive(Deserialize, Serialize)]
+struct Note {
+    text: String,
+}
+
+impl Plugin for Hello {
+    fn describe() -> Description {
+        Description::new("hello", env!("CARGO_PKG_VERSION"))
+            .route("GET", "/hello/{name}")
+            .route("PUT", "/hello/notes/{id}")
+            .route("GET", "/hello/notes/{id}")
+    }
+
+    fn handle_http(request: Request) -> Result<Response, Error> {
+        match (request.method(), request.route()) {
+            ("GET", "/hello/{name}") => greet(&request),
+            ("PUT", "/hello/notes/{id}") => put_note(&request),
+            ("GET", "/hello/notes/{id}") => get_note(&request),
+            _ => Err(Error::NotFound(format!("no route {}", request.path()))),
+        }
+    }
+}
+
+fn greet(request: &Request) -> Result<Response, Error> {
+    let name = request.require_param("name")?;
+    let greeting = bitbylaw_sdk::config::get("greeting").unwrap_or_else(|| "Hello".to_owned());
+    let visits = kv::incr("visits", 1)?;
+    info!("greeted {}", name; "visits" => visits);
+    Ok(Response::json(
+        200,
+        &serde_json::json!({ "message": format!("{greeting}, {name}!"), "visits": visits }),
+    ))
+}
+
+fn put_note(request: &Request) -> Result<Response, Error> {
+    let id = request.require_param("id")?;
+    let note: Note = request.json()?;
+    if note.text.is_empty() {
+        return Err(Error::BadRequest("`text` must not be empty".into()));
+    }
+    kv::set_json(&format!("note:{id}"), &note, None)?;
+    Ok(Response::json(200, &note))
+}
+
+fn get_note(request: &Request) -> Result<Response, Error> {
+    let id = request.require_param("id")?;
+    match kv::get_json::<Note>(&format!("note:{id}"))? {
+        Some(note) => Ok(Response::json(200, &note)),
+        None => Err(Error::NotFound(format!("no note `{id}`"))),
+    }
+}
+
+bitbylaw_sdk::export_plugin!(Hello);

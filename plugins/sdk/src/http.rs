@@ -1,0 +1,110 @@
+//! Outbound HTTP through the host, limited to the origins the tenant allows this plugin.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::bindings::bitbylaw::plugin::http as wit;
+
+pub use wit::Error as HttpError;
+pub use wit::Response as HttpResponse;
+
+/// A request being built: `http::Request::get(url).header(..).send()`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    inner: wit::Request,
+}
+
+impl Request {
+    pub fn new(method: &str, url: impl Into<String>) -> Self {
+        Self {
+            inner: wit::Request {
+                method: method.to_ascii_uppercase(),
+                url: url.into(),
+                headers: Vec::new(),
+                body: None,
+                timeout_ms: None,
+            },
+        }
+    }
+
+    pub fn get(url: impl Into<String>) -> Self {
+        Self::new("GET", url)
+    }
+
+    pub fn post(url: impl Into<String>) -> Self {
+        Self::new("POST", url)
+    }
+
+    pub fn put(url: impl Into<String>) -> Self {
+        Self::new("PUT", url)
+    }
+
+    pub fn delete(url: impl Into<String>) -> Self {
+        Self::new("DELETE", url)
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.inner.body = Some(body.into());
+        self
+    }
+
+    /// A JSON body with its content type.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Internal(format!("body not serialisable: {e}")))?;
+        Ok(self.header("content-type", "application/json").body(body))
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.inner.timeout_ms = Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+        self
+    }
+
+    pub fn send(&self) -> Result<HttpResponse, HttpError> {
+        wit::send(&self.inner)
+    }
+}
+
+impl HttpResponse {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| Error::BadGateway(format!("upstream sent unexpected JSON: {e}")))
+    }
+}
+
+impl From<HttpError> for Error {
+    fn from(error: HttpError) -> Self {
+        match error {
+            HttpError::Forbidden(m) => Error::Internal(format!("egress refused by the host: {m}")),
+            HttpError::InvalidRequest(m) => {
+                Error::Internal(format!("invalid outbound request: {m}"))
+            }
+            HttpError::Timeout => Error::GatewayTimeout("upstream did not answer in time".into()),
+            HttpError::Connection(m) => {
+                Error::BadGateway(format!("upstream connection failed: {m}"))
+            }
+            HttpError::TooLarge(n) => {
+                Error::BadGateway(format!("upstream response larger than {n} bytes"))
+            }
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! The [`Plugin`] trait and the glue between it and the generated `handler` export.
+
+use crate::bindings::exports::bitbylaw::plugin::handler as wit;
+use crate::{Error, Request, Response};
+
+/// What a plugin implements. Only [`Plugin::describe`] is required; a plugin
+/// overrides the handlers for what it declares (routes, topics, schedules).
+pub trait Plugin {
+    /// Routes, topics and schedules; asked once when the host loads the plugin.
+    fn describe() -> Description;
+
+    /// Answers a request on one of the declared routes.
+    fn handle_http(request: Request) -> Result<Response, Error> {
+        Err(Error::NotFound(format!(
+            "no handler for {}",
+            request.path()
+        )))
+    }
+
+    /// Handles an event of a subscribed topic.
+    fn handle_event(event: Event) -> Result<(), HandlerError> {
+        Err(HandlerError::Permanent(format!(
+            "no handler for topic {}",
+            event.topic
+        )))
+    }
+
+    /// Runs a declared schedule.
+    fn handle_schedule(name: &str) -> Result<(), HandlerError> {
+        Err(HandlerError::Permanent(format!(
+            "no handler for schedule {name}"
+        )))
+    }
+}
+
+/// An event delivered to a subscriber.
+pub type Event = wit::Event;
+
+/// Whether a failed event or schedule run should be tried again.
+pub type HandlerError = wit::HandlerError;
+
+/// The self-description a plugin gives the host.
+#[derive(Debug, Clone)]
+pub struct Description {
+    name: String,
+    version: String,
+    routes: Vec<wit::Route>,
+    topics: Vec<String>,
+    schedules: Vec<wit::Schedule>,
+}
+
+impl Description {
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            routes: Vec::new(),
+            topics: Vec::new(),
+            schedules: Vec::new(),
+        }
+    }
+
+    /// Serves `method` (or `*` for any) on `path`, e.g. `/notes/{id}` or `/files/{*rest}`.
+    pub fn route(mut self, method: &str, path: &str) -> Self {
+        self.routes.push(wit::Route {
+            method: method.to_ascii_uppercase(),
+            path: path.to_owned(),
+        });
+        self
+    }
+
+    /// Subscribes to a topic of the tenant's events.
+    pub fn topic(mut self, topic: &str) -> Self {
+        self.topics.push(topic.to_owned());
+        self
+    }
+
+    /// Asks to be called on a cron schedule (optional seconds field first).
+    pub fn schedule(mut self, name: &str, cron: &str) -> Self {
+        self.schedules.push(wit::Schedule {
+            name: name.to_owned(),
+            cron: cron.to_owned(),
+        });
+        self
+    }
+
+    #[doc(hidden)]
+    pub fn into_wit(self) -> wit::Description {
+        wit::Description {
+            name: self.name,
+            version: self.version,
+            routes: self.routes,
+            topics: self.topics,
+            schedules: self.schedules,
+        }
+    }
+}
+
+/// A panic traps the guest and its message would be lost with the instance;
+/// send it to the host's log first, where it lands with the request id.
+fn report_panics() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            crate::log(
+                crate::Level::Error,
+                &format!("plugin panicked: {info}"),
+                &[],
+            );
+        }));
+    });
+}
+
+#[doc(hidden)]
+pub fn dispatch_http<P: Plugin>(request: wit::Request) -> wit::Response {
+    report_panics();
+    match P::handle_http(Request::from_wit(request)) {
+        Ok(response) => response.into_wit(),
+        Err(error) => error.into_response().into_wit(),
+    }
+}
+
+#[doc(hidden)]
+pub fn dispatch_event<P: Plugin>(event: wit::Event) -> Result<(), wit::HandlerError> {
+    report_panics();
+    P::handle_event(event)
+}
+
+#[doc(hidden)]
+pub fn dispatch_schedule<P: Plugin>(name: String) -> Result<(), wit::HandlerError> {
+    report_panics();
+    P::handle_schedule(&name)
+}

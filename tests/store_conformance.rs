@@ -1,0 +1,236 @@
+//! One suite, both backends: the in-memory store must behave like Redis.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bitbylaw::store::{Bucket, MemoryStore, RedisStore, Store, StoreError};
+use bitbylaw_tests::{REDIS_URL, delete_prefix, wait_for};
+
+/// A store and the key prefix its test owns (removed on drop for Redis).
+struct Fixture {
+    store: Store,
+    prefix: String,
+}
+
+impl Fixture {
+    fn key(&self, name: &str) -> String {
+        format!("{}:{{t}}:p:{name}", self.prefix)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if matches!(self.store, Store::Redis(_)) {
+            delete_prefix(&self.prefix);
+        }
+    }
+}
+
+async fn fixture(redis: bool) -> Fixture {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let store = if redis {
+        Store::Redis(RedisStore::connect(REDIS_URL, None).await.unwrap())
+    } else {
+        Store::Memory(MemoryStore::new())
+    };
+    Fixture { store, prefix }
+}
+
+async fn kv_roundtrip(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("a");
+    assert_eq!(s.get(&key).await.unwrap(), None);
+    s.set(&key, b"one", None).await.unwrap();
+    assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(&b"one"[..]));
+    s.set(&key, b"two", None).await.unwrap();
+    assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(&b"two"[..]));
+    assert!(s.delete(&key).await.unwrap());
+    assert!(!s.delete(&key).await.unwrap());
+    assert_eq!(s.get(&key).await.unwrap(), None);
+}
+
+async fn kv_ttl_expires(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("ttl");
+    s.set(&key, b"v", Some(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    assert!(s.get(&key).await.unwrap().is_some());
+    wait_for(Duration::from_secs(5), || async {
+        s.get(&key).await.unwrap().is_none().then_some(())
+    })
+    .await;
+}
+
+async fn incr_counts_and_refuses_non_integers(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("n");
+    assert_eq!(s.incr(&key, 1).await.unwrap(), 1);
+    assert_eq!(s.incr(&key, 41).await.unwrap(), 42);
+    assert_eq!(s.incr(&key, -2).await.unwrap(), 40);
+    assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(&b"40"[..]));
+    let text = f.key("text");
+    s.set(&text, b"abc", None).await.unwrap();
+    assert!(matches!(
+        s.incr(&text, 1).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+async fn sets_report_new_members(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("set");
+    let strings = |items: &[&str]| items.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>();
+    assert_eq!(
+        s.set_add(&key, &strings(&["a", "b"])).await.unwrap(),
+        strings(&["a", "b"])
+    );
+    assert_eq!(
+        s.set_add(&key, &strings(&["b", "c", "a", "d"]))
+            .await
+            .unwrap(),
+        strings(&["c", "d"])
+    );
+    let mut members = s.set_members(&key).await.unwrap();
+    members.sort();
+    assert_eq!(members, strings(&["a", "b", "c", "d"]));
+    assert_eq!(s.set_remove(&key, &strings(&["a", "x"])).await.unwrap(), 1);
+    assert_eq!(
+        s.set_members(&f.key("none")).await.unwrap(),
+        Vec::<String>::new()
+    );
+    // A set is not a value.
+    assert!(matches!(s.get(&key).await, Err(StoreError::Invalid(_))));
+}
+
+async fn lock_is_exclusive_and_token_bound(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("lock");
+    let ttl = Duration::from_secs(30);
+    assert!(s.lock_acquire(&key, "t1", ttl).await.unwrap());
+    assert!(
+        !s.lock_acquire(&key, "t2", ttl).await.unwrap(),
+        "a second holder cannot acquire"
+    );
+    assert!(
+        !s.lock_release(&key, "t2").await.unwrap(),
+        "a wrong token cannot release"
+    );
+    assert!(
+        !s.lock_extend(&key, "t2", ttl).await.unwrap(),
+        "a wrong token cannot extend"
+    );
+    assert!(s.lock_extend(&key, "t1", ttl).await.unwrap());
+    assert!(
+        !s.lock_acquire(&key, "t2", ttl).await.unwrap(),
+        "still held after the failed release"
+    );
+    assert!(s.lock_release(&key, "t1").await.unwrap());
+    assert!(
+        s.lock_acquire(&key, "t2", ttl).await.unwrap(),
+        "free after the holder released"
+    );
+}
+
+async fn lock_expires_with_its_ttl(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("lease");
+    assert!(
+        s.lock_acquire(&key, "t1", Duration::from_millis(50))
+            .await
+            .unwrap()
+    );
+    wait_for(Duration::from_secs(5), || async {
+        s.lock_acquire(&key, "t2", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        !s.lock_release(&key, "t1").await.unwrap(),
+        "the expired holder cannot release the new lease"
+    );
+}
+
+/// Many callers at once get exactly `capacity` tokens, then exactly the refill.
+async fn rate_limit_allows_capacity_plus_refill(f: Fixture) {
+    let key = f.key("bucket");
+    // One token per 2 s: nothing refills during a burst of a few milliseconds.
+    let bucket = Bucket {
+        capacity: 10,
+        refill_per_second: 0.5,
+    };
+    let burst = |n: usize| {
+        let store = f.store.clone();
+        let key = key.clone();
+        async move {
+            let calls = (0..n).map(|_| {
+                let store = store.clone();
+                let key = key.clone();
+                tokio::spawn(async move { store.rate_take(&key, bucket, 1).await.unwrap() })
+            });
+            futures::future::join_all(calls)
+                .await
+                .into_iter()
+                .map(|decision| decision.unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let first = burst(60).await;
+    assert_eq!(first.iter().filter(|d| d.allowed).count(), 10);
+    let refused = first.iter().find(|d| !d.allowed).unwrap();
+    assert_eq!(refused.remaining, 0);
+    assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(2));
+
+    // The bucket said when the next token is there; after that, exactly one more.
+    let wait = first.iter().map(|d| d.retry_after).max().unwrap();
+    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    let second = burst(30).await;
+    assert_eq!(second.iter().filter(|d| d.allowed).count(), 1);
+}
+
+async fn rate_limit_refuses_impossible_requests(f: Fixture) {
+    let key = f.key("bucket2");
+    let bucket = Bucket {
+        capacity: 2,
+        refill_per_second: 1.0,
+    };
+    assert!(matches!(
+        f.store.rate_take(&key, bucket, 3).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let empty = Bucket {
+        capacity: 0,
+        refill_per_second: 1.0,
+    };
+    assert!(matches!(
+        f.store.rate_take(&key, empty, 1).await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(fixture(false).await).await } )*
+        }
+        mod redis {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(fixture(true).await).await } )*
+        }
+    };
+}
+
+conformance!(
+    kv_roundtrip,
+    kv_ttl_expires,
+    incr_counts_and_refuses_non_integers,
+    sets_report_new_members,
+    lock_is_exclusive_and_token_bound,
+    lock_expires_with_its_ttl,
+    rate_limit_allows_capacity_plus_refill,
+    rate_limit_refuses_impossible_requests,
+);

@@ -1,0 +1,226 @@
+//! Test support: start the host on port 0 with tenants written to a temporary
+//! folder, against real Redis under a unique key prefix that is removed again.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bitbylaw::host::Host;
+
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// The compiled test or example component `name` (`target/wasm32-wasip2/release/<name>.wasm`).
+pub fn component(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.exists(),
+        "component {} is missing: build the components first (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+/// Which state store a test host uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Memory,
+    Redis,
+}
+
+pub struct TestHostBuilder {
+    backend: Backend,
+    host_toml: String,
+    tenants: Vec<(String, String, Option<String>)>,
+}
+
+impl TestHostBuilder {
+    /// Extra lines for `host.toml` (sections such as `[plugin_defaults]`).
+    pub fn host_toml(mut self, text: &str) -> Self {
+        self.host_toml.push_str(text);
+        self.host_toml.push('\n');
+        self
+    }
+
+    /// A tenant with API key `api_key` (written to a secret file) and the given TOML
+    /// (plugins etc.). In the TOML, `{component:NAME}` stands for the component's path.
+    pub fn tenant(mut self, id: &str, api_key: Option<&str>, toml: &str) -> Self {
+        self.tenants
+            .push((id.to_owned(), toml.to_owned(), api_key.map(str::to_owned)));
+        self
+    }
+
+    pub async fn start(self) -> TestHost {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants_dir = dir.path().join("tenants");
+        std::fs::create_dir_all(&tenants_dir).unwrap();
+        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let store = match self.backend {
+            Backend::Redis => {
+                format!("[store]\nredis_url = \"{REDIS_URL}\"\nkey_prefix = \"{prefix}\"\n")
+            }
+            Backend::Memory => format!("[store]\nkey_prefix = \"{prefix}\"\n"),
+        };
+        let host_toml = format!(
+            "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = 64\ncache_dir = \"{}\"\n{}",
+            store,
+            cache_dir().display(),
+            self.host_toml
+        );
+        let host_file = dir.path().join("host.toml");
+        std::fs::write(&host_file, host_toml).unwrap();
+        for (id, toml, api_key) in &self.tenants {
+            let mut text = String::new();
+            if let Some(key) = api_key {
+                let key_file = dir.path().join(format!("{id}.key"));
+                std::fs::write(&key_file, key).unwrap();
+                text.push_str(&format!(
+                    "api_keys = [{{ file = \"{}\" }}]\n",
+                    key_file.display()
+                ));
+            }
+            text.push_str(&expand_components(toml));
+            std::fs::write(tenants_dir.join(format!("{id}.toml")), text).unwrap();
+        }
+        let config = bitbylaw::config::load(&host_file).unwrap();
+        let host = Host::start(config).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(bitbylaw::server::run(listener, host.clone(), async move {
+            let _ = stopped.await;
+        }));
+        TestHost {
+            addr,
+            host,
+            client: reqwest::Client::new(),
+            prefix,
+            backend: self.backend,
+            _dir: dir,
+            _stop: stop,
+            _server: server,
+        }
+    }
+}
+
+fn expand_components(toml: &str) -> String {
+    let mut text = toml.to_owned();
+    while let Some(start) = text.find("{component:") {
+        let end = start + text[start..].find('}').unwrap();
+        let name = &text[start + "{component:".len()..end];
+        let path = component(name).display().to_string();
+        text.replace_range(start..=end, &path);
+    }
+    text
+}
+
+/// Compiled components are cached across tests (and runs) like in production.
+fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/component-cache")
+}
+
+/// A running host on a free port.
+pub struct TestHost {
+    pub addr: SocketAddr,
+    pub host: Arc<Host>,
+    pub client: reqwest::Client,
+    /// The store's key prefix, unique to this test.
+    pub prefix: String,
+    backend: Backend,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestHost {
+    pub fn builder(backend: Backend) -> TestHostBuilder {
+        TestHostBuilder {
+            backend,
+            host_toml: String::new(),
+            tenants: Vec::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// A GET with the API key in the `apikey` header.
+    pub async fn get(&self, path: &str, api_key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("apikey", api_key)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if self.backend == Backend::Redis {
+            delete_prefix(&self.prefix);
+        }
+    }
+}
+
+/// A plain Redis connection for looking at what the host wrote.
+pub fn redis_connection() -> redis::Connection {
+    redis::Client::open(REDIS_URL)
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Every key under `prefix`.
+pub fn keys_with_prefix(prefix: &str) -> Vec<String> {
+    let mut connection = redis_connection();
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut connection)
+        .unwrap();
+    keys.sort();
+    keys
+}
+
+/// Removes every key under `prefix` (tests clean up after themselves).
+pub fn delete_prefix(prefix: &str) {
+    let Ok(client) = redis::Client::open(REDIS_URL) else {
+        return;
+    };
+    let Ok(mut connection) = client.get_connection() else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut connection)
+        .unwrap_or_default();
+    if !keys.is_empty() {
+        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
