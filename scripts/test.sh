@@ -6,4 +6,13 @@ cd "$(dirname "$0")/.."
 
 scripts/ensure-redis.sh
 scripts/build-components.sh
-cargo test --workspace "$@"
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over all test binaries (cargo prints one per binary).
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

@@ -326,3 +326,63 @@ async fn health_ready_and_metrics() {
         "bitbylaw_instantiation_duration_seconds_count{tenant=\"firm-a\",plugin=\"hello\"}"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_reach_subscribers_of_the_same_tenant_only() {
+    let app = hello_host(Backend::Redis).await;
+    for id in ["n1", "n2"] {
+        let put = app
+            .client
+            .put(app.url(&format!("/hello/notes/{id}")))
+            .header("apikey", "key-a")
+            .json(&serde_json::json!({ "text": "x" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(put.status(), 200);
+    }
+    let saved = bitbylaw_tests::wait_for(std::time::Duration::from_secs(10), || async {
+        let ids: Vec<String> = app.get("/hello/notes", "key-a").await.json().await.unwrap();
+        (ids.len() == 2).then_some(ids)
+    })
+    .await;
+    assert_eq!(saved, vec!["n1", "n2"]);
+    let other: Vec<String> = app.get("/hello/notes", "key-b").await.json().await.unwrap();
+    assert!(other.is_empty(), "tenant B received tenant A's events: {other:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_a_tenant_swaps_its_plugins_without_failed_requests() {
+    let app = hello_host(Backend::Memory).await;
+    // Requests without pause until twenty answers came from the new config.
+    let traffic = {
+        let client = app.client.clone();
+        let url = app.url("/hello/Ada");
+        tokio::spawn(async move {
+            let mut messages = Vec::new();
+            while messages.iter().filter(|m| *m == "Moin, Ada!").count() < 20 {
+                let response = client.get(&url).header("apikey", "key-a").send().await.unwrap();
+                assert_eq!(response.status(), 200, "a request failed during the swap");
+                let body: Value = response.json().await.unwrap();
+                messages.push(body["message"].as_str().unwrap().to_owned());
+            }
+            messages
+        })
+    };
+    let file = app.tenant_file("firm-a");
+    let text = std::fs::read_to_string(&file).unwrap().replace("Guten Tag", "Moin");
+    std::fs::write(&file, text).unwrap();
+    let config = bitbylaw::config::load_tenant(&file).unwrap();
+    app.host.reload_tenant(&config).await.unwrap();
+
+    let messages = tokio::time::timeout(std::time::Duration::from_secs(30), traffic)
+        .await
+        .expect("the new config never answered")
+        .unwrap();
+    let first_new = messages.iter().position(|m| m == "Moin, Ada!").unwrap();
+    assert!(messages[..first_new].iter().all(|m| m == "Guten Tag, Ada!"));
+    assert!(messages[first_new..].iter().all(|m| m == "Moin, Ada!"), "answers went back to the old version");
+    // The other tenant was not touched.
+    let b: Value = app.get("/hello/Ada", "key-b").await.json().await.unwrap();
+    assert_eq!(b["message"], "Guten Tag, Ada!");
+}

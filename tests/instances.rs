@@ -259,3 +259,29 @@ async fn egress_outside_the_allowlist_is_refused() {
         "bitbylaw_egress_refused_total{tenant=\"firm-a\",plugin=\"forbidden-egress\"} 1"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_components_are_reused_from_disk_after_a_restart() {
+    let cache = tempfile::tempdir().unwrap();
+    let tenant = "[plugins.noop]\ncomponent = \"{component:noop}\"\n";
+    let first = TestHost::builder(Backend::Memory)
+        .cache_dir(cache.path())
+        .tenant("firm-a", Some("k"), tenant)
+        .start()
+        .await;
+    let stats = first.host.runtime().cache_stats();
+    assert_eq!((stats.compiled, stats.from_disk), (1, 0));
+    let cached: Vec<_> = std::fs::read_dir(cache.path()).unwrap().collect();
+    assert_eq!(cached.len(), 1, "one compiled file on disk");
+    drop(first);
+
+    let restarted = TestHost::builder(Backend::Memory)
+        .cache_dir(cache.path())
+        .tenant("firm-a", Some("k"), tenant)
+        .tenant("firm-b", Some("k2"), tenant)
+        .start()
+        .await;
+    let stats = restarted.host.runtime().cache_stats();
+    assert_eq!((stats.compiled, stats.from_disk), (0, 1), "same component: no compilation, one load");
+    assert_eq!(restarted.get("/noop", "k2").await.status(), 204);
+}

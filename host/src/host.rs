@@ -59,7 +59,7 @@ impl Host {
         });
         let mut loaded = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
-            loaded.push(host.load_tenant(tenant).await?);
+            loaded.push(Arc::new(host.load_tenant(tenant).await?));
         }
         host.registry
             .replace(Deployment::new(loaded).map_err(|e| anyhow::anyhow!("tenants: {e}"))?);
@@ -90,6 +90,15 @@ impl Host {
     /// True once every tenant of the config has been loaded.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Loads `config` and swaps it in for the tenant of the same id, atomically:
+    /// requests in flight finish on the old plugins, new ones get the new.
+    pub async fn reload_tenant(&self, config: &TenantConfig) -> anyhow::Result<()> {
+        let tenant = self.load_tenant(config).await?;
+        self.registry
+            .swap_tenant(tenant)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))
     }
 
     /// Builds a tenant from its config: secrets, components, routes.

@@ -3,26 +3,38 @@
 //! request names them.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` wins over `filter` when set.
-/// A second call (tests) leaves the first subscriber in place.
+/// Installs the global subscriber writing to stdout. `RUST_LOG` wins over
+/// `filter` when set. A second call (tests) leaves the first subscriber in place.
 pub fn init(format: LogFormat, filter: &str) {
+    init_with_writer(format, filter, std::io::stdout);
+}
+
+/// Like [`init`], writing to `writer` (tests capture the log this way).
+pub fn init_with_writer<W>(format: LogFormat, filter: &str, writer: W)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
-        LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Human => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
+            .try_init(),
         LogFormat::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    .with_writer(writer),
             )
             .try_init(),
     };

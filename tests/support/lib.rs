@@ -36,11 +36,18 @@ pub enum Backend {
 
 pub struct TestHostBuilder {
     backend: Backend,
+    cache_dir: Option<PathBuf>,
     host_toml: String,
     tenants: Vec<(String, String, Option<String>)>,
 }
 
 impl TestHostBuilder {
+    /// Where compiled components are cached (default: one folder shared by all tests).
+    pub fn cache_dir(mut self, dir: &Path) -> Self {
+        self.cache_dir = Some(dir.to_owned());
+        self
+    }
+
     /// Extra lines for `host.toml` (sections such as `[plugin_defaults]`).
     pub fn host_toml(mut self, text: &str) -> Self {
         self.host_toml.push_str(text);
@@ -70,7 +77,7 @@ impl TestHostBuilder {
         let host_toml = format!(
             "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = 64\ncache_dir = \"{}\"\n{}",
             store,
-            cache_dir().display(),
+            self.cache_dir.unwrap_or_else(cache_dir).display(),
             self.host_toml
         );
         let host_file = dir.path().join("host.toml");
@@ -142,9 +149,15 @@ impl TestHost {
     pub fn builder(backend: Backend) -> TestHostBuilder {
         TestHostBuilder {
             backend,
+            cache_dir: None,
             host_toml: String::new(),
             tenants: Vec::new(),
         }
+    }
+
+    /// The file tenant `id` was loaded from; edit it and call `host.reload_tenant`.
+    pub fn tenant_file(&self, id: &str) -> PathBuf {
+        self._dir.path().join("tenants").join(format!("{id}.toml"))
     }
 
     pub fn url(&self, path: &str) -> String {

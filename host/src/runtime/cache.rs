@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -18,6 +19,17 @@ pub struct ComponentCache {
     /// Tells compiled files of another Wasmtime version or engine setting apart.
     engine_tag: String,
     loaded: Mutex<HashMap<String, Component>>,
+    compiled: AtomicU64,
+    from_disk: AtomicU64,
+}
+
+/// How components were obtained since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Compiled from Wasm (nothing usable on disk).
+    pub compiled: u64,
+    /// Loaded from a compiled file on disk.
+    pub from_disk: u64,
 }
 
 impl ComponentCache {
@@ -29,6 +41,15 @@ impl ComponentCache {
             dir,
             engine_tag: format!("{:016x}", hasher.finish()),
             loaded: Mutex::new(HashMap::new()),
+            compiled: AtomicU64::new(0),
+            from_disk: AtomicU64::new(0),
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            from_disk: self.from_disk.load(Ordering::Relaxed),
         }
     }
 
@@ -46,10 +67,15 @@ impl ComponentCache {
         }
         let engine = self.engine.clone();
         let file = self.dir.join(format!("{digest}-{}.cwasm", self.engine_tag));
-        let component =
+        let (component, origin) =
             tokio::task::spawn_blocking(move || compile_or_reuse(&engine, &bytes, &file))
                 .await
                 .context("compilation task failed")??;
+        let counter = match origin {
+            Origin::Compiled => &self.compiled,
+            Origin::Disk => &self.from_disk,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.lock().insert(digest.clone(), component.clone());
         Ok((component, digest))
     }
@@ -61,10 +87,15 @@ impl ComponentCache {
     }
 }
 
-fn compile_or_reuse(engine: &Engine, bytes: &[u8], file: &Path) -> anyhow::Result<Component> {
+enum Origin {
+    Compiled,
+    Disk,
+}
+
+fn compile_or_reuse(engine: &Engine, bytes: &[u8], file: &Path) -> anyhow::Result<(Component, Origin)> {
     if file.exists() {
         match deserialize(engine, file) {
-            Ok(component) => return Ok(component),
+            Ok(component) => return Ok((component, Origin::Disk)),
             Err(error) => {
                 tracing::warn!(file = %file.display(), %error, "cached compilation unusable; compiling again")
             }
@@ -77,7 +108,7 @@ fn compile_or_reuse(engine: &Engine, bytes: &[u8], file: &Path) -> anyhow::Resul
         // The cache only saves time; a read-only disk must not stop the host.
         tracing::warn!(file = %file.display(), %error, "cannot cache the compiled component");
     }
-    Ok(component)
+    Ok((component, Origin::Compiled))
 }
 
 #[allow(unsafe_code)]

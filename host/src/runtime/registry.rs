@@ -32,6 +32,34 @@ impl Registry {
     pub fn replace(&self, deployment: Deployment) {
         self.current.store(Arc::new(deployment));
     }
+
+    /// Puts `tenant` in place of the tenant with the same id (or adds it).
+    /// Calls already running keep the plugins they started with.
+    pub fn swap_tenant(&self, tenant: Tenant) -> Result<(), String> {
+        let tenant = Arc::new(tenant);
+        // Builds the next deployment from the current one; retried if another swap won the race.
+        let mut outcome = Ok(());
+        self.current.rcu(|current| {
+            let tenants = current
+                .tenants
+                .values()
+                .filter(|other| other.id != tenant.id)
+                .cloned()
+                .chain(std::iter::once(tenant.clone()))
+                .collect();
+            match Deployment::new(tenants) {
+                Ok(next) => {
+                    outcome = Ok(());
+                    Arc::new(next)
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    current.clone()
+                }
+            }
+        });
+        outcome
+    }
 }
 
 /// One tenant with its loaded plugins and routes.
@@ -65,7 +93,7 @@ pub struct Deployment {
 
 impl Deployment {
     /// Indexes the tenants; an API key or Kong consumer claimed by two tenants is an error.
-    pub fn new(tenants: Vec<Tenant>) -> Result<Self, String> {
+    pub fn new(tenants: Vec<Arc<Tenant>>) -> Result<Self, String> {
         let mut deployment = Self {
             tenants: HashMap::new(),
             api_keys: HashMap::new(),
@@ -95,9 +123,7 @@ impl Deployment {
                     ));
                 }
             }
-            deployment
-                .tenants
-                .insert(tenant.id.clone(), Arc::new(tenant));
+            deployment.tenants.insert(tenant.id.clone(), tenant);
         }
         Ok(deployment)
     }

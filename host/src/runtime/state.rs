@@ -29,7 +29,11 @@ impl HostState {
     pub fn new(plugin: Arc<PluginContext>, memory_limit: usize) -> Self {
         // No files, sockets, environment or arguments: plugins reach the world only
         // through the bitbylaw capabilities. Clocks and randomness are WASI's.
-        let wasi = WasiCtx::builder().build();
+        let wasi = WasiCtx::builder()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
         Self {
             plugin,
             call: CallContext {

@@ -1,7 +1,8 @@
 //! The example plugin: a greeting from the tenant's config, a visit counter and
-//! notes kept in the tenant's store. Small on purpose: read it to see the SDK.
+//! notes kept in the tenant's store; saving a note emits an event that the
+//! plugin itself subscribes to. Small on purpose: read it to see the SDK.
 
-use bitbylaw_sdk::{Description, Error, Plugin, Request, Response, info, kv};
+use bitbylaw_sdk::{Description, Error, Event, HandlerError, Plugin, Request, Response, events, info, kv};
 use serde::{Deserialize, Serialize};
 
 struct Hello;
@@ -17,6 +18,8 @@ impl Plugin for Hello {
             .route("GET", "/hello/{name}")
             .route("PUT", "/hello/notes/{id}")
             .route("GET", "/hello/notes/{id}")
+            .route("GET", "/hello/notes")
+            .topic(NOTE_SAVED)
     }
 
     fn handle_http(request: Request) -> Result<Response, Error> {
@@ -24,10 +27,20 @@ impl Plugin for Hello {
             ("GET", "/hello/{name}") => greet(&request),
             ("PUT", "/hello/notes/{id}") => put_note(&request),
             ("GET", "/hello/notes/{id}") => get_note(&request),
+            ("GET", "/hello/notes") => saved_notes(),
             _ => Err(Error::NotFound(format!("no route {}", request.path()))),
         }
     }
+
+    /// Keeps the ids of saved notes in a set, as a downstream sync would record its work.
+    fn handle_event(event: Event) -> Result<(), HandlerError> {
+        let id = String::from_utf8(event.payload).map_err(|_| HandlerError::Permanent("payload is not UTF-8".into()))?;
+        kv::set_add("saved", &[id]).map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        Ok(())
+    }
 }
+
+const NOTE_SAVED: &str = "hello.note-saved";
 
 fn greet(request: &Request) -> Result<Response, Error> {
     let name = request.require_param("name")?;
@@ -47,6 +60,7 @@ fn put_note(request: &Request) -> Result<Response, Error> {
         return Err(Error::BadRequest("`text` must not be empty".into()));
     }
     kv::set_json(&format!("note:{id}"), &note, None)?;
+    events::emit(NOTE_SAVED, id.as_bytes())?;
     Ok(Response::json(200, &note))
 }
 
@@ -56,6 +70,12 @@ fn get_note(request: &Request) -> Result<Response, Error> {
         Some(note) => Ok(Response::json(200, &note)),
         None => Err(Error::NotFound(format!("no note `{id}`"))),
     }
+}
+
+fn saved_notes() -> Result<Response, Error> {
+    let mut ids = kv::set_members("saved")?;
+    ids.sort();
+    Ok(Response::json(200, &ids))
 }
 
 bitbylaw_sdk::export_plugin!(Hello);
