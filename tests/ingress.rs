@@ -348,7 +348,10 @@ async fn events_reach_subscribers_of_the_same_tenant_only() {
     .await;
     assert_eq!(saved, vec!["n1", "n2"]);
     let other: Vec<String> = app.get("/hello/notes", "key-b").await.json().await.unwrap();
-    assert!(other.is_empty(), "tenant B received tenant A's events: {other:?}");
+    assert!(
+        other.is_empty(),
+        "tenant B received tenant A's events: {other:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -361,7 +364,12 @@ async fn reloading_a_tenant_swaps_its_plugins_without_failed_requests() {
         tokio::spawn(async move {
             let mut messages = Vec::new();
             while messages.iter().filter(|m| *m == "Moin, Ada!").count() < 20 {
-                let response = client.get(&url).header("apikey", "key-a").send().await.unwrap();
+                let response = client
+                    .get(&url)
+                    .header("apikey", "key-a")
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(response.status(), 200, "a request failed during the swap");
                 let body: Value = response.json().await.unwrap();
                 messages.push(body["message"].as_str().unwrap().to_owned());
@@ -370,7 +378,9 @@ async fn reloading_a_tenant_swaps_its_plugins_without_failed_requests() {
         })
     };
     let file = app.tenant_file("firm-a");
-    let text = std::fs::read_to_string(&file).unwrap().replace("Guten Tag", "Moin");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("Guten Tag", "Moin");
     std::fs::write(&file, text).unwrap();
     let config = bitbylaw::config::load_tenant(&file).unwrap();
     app.host.reload_tenant(&config).await.unwrap();
@@ -381,7 +391,10 @@ async fn reloading_a_tenant_swaps_its_plugins_without_failed_requests() {
         .unwrap();
     let first_new = messages.iter().position(|m| m == "Moin, Ada!").unwrap();
     assert!(messages[..first_new].iter().all(|m| m == "Guten Tag, Ada!"));
-    assert!(messages[first_new..].iter().all(|m| m == "Moin, Ada!"), "answers went back to the old version");
+    assert!(
+        messages[first_new..].iter().all(|m| m == "Moin, Ada!"),
+        "answers went back to the old version"
+    );
     // The other tenant was not touched.
     let b: Value = app.get("/hello/Ada", "key-b").await.json().await.unwrap();
     assert_eq!(b["message"], "Guten Tag, Ada!");

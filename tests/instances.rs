@@ -282,6 +282,10 @@ async fn compiled_components_are_reused_from_disk_after_a_restart() {
         .start()
         .await;
     let stats = restarted.host.runtime().cache_stats();
-    assert_eq!((stats.compiled, stats.from_disk), (0, 1), "same component: no compilation, one load");
+    assert_eq!(
+        (stats.compiled, stats.from_disk),
+        (0, 1),
+        "same component: no compilation, one load"
+    );
     assert_eq!(restarted.get("/noop", "k2").await.status(), 204);
 }

@@ -28,7 +28,9 @@ impl Write for Capture {
 impl Capture {
     fn lines(&self) -> Vec<Value> {
         let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
     }
 
     fn text(&self) -> String {
@@ -92,6 +94,9 @@ async fn guest_logs_carry_tenant_plugin_and_request_id_and_no_secrets() {
 
     let text = capture.text();
     for secret in ["key-secret-123", "key-secret-999", "tok-secret-456"] {
-        assert!(!text.contains(secret), "secret {secret} in the log:\n{text}");
+        assert!(
+            !text.contains(secret),
+            "secret {secret} in the log:\n{text}"
+        );
     }
 }

@@ -28,7 +28,9 @@ fn main() {
     let pooled = runtime.block_on(serve_host("pooled"));
     let fresh = runtime.block_on(serve_host("fresh"));
 
-    println!("load: wrk, 1 thread, {connections} connections, {seconds} s per target, 2 server worker threads");
+    println!(
+        "load: wrk, 1 thread, {connections} connections, {seconds} s per target, 2 server worker threads"
+    );
     let native_rps = wrk(&format!("http://{native}/noop"), seconds, connections);
     let pooled_rps = wrk(&format!("http://{}/noop", pooled.0), seconds, connections);
     let fresh_rps = wrk(&format!("http://{}/noop", fresh.0), seconds, connections);
@@ -44,7 +46,10 @@ fn main() {
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn serve_native() -> SocketAddr {
@@ -59,8 +64,12 @@ async fn serve_native() -> SocketAddr {
 }
 
 async fn serve_host(mode: &str) -> (SocketAddr, tempfile::TempDir) {
-    let component = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
-    assert!(component.exists(), "build the components first: scripts/build-components.sh");
+    let component =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
+    assert!(
+        component.exists(),
+        "build the components first: scripts/build-components.sh"
+    );
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     // Behind Kong: the consumer header from a trusted peer, as in production.
@@ -81,7 +90,11 @@ async fn serve_host(mode: &str) -> (SocketAddr, tempfile::TempDir) {
     let host = bitbylaw::host::Host::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(bitbylaw::server::run(listener, host, std::future::pending()));
+    tokio::spawn(bitbylaw::server::run(
+        listener,
+        host,
+        std::future::pending(),
+    ));
     (addr, dir)
 }
 

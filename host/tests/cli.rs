@@ -17,14 +17,20 @@ fn check(host_toml: &str, tenant_toml: Option<&str>) -> (i32, String) {
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
-    (output.status.code().unwrap(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn malformed_host_config_names_file_and_key() {
     let (code, stderr) = check("[ingress]\nmax_body_bytes = -5\n", None);
     assert_eq!(code, 2);
-    assert!(stderr.contains("host.toml: key `ingress.max_body_bytes`"), "{stderr}");
+    assert!(
+        stderr.contains("host.toml: key `ingress.max_body_bytes`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -40,7 +46,10 @@ fn malformed_tenant_config_names_file_and_key() {
     let tenant = "[plugins.hello]\ncomponent = \"x.wasm\"\nallowed_origin = []\n";
     let (code, stderr) = check("", Some(tenant));
     assert_eq!(code, 2);
-    assert!(stderr.contains("firm-a.toml: key `plugins.hello.allowed_origin`"), "{stderr}");
+    assert!(
+        stderr.contains("firm-a.toml: key `plugins.hello.allowed_origin`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("unknown field"), "{stderr}");
 }
 
@@ -49,8 +58,14 @@ fn missing_secret_names_the_variable_not_a_value() {
     let tenant = "api_keys = [{ env = \"BITBYLAW_TEST_SURELY_UNSET\" }]\n";
     let (code, stderr) = check("", Some(tenant));
     assert_eq!(code, 2);
-    assert!(stderr.contains("firm-a.toml: key `api_keys[0]`"), "{stderr}");
-    assert!(stderr.contains("`BITBYLAW_TEST_SURELY_UNSET` is not set"), "{stderr}");
+    assert!(
+        stderr.contains("firm-a.toml: key `api_keys[0]`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`BITBYLAW_TEST_SURELY_UNSET` is not set"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -58,5 +73,8 @@ fn missing_component_names_the_key() {
     let tenant = "[plugins.hello]\ncomponent = \"missing.wasm\"\n";
     let (code, stderr) = check("", Some(tenant));
     assert_eq!(code, 2);
-    assert!(stderr.contains("firm-a.toml: key `plugins.hello.component`"), "{stderr}");
+    assert!(
+        stderr.contains("firm-a.toml: key `plugins.hello.component`"),
+        "{stderr}"
+    );
 }

@@ -92,7 +92,11 @@ enum Origin {
     Disk,
 }
 
-fn compile_or_reuse(engine: &Engine, bytes: &[u8], file: &Path) -> anyhow::Result<(Component, Origin)> {
+fn compile_or_reuse(
+    engine: &Engine,
+    bytes: &[u8],
+    file: &Path,
+) -> anyhow::Result<(Component, Origin)> {
     if file.exists() {
         match deserialize(engine, file) {
             Ok(component) => return Ok((component, Origin::Disk)),

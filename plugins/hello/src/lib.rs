@@ -2,7 +2,9 @@
 //! notes kept in the tenant's store; saving a note emits an event that the
 //! plugin itself subscribes to. Small on purpose: read it to see the SDK.
 
-use bitbylaw_sdk::{Description, Error, Event, HandlerError, Plugin, Request, Response, events, info, kv};
+use bitbylaw_sdk::{
+    Description, Error, Event, HandlerError, Plugin, Request, Response, events, info, kv,
+};
 use serde::{Deserialize, Serialize};
 
 struct Hello;
@@ -34,7 +36,8 @@ impl Plugin for Hello {
 
     /// Keeps the ids of saved notes in a set, as a downstream sync would record its work.
     fn handle_event(event: Event) -> Result<(), HandlerError> {
-        let id = String::from_utf8(event.payload).map_err(|_| HandlerError::Permanent("payload is not UTF-8".into()))?;
+        let id = String::from_utf8(event.payload)
+            .map_err(|_| HandlerError::Permanent("payload is not UTF-8".into()))?;
         kv::set_add("saved", &[id]).map_err(|e| HandlerError::Retryable(e.to_string()))?;
         Ok(())
     }
