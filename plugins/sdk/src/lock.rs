@@ -35,3 +35,13 @@ pub fn acquire(name: &str, ttl: Duration) -> Result<Option<Lease>, StoreError> {
         token,
     }))
 }
+
+/// Extends a lease known only by its token (e.g. kept in `kv` between calls).
+pub fn extend(name: &str, token: &str, ttl: Duration) -> Result<bool, StoreError> {
+    wit::extend(name, token, millis(ttl))
+}
+
+/// Releases a lease known only by its token.
+pub fn release(name: &str, token: &str) -> Result<bool, StoreError> {
+    wit::release(name, token)
+}
