@@ -34,7 +34,15 @@ async fn example_plugin_answers_and_writes_under_the_tenant_prefix() {
     assert_eq!(body["visits"], 1);
 
     let key = format!("{}:{{firm-a}}:hello:kv:visits", app.prefix);
-    assert_eq!(keys_with_prefix(&app.prefix), vec![key.clone()]);
+    let keys = keys_with_prefix(&app.prefix);
+    let kv: Vec<&String> = keys.iter().filter(|k| k.contains(":kv:")).collect();
+    assert_eq!(kv, vec![&key]);
+    // Everything else (the event streams of its subscription) is under a tenant's hash tag too.
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with(&format!("{}:{{firm-", app.prefix))),
+        "{keys:?}"
+    );
     let stored: i64 = redis_connection().get(&key).unwrap();
     assert_eq!(stored, 1);
 

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 
 use crate::capabilities::http::{Egress, Origin};
-use crate::config::{Config, HostConfig, TenantConfig};
-use crate::events::{self, EventBus};
+use crate::config::{Config, HostConfig, Secret, TenantConfig};
+use crate::events::schedule::{ScheduleSpec, parse_cron};
+use crate::events::{EventBus, MemoryBus, RedisBus, Subscription};
 use crate::ingress::RouteTable;
 use crate::metrics::Metrics;
 use crate::runtime::{Deployment, LoadedPlugin, PluginContext, Registry, Runtime, Tenant};
@@ -22,8 +23,8 @@ pub struct Host {
     metrics: Metrics,
     egress: Egress,
     events: EventBus,
+    admin_token: Option<Secret>,
     loaded: AtomicBool,
-    dispatcher: tokio::task::JoinHandle<()>,
 }
 
 impl Host {
@@ -41,11 +42,31 @@ impl Host {
         )?;
         let egress = Egress::new(&config.egress).context("creating the outbound HTTP client")?;
         let metrics = Metrics::new();
-        let (events, receiver) = EventBus::new();
+        let prefix = &config.store.key_prefix;
+        let events = match &store {
+            Store::Redis(redis) => EventBus::Redis(RedisBus::new(
+                redis.clone(),
+                prefix,
+                &config.events,
+                metrics.clone(),
+            )),
+            Store::Memory(_) => EventBus::Memory(MemoryBus::new(
+                store.clone(),
+                prefix,
+                &config.events,
+                metrics.clone(),
+            )),
+        };
         let registry = Arc::new(Registry::new(
             Deployment::new(Vec::new()).map_err(anyhow::Error::msg)?,
         ));
-        let dispatcher = tokio::spawn(events::dispatch(registry.clone(), receiver));
+        let admin_token = config
+            .admin
+            .token
+            .as_ref()
+            .map(|reference| reference.resolve(&config.base_dir))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("key `admin.token`: {e}"))?;
         let host = Arc::new(Self {
             config,
             store,
@@ -54,15 +75,21 @@ impl Host {
             metrics,
             egress,
             events,
+            admin_token,
             loaded: AtomicBool::new(false),
-            dispatcher,
         });
         let mut loaded = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
             loaded.push(Arc::new(host.load_tenant(tenant).await?));
         }
         host.registry
-            .replace(Deployment::new(loaded).map_err(|e| anyhow::anyhow!("tenants: {e}"))?);
+            .replace(Deployment::new(loaded.clone()).map_err(|e| anyhow::anyhow!("tenants: {e}"))?);
+        for tenant in &loaded {
+            host.events
+                .run_tenant(&host.registry, tenant)
+                .await
+                .with_context(|| format!("starting event delivery for tenant `{}`", tenant.id))?;
+        }
         host.loaded.store(true, Ordering::Release);
         Ok(host)
     }
@@ -77,6 +104,15 @@ impl Host {
 
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The admin API's bearer token; `None` keeps the admin API off.
+    pub fn admin_token(&self) -> Option<&Secret> {
+        self.admin_token.as_ref()
+    }
+
+    pub fn events(&self) -> &EventBus {
+        &self.events
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -96,9 +132,14 @@ impl Host {
     /// requests in flight finish on the old plugins, new ones get the new.
     pub async fn reload_tenant(&self, config: &TenantConfig) -> anyhow::Result<()> {
         let tenant = self.load_tenant(config).await?;
+        let tenant = Arc::new(tenant);
         self.registry
-            .swap_tenant(tenant)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))
+            .swap_tenant(tenant.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", config.file.display()))?;
+        self.events
+            .run_tenant(&self.registry, &tenant)
+            .await
+            .with_context(|| format!("restarting event delivery for tenant `{}`", tenant.id))
     }
 
     /// Builds a tenant from its config: secrets, components, routes.
@@ -115,6 +156,8 @@ impl Host {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let mut plugins = BTreeMap::new();
         let mut routes = RouteTable::default();
+        let mut subscriptions = Vec::new();
+        let mut schedules = Vec::new();
         for (name, plugin_config) in config.plugins.iter().filter(|(_, p)| p.enabled) {
             let key = format!("plugins.{name}");
             let limits = plugin_config.limits.apply(&self.config.plugin_defaults);
@@ -155,6 +198,8 @@ impl Host {
                 routes = plugin.description.routes.len(),
                 "plugin loaded"
             );
+            subscriptions.extend(self.subscriptions(config, name, plugin_config, &plugin)?);
+            schedules.extend(schedules_of(config, name, plugin_config, &plugin)?);
             plugins.insert(name.clone(), plugin);
         }
         Ok(Tenant {
@@ -163,7 +208,60 @@ impl Host {
             routes,
             api_keys,
             kong_consumers: config.kong_consumers.clone(),
+            subscriptions,
+            schedules,
+            default_subscription: self.config.events.subscription_defaults.clone(),
         })
+    }
+
+    /// The plugin's topics with their settings; overrides must name declared topics.
+    fn subscriptions(
+        &self,
+        tenant: &TenantConfig,
+        name: &str,
+        config: &crate::config::PluginConfig,
+        plugin: &LoadedPlugin,
+    ) -> anyhow::Result<Vec<Subscription>> {
+        let topics = &plugin.description.topics;
+        if let Some(unknown) = config
+            .subscriptions
+            .keys()
+            .find(|topic| !topics.contains(topic))
+        {
+            anyhow::bail!(
+                "{}: key `plugins.{name}.subscriptions.{unknown}`: the plugin does not subscribe to this topic (it does to: {})",
+                tenant.file.display(),
+                topics.join(", ")
+            );
+        }
+        let deadline = plugin.pool().limits().deadline_ms;
+        if deadline >= self.config.events.visibility_timeout_ms && !topics.is_empty() {
+            anyhow::bail!(
+                "{}: key `plugins.{name}.limits.deadline_ms`: must be shorter than events.visibility_timeout_ms ({}) for a plugin that handles events",
+                tenant.file.display(),
+                self.config.events.visibility_timeout_ms
+            );
+        }
+        topics
+            .iter()
+            .map(|topic| {
+                let settings = config
+                    .subscriptions
+                    .get(topic)
+                    .map(|o| o.apply(&self.config.events.subscription_defaults))
+                    .unwrap_or_else(|| self.config.events.subscription_defaults.clone());
+                crate::config::check_subscription(
+                    &tenant.file,
+                    &format!("plugins.{name}.subscriptions.{topic}"),
+                    &settings,
+                )?;
+                Ok(Subscription {
+                    plugin: name.to_owned(),
+                    topic: topic.clone(),
+                    settings,
+                })
+            })
+            .collect()
     }
 
     fn plugin_context(
@@ -212,10 +310,48 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.dispatcher.abort();
+/// The plugin's schedules as the tenant wants them: its own cron or the tenant's, or none.
+fn schedules_of(
+    tenant: &TenantConfig,
+    name: &str,
+    config: &crate::config::PluginConfig,
+    plugin: &LoadedPlugin,
+) -> anyhow::Result<Vec<ScheduleSpec>> {
+    let declared = &plugin.description.schedules;
+    if let Some(unknown) = config
+        .schedules
+        .keys()
+        .find(|s| !declared.iter().any(|d| &d.name == *s))
+    {
+        anyhow::bail!(
+            "{}: key `plugins.{name}.schedules.{unknown}`: the plugin declares no such schedule",
+            tenant.file.display()
+        );
     }
+    let mut specs = Vec::new();
+    for schedule in declared {
+        let overriding = config.schedules.get(&schedule.name);
+        if overriding.is_some_and(|o| !o.enabled) {
+            continue;
+        }
+        let expression = overriding
+            .and_then(|o| o.cron.clone())
+            .unwrap_or_else(|| schedule.cron.clone());
+        let cron = parse_cron(&expression).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: key `plugins.{name}` (schedule `{}`): {e}",
+                tenant.file.display(),
+                schedule.name
+            )
+        })?;
+        specs.push(ScheduleSpec {
+            plugin: name.to_owned(),
+            name: schedule.name.clone(),
+            expression,
+            cron,
+        });
+    }
+    Ok(specs)
 }
 
 async fn connect_store(config: &HostConfig) -> anyhow::Result<Store> {

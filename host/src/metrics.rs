@@ -7,6 +7,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -31,6 +32,21 @@ struct PluginLabels {
     plugin: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    tenant: String,
+    plugin: String,
+    topic: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    tenant: String,
+    plugin: String,
+    topic: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Cheap to clone; every clone records into the same registry.
@@ -47,6 +63,12 @@ struct Inner {
     deadline_hits: Family<PluginLabels, Counter>,
     egress_refused: Family<PluginLabels, Counter>,
     instantiation: HistogramFamily<PluginLabels>,
+    events: Family<EventLabels, Counter>,
+    event_latency: HistogramFamily<SubscriptionLabels>,
+    backlog: Family<SubscriptionLabels, Gauge>,
+    in_flight: Family<SubscriptionLabels, Gauge>,
+    retrying: Family<SubscriptionLabels, Gauge>,
+    dead: Family<SubscriptionLabels, Gauge>,
 }
 
 fn request_buckets() -> Histogram {
@@ -106,6 +128,39 @@ impl Metrics {
             "Time to create a plugin instance",
             instantiation.clone(),
         );
+        let events = Family::<EventLabels, Counter>::default();
+        let event_latency: HistogramFamily<SubscriptionLabels> =
+            Family::new_with_constructor(request_buckets);
+        let backlog = Family::<SubscriptionLabels, Gauge>::default();
+        let in_flight = Family::<SubscriptionLabels, Gauge>::default();
+        let retrying = Family::<SubscriptionLabels, Gauge>::default();
+        let dead = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register(
+            "events_handled",
+            "Event deliveries by outcome (done, retry, dead)",
+            events.clone(),
+        );
+        registry.register(
+            "event_latency_seconds",
+            "Time from emit to the end of a successful delivery",
+            event_latency.clone(),
+        );
+        registry.register(
+            "events_backlog",
+            "Events not yet taken by any instance",
+            backlog.clone(),
+        );
+        registry.register(
+            "events_in_flight",
+            "Events taken and not yet done",
+            in_flight.clone(),
+        );
+        registry.register(
+            "events_retrying",
+            "Events waiting for their next attempt",
+            retrying.clone(),
+        );
+        registry.register("events_dead", "Events in the dead letters", dead.clone());
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -115,6 +170,12 @@ impl Metrics {
                 deadline_hits,
                 egress_refused,
                 instantiation,
+                events,
+                event_latency,
+                backlog,
+                in_flight,
+                retrying,
+                dead,
             }),
         }
     }
@@ -166,6 +227,63 @@ impl Metrics {
             .instantiation
             .get_or_create(&labels(tenant, plugin))
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// One event delivery ended with `outcome`; `emitted_at` in ms since the epoch.
+    pub fn event_handled(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        topic: &str,
+        outcome: &str,
+        emitted_at: u64,
+    ) {
+        self.inner
+            .events
+            .get_or_create(&EventLabels {
+                tenant: tenant.to_owned(),
+                plugin: plugin.to_owned(),
+                topic: topic.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if outcome == "done" {
+            let latency = crate::events::now_ms().saturating_sub(emitted_at) as f64 / 1000.0;
+            self.inner
+                .event_latency
+                .get_or_create(&SubscriptionLabels {
+                    tenant: tenant.to_owned(),
+                    plugin: plugin.to_owned(),
+                    topic: topic.to_owned(),
+                })
+                .observe(latency);
+        }
+    }
+
+    /// Sets the delivery gauges of one subscription (done before each scrape).
+    pub fn subscription_stats(&self, tenant: &str, stats: &crate::events::SubscriptionStats) {
+        let labels = SubscriptionLabels {
+            tenant: tenant.to_owned(),
+            plugin: stats.plugin.clone(),
+            topic: stats.topic.clone(),
+        };
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.inner
+            .backlog
+            .get_or_create(&labels)
+            .set(as_gauge(stats.backlog));
+        self.inner
+            .in_flight
+            .get_or_create(&labels)
+            .set(as_gauge(stats.in_flight));
+        self.inner
+            .retrying
+            .get_or_create(&labels)
+            .set(as_gauge(stats.retrying));
+        self.inner
+            .dead
+            .get_or_create(&labels)
+            .set(as_gauge(stats.dead));
     }
 
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.

@@ -6,38 +6,50 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::host::Host;
 
-/// Serves `host` on `listener` until `shutdown` completes, then lets in-flight
-/// requests finish for up to the configured grace period.
+/// Serves `host` on `listener` until `shutdown` completes. Then it stops
+/// accepting connections and taking events, and lets in-flight requests and
+/// event handlers finish for up to the configured grace period.
 pub async fn run(
     listener: TcpListener,
     host: Arc<Host>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = Duration::from_millis(host.config().ingress.shutdown_grace_ms);
+    let events = host.events().clone();
     let app = crate::ingress::app(host).into_make_service_with_connect_info::<SocketAddr>();
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping = CancellationToken::new();
+    let signal = stopping.clone();
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(());
+        tracing::info!("shutting down: no new connections or events, finishing in-flight work");
+        signal.cancel();
     });
-    let grace_over = async move {
-        if stopping_rx.await.is_ok() {
+    let http = async {
+        let grace_over = async {
+            stopping.cancelled().await;
             tokio::time::sleep(grace).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
+        };
+        let result = tokio::select! {
+            result = serve.into_future() => result,
+            () = grace_over => {
+                tracing::warn!(?grace, "grace period over; dropping the requests still in flight");
+                Ok(())
+            }
+        };
+        // Also when serving failed without a signal: nothing should keep running.
+        stopping.cancel();
+        result
     };
-    tokio::select! {
-        result = serve.into_future() => result,
-        () = grace_over => {
-            tracing::warn!(?grace, "grace period over; dropping the requests still in flight");
-            Ok(())
-        }
-    }
+    let drain_events = async {
+        stopping.cancelled().await;
+        events.shutdown(grace).await;
+    };
+    let (result, ()) = tokio::join!(http, drain_events);
+    result
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -138,6 +138,33 @@ fn check_host(file: &Path, host: &HostConfig) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
+    let events = &host.events;
+    if events.timezone.parse::<chrono_tz::Tz>().is_err() {
+        return Err(ConfigError::new(
+            file,
+            Some("events.timezone".into()),
+            format!("`{}` is not an IANA time zone", events.timezone),
+        ));
+    }
+    if events.visibility_timeout_ms <= host.plugin_defaults.deadline_ms {
+        return Err(ConfigError::new(
+            file,
+            Some("events.visibility_timeout_ms".into()),
+            "must be longer than plugin_defaults.deadline_ms, or slow handlers lose their events to other instances",
+        ));
+    }
+    if events.max_concurrent == 0 || events.read_block_ms == 0 || events.retry_poll_ms == 0 {
+        return Err(ConfigError::new(
+            file,
+            Some("events".into()),
+            "max_concurrent, read_block_ms and retry_poll_ms must be at least 1",
+        ));
+    }
+    check_subscription(
+        file,
+        "events.subscription_defaults",
+        &events.subscription_defaults,
+    )?;
     if host.runtime.epoch_tick_ms == 0 {
         return Err(ConfigError::new(
             file,
@@ -180,6 +207,44 @@ pub fn check_limits(
     Ok(())
 }
 
+/// Retry settings that cannot work are refused early.
+pub fn check_subscription(
+    file: &Path,
+    section: &str,
+    settings: &super::SubscriptionSettings,
+) -> Result<(), ConfigError> {
+    let key = |name: &str| Some(format!("{section}.{name}"));
+    if settings.max_attempts == 0 {
+        return Err(ConfigError::new(
+            file,
+            key("max_attempts"),
+            "must be at least 1",
+        ));
+    }
+    if !(settings.backoff_factor.is_finite() && settings.backoff_factor >= 1.0) {
+        return Err(ConfigError::new(
+            file,
+            key("backoff_factor"),
+            "must be at least 1.0",
+        ));
+    }
+    if !(0.0..1.0).contains(&settings.backoff_jitter) {
+        return Err(ConfigError::new(
+            file,
+            key("backoff_jitter"),
+            "must be at least 0 and below 1",
+        ));
+    }
+    if settings.concurrency == 0 {
+        return Err(ConfigError::new(
+            file,
+            key("concurrency"),
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}
+
 fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
     check_prefix(file, "route_prefix", &tenant.route_prefix)?;
     for (name, plugin) in &tenant.plugins {
@@ -201,6 +266,17 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
                     message,
                 )
             })?;
+        }
+        for (schedule, overriding) in &plugin.schedules {
+            if let Some(cron) = &overriding.cron {
+                crate::events::schedule::parse_cron(cron).map_err(|message| {
+                    ConfigError::new(
+                        file,
+                        Some(format!("plugins.{name}.schedules.{schedule}.cron")),
+                        message,
+                    )
+                })?;
+            }
         }
         for (key, value) in &plugin.config {
             crate::runtime::config_value_to_string(value).map_err(|message| {

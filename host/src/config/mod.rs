@@ -18,7 +18,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use load::{
-    ConfigError, check_limits, load, load_host, load_tenant, load_tenants, parse_tenant,
+    ConfigError, check_limits, check_subscription, load, load_host, load_tenant, load_tenants,
+    parse_tenant,
 };
 pub use secret::{Secret, SecretRef};
 
@@ -52,6 +53,10 @@ pub struct HostConfig {
     /// Limits every plugin gets unless its tenant file says otherwise.
     #[serde(default)]
     pub plugin_defaults: PluginLimits,
+    #[serde(default)]
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Folder the host file was read from; relative paths are taken from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -178,6 +183,139 @@ impl Default for EgressConfig {
             max_response_bytes: defaults::egress_max_response_bytes(),
         }
     }
+}
+
+/// The admin API (`/admin/...`): off unless a token is configured.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for the admin routes.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+}
+
+/// Event delivery and schedules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// An event taken by an instance that then died is given to another after this long.
+    /// Must exceed every subscriber's `deadline_ms`, or slow handlers get their events stolen.
+    #[serde(default = "defaults::visibility_timeout_ms")]
+    pub visibility_timeout_ms: u64,
+    /// Event and schedule calls running at once in this host instance, across all tenants;
+    /// keeps a flood of events from starving HTTP ingress.
+    #[serde(default = "defaults::events_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Events kept per topic stream (approximate trimming).
+    #[serde(default = "defaults::max_stream_length")]
+    pub max_stream_length: usize,
+    /// Dead letters kept per tenant.
+    #[serde(default = "defaults::max_dead_letters")]
+    pub max_dead_letters: usize,
+    /// How long one read waits for new events before checking for shutdown.
+    #[serde(default = "defaults::read_block_ms")]
+    pub read_block_ms: u64,
+    /// How often due retries are moved back into delivery.
+    #[serde(default = "defaults::retry_poll_ms")]
+    pub retry_poll_ms: u64,
+    /// Time zone schedules are evaluated in (IANA name).
+    #[serde(default = "defaults::timezone")]
+    pub timezone: String,
+    /// Name of this instance as a consumer; default: host name, process id and a random suffix.
+    #[serde(default)]
+    pub consumer_name: Option<String>,
+    /// Delivery settings every subscription gets unless its tenant file says otherwise.
+    #[serde(default)]
+    pub subscription_defaults: SubscriptionSettings,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_ms: defaults::visibility_timeout_ms(),
+            max_concurrent: defaults::events_max_concurrent(),
+            max_stream_length: defaults::max_stream_length(),
+            max_dead_letters: defaults::max_dead_letters(),
+            read_block_ms: defaults::read_block_ms(),
+            retry_poll_ms: defaults::retry_poll_ms(),
+            timezone: defaults::timezone(),
+            consumer_name: None,
+            subscription_defaults: SubscriptionSettings::default(),
+        }
+    }
+}
+
+/// Retries and concurrency of one subscription.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionSettings {
+    /// Deliveries before an event goes to the dead letters (the first one included).
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    #[serde(default = "defaults::backoff_base_ms")]
+    pub backoff_base_ms: u64,
+    /// Each further retry waits this many times longer.
+    #[serde(default = "defaults::backoff_factor")]
+    pub backoff_factor: f64,
+    /// Longest wait between two attempts.
+    #[serde(default = "defaults::backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Each delay varies by up to this share either way, so retries of many events spread out.
+    #[serde(default = "defaults::backoff_jitter")]
+    pub backoff_jitter: f64,
+    /// Events of this subscription handled at once per host instance.
+    #[serde(default = "defaults::subscription_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: defaults::max_attempts(),
+            backoff_base_ms: defaults::backoff_base_ms(),
+            backoff_factor: defaults::backoff_factor(),
+            backoff_max_ms: defaults::backoff_max_ms(),
+            backoff_jitter: defaults::backoff_jitter(),
+            concurrency: defaults::subscription_concurrency(),
+        }
+    }
+}
+
+/// `[plugins.<name>.subscriptions."<topic>"]` in a tenant file: overrides of `events.subscription_defaults`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionOverrides {
+    pub max_attempts: Option<u32>,
+    pub backoff_base_ms: Option<u64>,
+    pub backoff_factor: Option<f64>,
+    pub backoff_max_ms: Option<u64>,
+    pub backoff_jitter: Option<f64>,
+    pub concurrency: Option<usize>,
+}
+
+impl SubscriptionOverrides {
+    pub fn apply(&self, defaults: &SubscriptionSettings) -> SubscriptionSettings {
+        SubscriptionSettings {
+            max_attempts: self.max_attempts.unwrap_or(defaults.max_attempts),
+            backoff_base_ms: self.backoff_base_ms.unwrap_or(defaults.backoff_base_ms),
+            backoff_factor: self.backoff_factor.unwrap_or(defaults.backoff_factor),
+            backoff_max_ms: self.backoff_max_ms.unwrap_or(defaults.backoff_max_ms),
+            backoff_jitter: self.backoff_jitter.unwrap_or(defaults.backoff_jitter),
+            concurrency: self.concurrency.unwrap_or(defaults.concurrency),
+        }
+    }
+}
+
+/// `[plugins.<name>.schedules.<schedule>]` in a tenant file.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleOverride {
+    /// Replaces the plugin's own cron expression.
+    #[serde(default)]
+    pub cron: Option<String>,
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
 }
 
 /// How a plugin's instances live.
@@ -309,6 +447,12 @@ pub struct PluginConfig {
     /// The plugin's secrets, handed to it through the `secrets` interface.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// Per topic the plugin subscribes to: retries and concurrency.
+    #[serde(default)]
+    pub subscriptions: BTreeMap<String, SubscriptionOverrides>,
+    /// Per schedule the plugin declares: another cron expression, or off.
+    #[serde(default)]
+    pub schedules: BTreeMap<String, ScheduleOverride>,
 }
 
 mod defaults {
@@ -370,5 +514,44 @@ mod defaults {
     }
     pub fn enabled() -> bool {
         true
+    }
+    pub fn visibility_timeout_ms() -> u64 {
+        60_000
+    }
+    pub fn events_max_concurrent() -> usize {
+        32
+    }
+    pub fn max_stream_length() -> usize {
+        100_000
+    }
+    pub fn max_dead_letters() -> usize {
+        10_000
+    }
+    pub fn read_block_ms() -> u64 {
+        1_000
+    }
+    pub fn retry_poll_ms() -> u64 {
+        100
+    }
+    pub fn timezone() -> String {
+        "Europe/Berlin".into()
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn backoff_base_ms() -> u64 {
+        1_000
+    }
+    pub fn backoff_factor() -> f64 {
+        2.0
+    }
+    pub fn backoff_max_ms() -> u64 {
+        300_000
+    }
+    pub fn backoff_jitter() -> f64 {
+        0.2
+    }
+    pub fn subscription_concurrency() -> usize {
+        8
     }
 }

@@ -1,45 +1,79 @@
-//! Events between the plugins of one tenant.
+//! Events between the plugins of one tenant, and schedules.
 //!
-//! This is the in-process bus: `emit` queues the event, a dispatcher task hands
-//! it to every subscribed plugin of the same tenant. Nothing survives a restart
-//! and there are no retries; the durable bus on Redis Streams replaces the
-//! [`EventBus`] internals without changing its interface.
+//! A plugin emits to a topic; every plugin of the same tenant that subscribes
+//! to it gets the event (fan-out), never another tenant's plugins. Delivery is
+//! at least once, with retries (exponential backoff with jitter) and dead
+//! letters; see `docs/events.md` for the guarantees.
+//!
+//! Two backends behind [`EventBus`]: [`redis`] on Redis Streams, shared by any
+//! number of host instances and surviving crashes, and [`memory`] for the
+//! embedded store, with the same semantics inside one process.
+
+mod delivery;
+mod memory;
+mod redis;
+pub mod schedule;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use serde::Serialize;
 
-use crate::capabilities::wit_handler as wit;
-use crate::runtime::Registry;
+pub use delivery::{Outcome, backoff};
+pub use memory::MemoryBus;
+pub use redis::RedisBus;
+
+use crate::runtime::{Registry, Tenant};
 use crate::store::StoreError;
 
-/// Events waiting for the dispatcher; past this `emit` fails instead of piling up.
-const QUEUE_CAPACITY: usize = 10_000;
-
-/// Where plugins emit to. Cheap to clone.
+/// Where plugins emit to and where operators look. Cheap to clone.
 #[derive(Clone)]
-pub struct EventBus {
-    sender: mpsc::Sender<Envelope>,
+pub enum EventBus {
+    Memory(MemoryBus),
+    Redis(RedisBus),
 }
 
-/// An event on its way to its subscribers.
+/// A plugin's interest in a topic, with its delivery settings.
 #[derive(Debug, Clone)]
-pub struct Envelope {
-    pub id: String,
-    pub tenant: String,
+pub struct Subscription {
+    pub plugin: String,
     pub topic: String,
-    pub payload: Vec<u8>,
-    pub emitted_at_ms: u64,
+    pub settings: crate::config::SubscriptionSettings,
+}
+
+/// Delivery figures of one subscription (a plugin's interest in a topic).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SubscriptionStats {
+    pub topic: String,
+    pub plugin: String,
+    /// Emitted but not yet taken by any instance.
+    pub backlog: u64,
+    /// Taken and not yet done (being handled, or held by an instance that died).
+    pub in_flight: u64,
+    /// Failed and waiting for their next attempt.
+    pub retrying: u64,
+    /// Given up on: in the dead letters.
+    pub dead: u64,
+}
+
+/// An event that will not be delivered again unless replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Id of the dead letter (not of the event), for replay.
+    pub id: String,
+    pub event_id: String,
+    pub plugin: String,
+    pub topic: String,
+    pub attempts: u32,
+    pub error: String,
+    pub emitted_at: u64,
+    pub failed_at: u64,
+    /// The payload as text when it is UTF-8, else empty (`payload_bytes` gives its size).
+    pub payload: String,
+    pub payload_bytes: usize,
 }
 
 impl EventBus {
-    /// The bus and the receiving end for [`dispatch`].
-    pub fn new() -> (Self, mpsc::Receiver<Envelope>) {
-        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
-        (Self { sender }, receiver)
-    }
-
     /// Queues an event for `tenant`'s subscribers of `topic`; returns its id.
     pub async fn emit(
         &self,
@@ -47,60 +81,80 @@ impl EventBus {
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
-        let envelope = Envelope {
-            id: id.clone(),
-            tenant: tenant.to_owned(),
-            topic: topic.to_owned(),
-            payload,
-            emitted_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-                .unwrap_or(0),
+        match self {
+            EventBus::Memory(bus) => bus.emit(tenant, topic, payload).await,
+            EventBus::Redis(bus) => bus.emit(tenant, topic, payload).await,
+        }
+    }
+
+    /// Starts (or restarts, after a reload) delivery and schedules for `tenant`.
+    pub async fn run_tenant(
+        &self,
+        registry: &Arc<Registry>,
+        tenant: &Arc<Tenant>,
+    ) -> Result<(), StoreError> {
+        match self {
+            EventBus::Memory(bus) => bus.run_tenant(registry, tenant).await,
+            EventBus::Redis(bus) => bus.run_tenant(registry, tenant).await,
+        }
+    }
+
+    /// Stops taking events and schedule ticks, lets running handlers finish for
+    /// up to `grace`, and leaves the rest for other instances.
+    pub async fn shutdown(&self, grace: Duration) {
+        let (token, tracker) = match self {
+            EventBus::Memory(bus) => bus.lifecycle(),
+            EventBus::Redis(bus) => bus.lifecycle(),
         };
-        self.sender
-            .try_send(envelope)
-            .map_err(|error| match error {
-                mpsc::error::TrySendError::Full(_) => {
-                    StoreError::Unavailable("event queue is full".into())
-                }
-                mpsc::error::TrySendError::Closed(_) => {
-                    StoreError::Unavailable("event bus has stopped".into())
-                }
-            })?;
-        Ok(id)
+        token.cancel();
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                ?grace,
+                "event handlers still running after the grace period; their events go to other instances"
+            );
+        }
+    }
+
+    pub async fn stats(&self, tenant: &Tenant) -> Result<Vec<SubscriptionStats>, StoreError> {
+        match self {
+            EventBus::Memory(bus) => Ok(bus.stats(tenant)),
+            EventBus::Redis(bus) => bus.stats(tenant).await,
+        }
+    }
+
+    pub async fn dead_letters(&self, tenant: &str) -> Result<Vec<DeadLetter>, StoreError> {
+        match self {
+            EventBus::Memory(bus) => Ok(bus.dead_letters(tenant)),
+            EventBus::Redis(bus) => bus.dead_letters(tenant).await,
+        }
+    }
+
+    /// Delivers dead letters again (all, or the one with `id`) as first attempts; returns how many.
+    pub async fn replay(&self, tenant: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        match self {
+            EventBus::Memory(bus) => Ok(bus.replay(tenant, id)),
+            EventBus::Redis(bus) => bus.replay(tenant, id).await,
+        }
+    }
+
+    /// Drops all of a tenant's dead letters; returns how many.
+    pub async fn purge(&self, tenant: &str) -> Result<usize, StoreError> {
+        match self {
+            EventBus::Memory(bus) => Ok(bus.purge(tenant)),
+            EventBus::Redis(bus) => bus.purge(tenant).await,
+        }
     }
 }
 
-/// Delivers queued events until the receiver closes. Each delivery runs as its
-/// own task so a slow subscriber does not hold up the others.
-pub async fn dispatch(registry: Arc<Registry>, mut receiver: mpsc::Receiver<Envelope>) {
-    while let Some(envelope) = receiver.recv().await {
-        let deployment = registry.current();
-        let Some(tenant) = deployment.tenant(&envelope.tenant) else {
-            continue;
-        };
-        for plugin in tenant.subscribers(&envelope.topic) {
-            let plugin = plugin.clone();
-            let event = wit::Event {
-                id: envelope.id.clone(),
-                topic: envelope.topic.clone(),
-                payload: envelope.payload.clone(),
-                attempt: 1,
-                emitted_at: envelope.emitted_at_ms,
-            };
-            tokio::spawn(async move {
-                let context = plugin.context();
-                match plugin.handle_event(event).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(tenant = %context.tenant, plugin = %context.name, ?error, "event handler failed")
-                    }
-                    Err(error) => {
-                        tracing::error!(tenant = %context.tenant, plugin = %context.name, %error, "event handler crashed")
-                    }
-                }
-            });
-        }
-    }
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A payload for display: text when it is UTF-8.
+pub(crate) fn payload_text(payload: &[u8]) -> String {
+    String::from_utf8(payload.to_vec()).unwrap_or_default()
 }

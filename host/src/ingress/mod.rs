@@ -1,6 +1,7 @@
 //! HTTP ingress: request ids, tenant resolution, routing into plugins, body
 //! limits, and the operational endpoints `/health`, `/ready`, `/metrics`.
 
+mod admin;
 mod error;
 mod routes;
 pub mod tenant;
@@ -38,6 +39,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .nest("/admin", admin::router(host.clone()))
         .fallback(dispatch)
         .layer(middleware::from_fn(with_request_id))
         .with_state(host)
@@ -118,6 +120,17 @@ async fn ready(State(host): State<Arc<Host>>) -> Response {
 }
 
 async fn metrics(State(host): State<Arc<Host>>) -> Response {
+    let deployment = host.registry().current();
+    for tenant in deployment.tenants() {
+        match host.events().stats(tenant).await {
+            Ok(stats) => stats
+                .iter()
+                .for_each(|s| host.metrics().subscription_stats(&tenant.id, s)),
+            Err(error) => {
+                tracing::warn!(tenant = %tenant.id, %error, "cannot read event figures for /metrics")
+            }
+        }
+    }
     match host.metrics().render() {
         Ok(text) => (
             [(

@@ -76,14 +76,10 @@ impl LoadedPlugin {
 
     pub async fn handle_schedule(
         &self,
-        name: &str,
+        tick: wit::Tick,
     ) -> Result<Result<(), wit::HandlerError>, CallError> {
-        let request_id = format!("schedule-{name}-{}", uuid::Uuid::new_v4().simple());
-        match self
-            .pool
-            .call(&request_id, Call::Schedule(name.to_owned()))
-            .await?
-        {
+        let request_id = format!("schedule-{}-{}", tick.name, tick.scheduled_at);
+        match self.pool.call(&request_id, Call::Schedule(tick)).await? {
             Reply::Schedule(outcome) => Ok(outcome),
             _ => Err(mismatch()),
         }

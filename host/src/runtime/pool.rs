@@ -35,7 +35,7 @@ pub enum Call {
     Describe,
     Http(wit::Request),
     Event(wit::Event),
-    Schedule(String),
+    Schedule(wit::Tick),
 }
 
 /// The plugin's answer to a [`Call`] of the same kind.
@@ -203,6 +203,6 @@ async fn invoke(instance: &mut Instance, call: Call) -> wasmtime::Result<Reply> 
         Call::Describe => Reply::Describe(handler.call_describe(store).await?),
         Call::Http(request) => Reply::Http(handler.call_handle_http(store, &request).await?),
         Call::Event(event) => Reply::Event(handler.call_handle_event(store, &event).await?),
-        Call::Schedule(name) => Reply::Schedule(handler.call_handle_schedule(store, &name).await?),
+        Call::Schedule(tick) => Reply::Schedule(handler.call_handle_schedule(store, &tick).await?),
     })
 }

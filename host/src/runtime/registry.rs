@@ -10,7 +10,9 @@ use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use super::LoadedPlugin;
-use crate::config::Secret;
+use crate::config::{Secret, SubscriptionSettings};
+use crate::events::Subscription;
+use crate::events::schedule::ScheduleSpec;
 use crate::ingress::RouteTable;
 
 pub struct Registry {
@@ -35,8 +37,7 @@ impl Registry {
 
     /// Puts `tenant` in place of the tenant with the same id (or adds it).
     /// Calls already running keep the plugins they started with.
-    pub fn swap_tenant(&self, tenant: Tenant) -> Result<(), String> {
-        let tenant = Arc::new(tenant);
+    pub fn swap_tenant(&self, tenant: Arc<Tenant>) -> Result<(), String> {
         // Builds the next deployment from the current one; retried if another swap won the race.
         let mut outcome = Ok(());
         self.current.rcu(|current| {
@@ -62,24 +63,27 @@ impl Registry {
     }
 }
 
-/// One tenant with its loaded plugins and routes.
+/// One tenant with its loaded plugins, routes, subscriptions and schedules.
 pub struct Tenant {
     pub id: String,
     pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     pub routes: RouteTable,
     pub api_keys: Vec<Secret>,
     pub kong_consumers: Vec<String>,
+    pub subscriptions: Vec<Subscription>,
+    pub schedules: Vec<ScheduleSpec>,
+    /// Settings for a subscription this tenant does not list (should not happen).
+    pub default_subscription: SubscriptionSettings,
 }
 
 impl Tenant {
-    /// Plugins of this tenant subscribed to `topic`.
-    pub fn subscribers<'a>(
-        &'a self,
-        topic: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<LoadedPlugin>> + 'a {
-        self.plugins
-            .values()
-            .filter(move |plugin| plugin.description.topics.iter().any(|t| t == topic))
+    /// Delivery settings of `plugin`'s subscription to `topic`.
+    pub fn subscription_settings(&self, plugin: &str, topic: &str) -> SubscriptionSettings {
+        self.subscriptions
+            .iter()
+            .find(|s| s.plugin == plugin && s.topic == topic)
+            .map(|s| s.settings.clone())
+            .unwrap_or_else(|| self.default_subscription.clone())
     }
 }
 

@@ -11,6 +11,7 @@ use crate::config::Secret;
 
 #[derive(Clone)]
 pub struct RedisStore {
+    client: redis::Client,
     connection: ConnectionManager,
     scripts: std::sync::Arc<Scripts>,
 }
@@ -42,10 +43,11 @@ impl RedisStore {
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(3);
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
         Ok(Self {
+            client,
             connection,
             scripts: std::sync::Arc::new(Scripts {
                 set_add: Script::new(include_str!("lua/set_add.lua")),
@@ -56,9 +58,24 @@ impl RedisStore {
         })
     }
 
-    /// A connection handle for callers that need raw commands (tests, the event bus).
+    /// The shared, reconnecting connection, for callers that need raw commands.
     pub fn connection(&self) -> ConnectionManager {
         self.connection.clone()
+    }
+
+    /// A connection of its own, for blocking commands (`XREADGROUP ... BLOCK`)
+    /// that would hold up everyone on the shared one.
+    pub async fn dedicated_connection(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(response_timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(unavailable)
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -220,7 +237,7 @@ fn millis(duration: Duration) -> u64 {
 
 /// Errors Redis gives for the request itself (wrong type, not an integer) are
 /// `Invalid`; everything else (I/O, timeouts, loading) may pass.
-fn classify(error: redis::RedisError) -> StoreError {
+pub(crate) fn classify(error: redis::RedisError) -> StoreError {
     match error.kind() {
         redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
         | redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort)

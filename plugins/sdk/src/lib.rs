@@ -57,7 +57,7 @@ pub mod secrets;
 
 pub use error::Error;
 pub use logging::{Level, log};
-pub use plugin::{Description, Event, HandlerError, Plugin};
+pub use plugin::{Description, Event, HandlerError, Plugin, Tick};
 pub use request::Request;
 pub use response::Response;
 
@@ -98,12 +98,12 @@ macro_rules! export_plugin {
             }
 
             fn handle_schedule(
-                name: ::std::string::String,
+                tick: $crate::bindings::exports::bitbylaw::plugin::handler::Tick,
             ) -> ::core::result::Result<
                 (),
                 $crate::bindings::exports::bitbylaw::plugin::handler::HandlerError,
             > {
-                $crate::__private::dispatch_schedule::<$plugin>(name)
+                $crate::__private::dispatch_schedule::<$plugin>(tick)
             }
         }
 

@@ -25,16 +25,20 @@ pub trait Plugin {
         )))
     }
 
-    /// Runs a declared schedule.
-    fn handle_schedule(name: &str) -> Result<(), HandlerError> {
+    /// Runs a declared schedule; `tick.scheduled_at` is the same on every host instance.
+    fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
         Err(HandlerError::Permanent(format!(
-            "no handler for schedule {name}"
+            "no handler for schedule {}",
+            tick.name
         )))
     }
 }
 
 /// An event delivered to a subscriber.
 pub type Event = wit::Event;
+
+/// One firing of a schedule.
+pub type Tick = wit::Tick;
 
 /// Whether a failed event or schedule run should be tried again.
 pub type HandlerError = wit::HandlerError;
@@ -127,7 +131,7 @@ pub fn dispatch_event<P: Plugin>(event: wit::Event) -> Result<(), wit::HandlerEr
 }
 
 #[doc(hidden)]
-pub fn dispatch_schedule<P: Plugin>(name: String) -> Result<(), wit::HandlerError> {
+pub fn dispatch_schedule<P: Plugin>(tick: wit::Tick) -> Result<(), wit::HandlerError> {
     report_panics();
-    P::handle_schedule(&name)
+    P::handle_schedule(tick)
 }

@@ -1,0 +1,268 @@
+//! Event delivery: retries with growing delays, dead letters, replay, and the
+//! admin API that shows and manages them. Against Redis and the embedded bus.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bitbylaw_tests::{Backend, TestHost, wait_for};
+use serde_json::Value;
+
+const ADMIN_TOKEN: &str = "admin-secret-token";
+
+async fn flaky_host(backend: Backend) -> (TestHost, tempfile::TempDir) {
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("admin-token");
+    std::fs::write(&token_file, ADMIN_TOKEN).unwrap();
+    let tenant = r#"
+[plugins.flaky]
+component = "{component:flaky}"
+[plugins.flaky.subscriptions.flaky]
+max_attempts = 3
+backoff_base_ms = 1000
+backoff_factor = 3.0
+backoff_jitter = 0.2
+"#;
+    let app = TestHost::builder(backend)
+        .host_toml(&format!(
+            "[events]\nretry_poll_ms = 20\n[admin]\ntoken = {{ file = \"{}\" }}",
+            token_file.display()
+        ))
+        .tenant("firm-a", Some("k"), tenant)
+        .tenant("firm-b", Some("kb"), tenant)
+        .start()
+        .await;
+    (app, secrets)
+}
+
+async fn emit(app: &TestHost, kind: &str) {
+    let response = app
+        .client
+        .post(app.url(&format!("/flaky/{kind}")))
+        .header("apikey", "k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+}
+
+async fn state(app: &TestHost, kind: &str) -> Value {
+    app.get(&format!("/flaky/{kind}"), "k")
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn admin(app: &TestHost, method: reqwest::Method, path: &str) -> Value {
+    let response = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+async fn dead_letters(app: &TestHost) -> Vec<Value> {
+    admin(
+        app,
+        reqwest::Method::GET,
+        "/admin/tenants/firm-a/dead-letters",
+    )
+    .await["dead_letters"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn retried_with_growing_delays(backend: Backend) {
+    let (app, _secrets) = flaky_host(backend).await;
+    emit(&app, "twice").await;
+    let done = wait_for(Duration::from_secs(30), || async {
+        let state = state(&app, "twice").await;
+        (state["done"] == true).then_some(state)
+    })
+    .await;
+    // Read again: the first read may have caught `calls` just before the last attempt counted.
+    let done = if done["calls"] == 3 {
+        done
+    } else {
+        state(&app, "twice").await
+    };
+    assert_eq!(done["calls"], 3);
+    let at: Vec<u64> = done["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a[1].as_u64().unwrap())
+        .collect();
+    assert_eq!(at.len(), 3, "{done}");
+    let (first_gap, second_gap) = (at[1] - at[0], at[2] - at[1]);
+    // 1 s ±20%, then 3 s ±20%. The upper bounds leave room for a loaded machine, yet no
+    // constant delay fits both ranges: the delay grew.
+    assert!(
+        (800..=2_000).contains(&first_gap),
+        "first retry after {first_gap} ms"
+    );
+    assert!(
+        (2_400..=5_000).contains(&second_gap),
+        "second retry after {second_gap} ms"
+    );
+    assert!(dead_letters(&app).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_twice_then_succeeding_is_retried_with_growing_delays_redis() {
+    retried_with_growing_delays(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_twice_then_succeeding_is_retried_with_growing_delays_memory() {
+    retried_with_growing_delays(Backend::Memory).await;
+}
+
+async fn dead_letters_and_replay(backend: Backend) {
+    let (app, _secrets) = flaky_host(backend).await;
+    emit(&app, "always").await;
+    emit(&app, "permanent").await;
+    let letters = wait_for(Duration::from_secs(30), || async {
+        let letters = dead_letters(&app).await;
+        (letters.len() == 2).then_some(letters)
+    })
+    .await;
+    let always = letters.iter().find(|l| l["payload"] == "always").unwrap();
+    assert_eq!(always["attempts"], 3);
+    assert_eq!(always["plugin"], "flaky");
+    assert_eq!(always["topic"], "flaky");
+    assert!(
+        always["error"]
+            .as_str()
+            .unwrap()
+            .contains("this never works")
+    );
+    let permanent = letters
+        .iter()
+        .find(|l| l["payload"] == "permanent")
+        .unwrap();
+    assert_eq!(
+        permanent["attempts"], 1,
+        "a permanent failure is not retried"
+    );
+    assert_eq!(state(&app, "always").await["calls"], 3);
+
+    let figures = admin(&app, reqwest::Method::GET, "/admin/events").await;
+    let firm_a = figures["tenants"]["firm-a"].as_array().unwrap();
+    assert_eq!(firm_a[0]["topic"], "flaky");
+    assert_eq!(firm_a[0]["dead"], 2);
+    assert_eq!(
+        figures["tenants"]["firm-b"][0]["dead"], 0,
+        "tenant B saw none of it"
+    );
+
+    // Replaying one dead letter delivers it again, from attempt 1.
+    let id = always["id"].as_str().unwrap();
+    let replayed = admin(
+        &app,
+        reqwest::Method::POST,
+        &format!("/admin/tenants/firm-a/dead-letters/{id}/replay"),
+    )
+    .await;
+    assert_eq!(replayed["replayed"], 1);
+    wait_for(Duration::from_secs(30), || async {
+        let calls = state(&app, "always").await["calls"].as_u64().unwrap();
+        let letters = dead_letters(&app).await;
+        (calls == 6 && letters.len() == 2).then_some(())
+    })
+    .await;
+
+    let purged = admin(
+        &app,
+        reqwest::Method::DELETE,
+        "/admin/tenants/firm-a/dead-letters",
+    )
+    .await;
+    assert_eq!(purged["purged"], 2);
+    assert!(dead_letters(&app).await.is_empty());
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"bitbylaw_events_handled_total{tenant="firm-a",plugin="flaky",topic="flaky",outcome="dead"} 3"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"bitbylaw_events_dead{tenant="firm-a",plugin="flaky",topic="flaky"} 0"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_failing_ends_in_dead_letters_and_replays_redis() {
+    dead_letters_and_replay(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_failing_ends_in_dead_letters_and_replays_memory() {
+    dead_letters_and_replay(Backend::Memory).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_needs_the_token() {
+    let (app, _secrets) = flaky_host(Backend::Memory).await;
+    let none = app
+        .client
+        .get(app.url("/admin/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), 401);
+    let wrong = app
+        .client
+        .get(app.url("/admin/events"))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(
+        wrong.json::<Value>().await.unwrap()["error"],
+        "unauthorized"
+    );
+    let unknown = app
+        .client
+        .get(app.url("/admin/tenants/nobody/dead-letters"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_api_is_off_without_a_token() {
+    let app = TestHost::builder(Backend::Memory)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.flaky]\ncomponent = \"{component:flaky}\"\n",
+        )
+        .start()
+        .await;
+    let response = app
+        .client
+        .get(app.url("/admin/events"))
+        .bearer_auth("anything")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
