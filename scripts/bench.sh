@@ -10,3 +10,5 @@ fi
 scripts/build-components.sh
 cargo bench -p bitbylaw --bench plugin_call -- --noplot
 cargo bench -p bitbylaw --bench ingress_throughput
+scripts/ensure-redis.sh
+cargo bench -p bitbylaw --bench events_throughput

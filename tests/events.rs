@@ -266,3 +266,55 @@ async fn admin_api_is_off_without_a_token() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_config_overrides_a_schedule() {
+    let tenant = r#"
+[plugins.cascade]
+component = "{component:cascade}"
+[plugins.cascade.config]
+items = 1
+[plugins.cascade.schedules.fanout]
+cron = "*/2 * * * * *"
+"#;
+    let app = TestHost::builder(Backend::Redis)
+        .tenant("firm-a", Some("k"), tenant)
+        .start()
+        .await;
+    let key = format!("{}:{{firm-a}}:cascade:kv:ticks", app.prefix);
+    let ticks: Vec<i64> = wait_for(Duration::from_secs(15), || async {
+        let ticks: Vec<i64> =
+            redis::Commands::smembers(&mut bitbylaw_tests::redis_connection(), &key).unwrap();
+        (ticks.len() >= 2).then_some(ticks)
+    })
+    .await;
+    assert!(
+        ticks.iter().all(|t| t % 2000 == 0),
+        "every other second only: {ticks:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_schedule_override_must_name_a_declared_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    std::fs::write(dir.path().join("host.toml"), "").unwrap();
+    std::fs::write(
+        dir.path().join("tenants/firm-a.toml"),
+        format!(
+            "[plugins.cascade]\ncomponent = \"{}\"\n[plugins.cascade.schedules.nightly]\nenabled = false\n",
+            bitbylaw_tests::component("cascade").display()
+        ),
+    )
+    .unwrap();
+    let config = bitbylaw::config::load(dir.path().join("host.toml")).unwrap();
+    let error = bitbylaw::host::Host::start(config)
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("firm-a.toml: key `plugins.cascade.schedules.nightly`"),
+        "{error}"
+    );
+}

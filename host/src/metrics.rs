@@ -76,6 +76,14 @@ fn request_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 17))
 }
 
+/// Event latency: fine steps in the few-milliseconds range the goals are about.
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
+        0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
 fn instantiation_buckets() -> Histogram {
     // 5 µs to ~20 ms.
     Histogram::new(exponential_buckets(0.000005, 2.0, 13))
@@ -130,7 +138,7 @@ impl Metrics {
         );
         let events = Family::<EventLabels, Counter>::default();
         let event_latency: HistogramFamily<SubscriptionLabels> =
-            Family::new_with_constructor(request_buckets);
+            Family::new_with_constructor(latency_buckets);
         let backlog = Family::<SubscriptionLabels, Gauge>::default();
         let in_flight = Family::<SubscriptionLabels, Gauge>::default();
         let retrying = Family::<SubscriptionLabels, Gauge>::default();
@@ -229,14 +237,14 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// One event delivery ended with `outcome`; `emitted_at` in ms since the epoch.
+    /// One event delivery ended with `outcome`; `emitted_at_us` in µs since the epoch.
     pub fn event_handled(
         &self,
         tenant: &str,
         plugin: &str,
         topic: &str,
         outcome: &str,
-        emitted_at: u64,
+        emitted_at_us: u64,
     ) {
         self.inner
             .events
@@ -248,7 +256,8 @@ impl Metrics {
             })
             .inc();
         if outcome == "done" {
-            let latency = crate::events::now_ms().saturating_sub(emitted_at) as f64 / 1000.0;
+            let latency =
+                crate::events::now_us().saturating_sub(emitted_at_us) as f64 / 1_000_000.0;
             self.inner
                 .event_latency
                 .get_or_create(&SubscriptionLabels {

@@ -237,3 +237,75 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// The `bitbylaw` binary of this build (`target/debug/bitbylaw`).
+pub fn host_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/bitbylaw");
+    assert!(
+        path.exists(),
+        "{} is missing: `cargo build -p bitbylaw` (scripts/test.sh builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A host running as its own process, as in production; killed when dropped.
+pub struct HostProcess {
+    child: std::process::Child,
+    pub log: PathBuf,
+}
+
+impl HostProcess {
+    /// Starts `bitbylaw serve --config <config>` with extra environment
+    /// (`BITBYLAW_*` overrides), logging to `log`.
+    pub fn spawn(config: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let mut command = std::process::Command::new(host_binary());
+        command
+            .args(["serve", "--config"])
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env_remove("RUST_LOG");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Self {
+            child: command.spawn().unwrap(),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill -9`: no shutdown, no cleanup.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for the process to end; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

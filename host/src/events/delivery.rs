@@ -15,7 +15,8 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// 1 on the first delivery.
     pub attempt: u32,
-    pub emitted_at: u64,
+    /// Microseconds since the Unix epoch (plugins see milliseconds).
+    pub emitted_at_us: u64,
 }
 
 /// What happens to an event after a delivery.
@@ -45,7 +46,7 @@ pub async fn deliver(
         topic: delivery.topic.clone(),
         payload: delivery.payload.clone(),
         attempt: delivery.attempt,
-        emitted_at: delivery.emitted_at,
+        emitted_at: delivery.emitted_at_us / 1000,
     };
     let context = plugin.context();
     let failure = match plugin.handle_event(event).await {

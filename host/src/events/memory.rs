@@ -94,14 +94,14 @@ impl MemoryBus {
         let Some(tenant) = deployment.tenant(tenant) else {
             return Ok(id);
         };
-        let emitted_at = now_ms();
+        let emitted_at_us = super::now_us();
         for subscription in tenant.subscriptions.iter().filter(|s| s.topic == topic) {
             let delivery = Delivery {
                 id: id.clone(),
                 topic: topic.to_owned(),
                 payload: payload.clone(),
                 attempt: 1,
-                emitted_at,
+                emitted_at_us,
             };
             self.inner
                 .enqueue(&tenant.id, &subscription.plugin, delivery);
@@ -221,7 +221,7 @@ impl MemoryBus {
                 topic: letter.topic.clone(),
                 payload: payload.clone(),
                 attempt: 1,
-                emitted_at: letter.emitted_at,
+                emitted_at_us: letter.emitted_at.saturating_mul(1000),
             };
             self.inner.enqueue(tenant, &letter.plugin, delivery);
         }
@@ -339,7 +339,7 @@ impl Worker {
         };
         self.inner
             .metrics
-            .event_handled(tenant, plugin, &topic, label, delivery.emitted_at);
+            .event_handled(tenant, plugin, &topic, label, delivery.emitted_at_us);
         match outcome {
             Outcome::Done => {}
             Outcome::Retry { after, error: _ } => {
@@ -371,7 +371,7 @@ impl Worker {
                     topic: topic.clone(),
                     attempts: delivery.attempt,
                     error,
-                    emitted_at: delivery.emitted_at,
+                    emitted_at: delivery.emitted_at_us / 1000,
                     failed_at: now_ms(),
                     payload: payload_text(&delivery.payload),
                     payload_bytes: delivery.payload.len(),

@@ -163,8 +163,8 @@ impl RedisBus {
             .arg(topic)
             .arg("payload")
             .arg(payload)
-            .arg("emitted_at")
-            .arg(now_ms())
+            .arg("emitted_us")
+            .arg(super::now_us())
             .arg("attempt")
             .arg(1)
             .query_async(&mut connection)
@@ -327,8 +327,8 @@ impl RedisBus {
                 .arg(&letter.topic)
                 .arg("payload")
                 .arg(payload)
-                .arg("emitted_at")
-                .arg(letter.emitted_at)
+                .arg("emitted_us")
+                .arg(field_number::<u64>(entry, "emitted_us").unwrap_or(0))
                 .arg("attempt")
                 .arg(1)
                 .invoke_async(&mut connection)
@@ -566,7 +566,7 @@ impl Worker {
             group,
             &delivery.topic,
             outcome_label(&outcome),
-            delivery.emitted_at,
+            delivery.emitted_at_us,
         );
         let mut connection = self.inner.store.connection();
         let result: Result<(), redis::RedisError> = match outcome {
@@ -598,8 +598,8 @@ impl Worker {
                     .arg(&delivery.topic)
                     .arg("payload")
                     .arg(&delivery.payload)
-                    .arg("emitted_at")
-                    .arg(delivery.emitted_at)
+                    .arg("emitted_us")
+                    .arg(delivery.emitted_at_us)
                     .arg("attempt")
                     .arg(delivery.attempt + 1)
                     .invoke_async::<i64>(&mut connection)
@@ -623,8 +623,8 @@ impl Worker {
                 .arg(&delivery.topic)
                 .arg("payload")
                 .arg(&delivery.payload)
-                .arg("emitted_at")
-                .arg(delivery.emitted_at)
+                .arg("emitted_us")
+                .arg(delivery.emitted_at_us)
                 .arg("attempts")
                 .arg(delivery.attempt)
                 .arg("error")
@@ -723,7 +723,7 @@ fn parse_delivery(entry: &StreamId) -> Option<Delivery> {
         topic: field_string(entry, "topic")?,
         payload: field_bytes(entry, "payload"),
         attempt: field_number(entry, "attempt").unwrap_or(1),
-        emitted_at: field_number(entry, "emitted_at").unwrap_or(0),
+        emitted_at_us: field_number(entry, "emitted_us").unwrap_or(0),
     })
 }
 
@@ -736,7 +736,7 @@ fn dead_letter(entry: &StreamId) -> DeadLetter {
         topic: field_string(entry, "topic").unwrap_or_default(),
         attempts: field_number(entry, "attempts").unwrap_or(0),
         error: field_string(entry, "error").unwrap_or_default(),
-        emitted_at: field_number(entry, "emitted_at").unwrap_or(0),
+        emitted_at: field_number::<u64>(entry, "emitted_us").unwrap_or(0) / 1000,
         failed_at: field_number(entry, "failed_at").unwrap_or(0),
         payload: payload_text(&payload),
         payload_bytes: payload.len(),

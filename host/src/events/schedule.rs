@@ -56,6 +56,19 @@ pub fn latest_tick(cron: &Cron, zone: Tz, at: DateTime<Utc>) -> Option<DateTime<
         .map(|tick| tick.with_timezone(&Utc))
 }
 
+/// The tick to run at start after downtime: the latest tick at or before `now`,
+/// when the schedule ran before (`last`, ms) and has not run it. One tick, however
+/// many were missed; none on the very first start.
+pub fn missed_tick(
+    cron: &Cron,
+    zone: Tz,
+    last: Option<i64>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let latest = latest_tick(cron, zone, now)?;
+    (last? < latest.timestamp_millis()).then_some(latest)
+}
+
 /// Starts one task per schedule of `tenant`; they stop with `token`.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
@@ -132,20 +145,22 @@ impl Runner {
 
     /// Runs the latest missed tick once, if the schedule ran before and missed one.
     async fn catch_up(&self, now: DateTime<Utc>) {
-        let Some(latest) = latest_tick(&self.spec.cron, self.zone, now) else {
-            return;
-        };
         let last_key = format!("{}last", self.keys);
-        match self.store.get(&last_key).await {
-            Ok(Some(bytes)) => {
-                let last: i64 = String::from_utf8_lossy(&bytes).parse().unwrap_or(i64::MAX);
-                if last < latest.timestamp_millis() {
-                    tracing::info!(tenant = %self.tenant, schedule = %self.spec.name, missed = %latest, "running the latest missed tick");
-                    self.fire(latest).await;
-                }
+        let last = match self.store.get(&last_key).await {
+            Ok(value) => {
+                value.and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok())
             }
-            Ok(None) => {
-                // First start: nothing was missed; remember where we are.
+            Err(error) => {
+                tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot read the schedule's last tick");
+                return;
+            }
+        };
+        if let Some(missed) = missed_tick(&self.spec.cron, self.zone, last, now) {
+            tracing::info!(tenant = %self.tenant, schedule = %self.spec.name, %missed, "running the latest missed tick");
+            self.fire(missed).await;
+        } else if last.is_none() {
+            // First start: nothing was missed; remember where we are.
+            if let Some(latest) = latest_tick(&self.spec.cron, self.zone, now) {
                 let _ = self
                     .store
                     .set(
@@ -154,9 +169,6 @@ impl Runner {
                         None,
                     )
                     .await;
-            }
-            Err(error) => {
-                tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot read the schedule's last tick")
             }
         }
     }
@@ -292,6 +304,22 @@ mod tests {
         let at = utc(2026, 11, 27, 10, 7, 0).unwrap();
         let latest = latest_tick(&cron, chrono_tz::Europe::Berlin, at).unwrap();
         assert_eq!(latest.to_rfc3339(), "2026-11-27T10:00:00+00:00");
+    }
+
+    #[test]
+    fn after_downtime_only_the_latest_missed_tick_runs() {
+        let cron = parse_cron("0 0 * * * *").unwrap(); // hourly
+        let zone = chrono_tz::Europe::Berlin;
+        let now = utc(2026, 11, 27, 15, 20, 0).unwrap();
+        let last_run = utc(2026, 11, 27, 11, 0, 0).unwrap().timestamp_millis();
+        // Down since 11:00: 12, 13, 14 and 15 o'clock were missed; only 15:00 runs.
+        let missed = missed_tick(&cron, zone, Some(last_run), now).unwrap();
+        assert_eq!(missed.to_rfc3339(), "2026-11-27T15:00:00+00:00");
+        // Ran at 15:00 already: nothing to catch up.
+        let ran = utc(2026, 11, 27, 15, 0, 0).unwrap().timestamp_millis();
+        assert_eq!(missed_tick(&cron, zone, Some(ran), now), None);
+        // First start ever: nothing was missed.
+        assert_eq!(missed_tick(&cron, zone, None, now), None);
     }
 
     #[test]
