@@ -7,11 +7,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bitbylaw::host::Host;
+
+mod common;
 
 const TENANT: &str = "bench";
 
@@ -65,31 +66,14 @@ fn main() {
 }
 
 async fn start(prefix: &str) -> (Arc<Host>, tempfile::TempDir) {
-    let component =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
-    assert!(
-        component.exists(),
-        "build the components first: scripts/build-components.sh"
+    let host_toml = format!(
+        "[log]\nfilter = \"warn\"\n[store]\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n[events]\nmax_concurrent = 64\nmax_stream_length = 1000000\n"
     );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-    std::fs::write(
-        dir.path().join("host.toml"),
-        format!(
-            "[log]\nfilter = \"warn\"\n[store]\nredis_url = \"redis://127.0.0.1:6379/0\"\nkey_prefix = \"{prefix}\"\n[events]\nmax_concurrent = 64\nmax_stream_length = 1000000\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join(format!("tenants/{TENANT}.toml")),
-        format!(
-            "[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\nmax_idle_instances = 64\n[plugins.noop.subscriptions.noop]\nconcurrency = 32\n",
-            component.display()
-        ),
-    )
-    .unwrap();
-    let config = bitbylaw::config::load(dir.path().join("host.toml")).unwrap();
-    (Host::start(config).await.unwrap(), dir)
+    let tenant = format!(
+        "[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\nmax_idle_instances = 64\n[plugins.noop.subscriptions.noop]\nconcurrency = 32\n",
+        common::noop_component().display()
+    );
+    common::start_host(&host_toml, TENANT, &tenant).await
 }
 
 async fn emit_concurrently(host: &Arc<Host>, events: u64, emitters: u64) {

@@ -9,8 +9,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::Command;
+
+mod common;
 
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
@@ -64,30 +65,13 @@ async fn serve_native() -> SocketAddr {
 }
 
 async fn serve_host(mode: &str) -> (SocketAddr, tempfile::TempDir) {
-    let component =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
-    assert!(
-        component.exists(),
-        "build the components first: scripts/build-components.sh"
-    );
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
     // Behind Kong: the consumer header from a trusted peer, as in production.
-    std::fs::write(
-        dir.path().join("host.toml"),
-        "[log]\nfilter = \"warn\"\n[ingress]\ntrusted_proxies = [\"127.0.0.0/8\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("tenants/bench.toml"),
-        format!(
-            "kong_consumers = [\"bench\"]\n[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\ninstance_mode = \"{mode}\"\nmax_idle_instances = 64\n",
-            component.display()
-        ),
-    )
-    .unwrap();
-    let config = bitbylaw::config::load(dir.path().join("host.toml")).unwrap();
-    let host = bitbylaw::host::Host::start(config).await.unwrap();
+    let tenant = format!(
+        "kong_consumers = [\"bench\"]\n[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\ninstance_mode = \"{mode}\"\nmax_idle_instances = 64\n",
+        common::noop_component().display()
+    );
+    let host_toml = "[log]\nfilter = \"warn\"\n[ingress]\ntrusted_proxies = [\"127.0.0.0/8\"]\n";
+    let (host, dir) = common::start_host(host_toml, "bench", &tenant).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(bitbylaw::server::run(

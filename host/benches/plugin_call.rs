@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bitbylaw::capabilities::wit_handler::Request;
@@ -13,33 +12,21 @@ use bitbylaw::host::Host;
 use bitbylaw::runtime::LoadedPlugin;
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn noop_component() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
-    assert!(
-        path.exists(),
-        "build the components first: scripts/build-components.sh"
-    );
-    path
-}
+mod common;
 
 fn start(
     runtime: &tokio::runtime::Runtime,
     mode: &str,
 ) -> (Arc<Host>, Arc<LoadedPlugin>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-    std::fs::write(dir.path().join("host.toml"), "[log]\nfilter = \"warn\"\n").unwrap();
-    std::fs::write(
-        dir.path().join("tenants/bench.toml"),
-        format!(
-            "[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\ninstance_mode = \"{mode}\"\nmax_calls_per_instance = 4000000000\n",
-            noop_component().display()
-        ),
-    )
-    .unwrap();
-    let config = bitbylaw::config::load(dir.path().join("host.toml")).unwrap();
-    let host = runtime.block_on(Host::start(config)).unwrap();
+    let tenant = format!(
+        "[plugins.noop]\ncomponent = \"{}\"\n[plugins.noop.limits]\ninstance_mode = \"{mode}\"\nmax_calls_per_instance = 4000000000\n",
+        common::noop_component().display()
+    );
+    let (host, dir) = runtime.block_on(common::start_host(
+        "[log]\nfilter = \"warn\"\n",
+        "bench",
+        &tenant,
+    ));
     let plugin = host.registry().current().tenant("bench").unwrap().plugins["noop"].clone();
     (host, plugin, dir)
 }

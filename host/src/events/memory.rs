@@ -7,10 +7,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::delivery::{self, Delivery, Outcome};
-use super::{DeadLetter, SubscriptionStats, now_ms, payload_text};
+use super::{DeadLetter, SubscriptionStats, Workers, now_ms, payload_text};
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Registry, Tenant};
@@ -30,10 +29,7 @@ struct Inner {
     config: EventsConfig,
     metrics: Metrics,
     registry: Mutex<Weak<Registry>>,
-    global: Arc<Semaphore>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    tenants: Mutex<HashMap<String, CancellationToken>>,
+    workers: Workers,
     /// One queue per (tenant, plugin); kept across reloads so no queued event is lost.
     queues: Mutex<HashMap<(String, String), Queue>>,
     counts: Mutex<HashMap<SubscriptionKey, Counts>>,
@@ -63,10 +59,7 @@ impl MemoryBus {
                 config: config.clone(),
                 metrics,
                 registry: Mutex::new(Weak::new()),
-                global: Arc::new(Semaphore::new(config.max_concurrent)),
-                tracker: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
-                tenants: Mutex::new(HashMap::new()),
+                workers: Workers::new(config.max_concurrent),
                 queues: Mutex::new(HashMap::new()),
                 counts: Mutex::new(HashMap::new()),
                 dead: Mutex::new(HashMap::new()),
@@ -74,8 +67,8 @@ impl MemoryBus {
         }
     }
 
-    pub(super) fn lifecycle(&self) -> (CancellationToken, TaskTracker) {
-        (self.inner.shutdown.clone(), self.inner.tracker.clone())
+    pub(super) fn workers(&self) -> &Workers {
+        &self.inner.workers
     }
 
     pub async fn emit(
@@ -116,10 +109,7 @@ impl MemoryBus {
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
         *lock(&inner.registry) = Arc::downgrade(registry);
-        let token = inner.shutdown.child_token();
-        if let Some(previous) = lock(&inner.tenants).insert(tenant.id.clone(), token.clone()) {
-            previous.cancel();
-        }
+        let token = inner.workers.restart(&tenant.id);
         let mut semaphores = HashMap::new();
         for subscription in &tenant.subscriptions {
             semaphores.insert(
@@ -149,16 +139,16 @@ impl MemoryBus {
                 ),
                 token: token.clone(),
             };
-            inner.tracker.spawn(worker.consume(queue));
+            inner.workers.tracker.spawn(worker.consume(queue));
         }
         super::schedule::spawn(
-            &inner.tracker,
+            &inner.workers.tracker,
             registry,
             tenant,
             &inner.store,
             &inner.prefix,
             &inner.config,
-            inner.global.clone(),
+            inner.workers.global.clone(),
             token,
         );
         Ok(())
@@ -286,7 +276,7 @@ impl Worker {
         loop {
             let global = tokio::select! {
                 () = self.token.cancelled() => return,
-                permit = self.inner.global.clone().acquire_owned() => match permit {
+                permit = self.inner.workers.global.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => return,
                 },
@@ -303,7 +293,7 @@ impl Worker {
                 None => None,
             };
             let worker = self.clone();
-            self.inner.tracker.spawn(async move {
+            self.inner.workers.tracker.spawn(async move {
                 let _permits = (global, local);
                 worker.handle(delivery).await;
             });
@@ -347,8 +337,8 @@ impl Worker {
                     .count(tenant, plugin, &topic, |c| c.retrying += 1);
                 let inner = self.inner.clone();
                 let (tenant, plugin) = (tenant.clone(), plugin.clone());
-                let token = self.inner.shutdown.clone();
-                self.inner.tracker.spawn(async move {
+                let token = self.inner.workers.shutdown.clone();
+                self.inner.workers.tracker.spawn(async move {
                     tokio::select! {
                         () = token.cancelled() => return,
                         () = tokio::time::sleep(after) => {}

@@ -14,10 +14,14 @@ mod memory;
 mod redis;
 pub mod schedule;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use delivery::{Outcome, backoff};
 pub use memory::MemoryBus;
@@ -102,13 +106,16 @@ impl EventBus {
     /// Stops taking events and schedule ticks, lets running handlers finish for
     /// up to `grace`, and leaves the rest for other instances.
     pub async fn shutdown(&self, grace: Duration) {
-        let (token, tracker) = match self {
-            EventBus::Memory(bus) => bus.lifecycle(),
-            EventBus::Redis(bus) => bus.lifecycle(),
+        let workers = match self {
+            EventBus::Memory(bus) => bus.workers(),
+            EventBus::Redis(bus) => bus.workers(),
         };
-        token.cancel();
-        tracker.close();
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        workers.shutdown.cancel();
+        workers.tracker.close();
+        if tokio::time::timeout(grace, workers.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 ?grace,
                 "event handlers still running after the grace period; their events go to other instances"
@@ -144,6 +151,41 @@ impl EventBus {
             EventBus::Memory(bus) => Ok(bus.purge(tenant)),
             EventBus::Redis(bus) => bus.purge(tenant).await,
         }
+    }
+}
+
+/// The tasks of a bus: one cancellation token per tenant (so a reload restarts
+/// just that tenant), one tracker to wait for at shutdown, and the instance-wide
+/// cap on event and schedule calls.
+pub(crate) struct Workers {
+    pub global: Arc<Semaphore>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    tenants: Mutex<HashMap<String, CancellationToken>>,
+}
+
+impl Workers {
+    pub fn new(max_concurrent: usize) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(max_concurrent)),
+            tracker: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A fresh token for `tenant`'s tasks; the previous tasks of the tenant stop.
+    pub fn restart(&self, tenant: &str) -> CancellationToken {
+        let token = self.shutdown.child_token();
+        let previous = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(tenant.to_owned(), token.clone());
+        if let Some(previous) = previous {
+            previous.cancel();
+        }
+        token
     }
 }
 

@@ -15,7 +15,7 @@
 //! duplicates an event.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::Script;
@@ -25,10 +25,9 @@ use redis::streams::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use super::delivery::{self, Delivery, Outcome};
-use super::{DeadLetter, SubscriptionStats, now_ms, payload_text};
+use super::{DeadLetter, SubscriptionStats, Workers, now_ms, payload_text};
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Registry, Tenant};
@@ -49,10 +48,7 @@ struct Inner {
     consumer: String,
     config: EventsConfig,
     scripts: Scripts,
-    global: Arc<Semaphore>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-    tenants: Mutex<HashMap<String, CancellationToken>>,
+    workers: Workers,
     metrics: Metrics,
 }
 
@@ -129,17 +125,14 @@ impl RedisBus {
                     pump: Script::new(include_str!("lua/pump.lua")),
                     replay: Script::new(include_str!("lua/replay.lua")),
                 },
-                global: Arc::new(Semaphore::new(config.max_concurrent)),
-                tracker: TaskTracker::new(),
-                shutdown: CancellationToken::new(),
-                tenants: Mutex::new(HashMap::new()),
+                workers: Workers::new(config.max_concurrent),
                 metrics,
             }),
         }
     }
 
-    pub(super) fn lifecycle(&self) -> (CancellationToken, TaskTracker) {
-        (self.inner.shutdown.clone(), self.inner.tracker.clone())
+    pub(super) fn workers(&self) -> &Workers {
+        &self.inner.workers
     }
 
     pub async fn emit(
@@ -182,10 +175,7 @@ impl RedisBus {
         tenant: &Arc<Tenant>,
     ) -> Result<(), StoreError> {
         let inner = &self.inner;
-        let token = inner.shutdown.child_token();
-        if let Some(previous) = lock(&inner.tenants).insert(tenant.id.clone(), token.clone()) {
-            previous.cancel();
-        }
+        let token = inner.workers.restart(&tenant.id);
         let keys = Keys::new(&inner.prefix, &tenant.id);
         let mut streams = Vec::new();
         let mut semaphores = HashMap::new();
@@ -221,19 +211,23 @@ impl RedisBus {
             let worker = worker.clone();
             let (stream, group) = (stream.clone(), group.clone());
             inner
+                .workers
                 .tracker
                 .spawn(async move { worker.read_loop(stream, group).await });
         }
-        inner.tracker.spawn(worker.clone().claim_loop(streams));
-        inner.tracker.spawn(worker.clone().pump_loop());
+        inner
+            .workers
+            .tracker
+            .spawn(worker.clone().claim_loop(streams));
+        inner.workers.tracker.spawn(worker.clone().pump_loop());
         super::schedule::spawn(
-            &inner.tracker,
+            &inner.workers.tracker,
             registry,
             tenant,
             &crate::store::Store::Redis(inner.store.clone()),
             &inner.prefix,
             &inner.config,
-            inner.global.clone(),
+            inner.workers.global.clone(),
             token,
         );
         Ok(())
@@ -377,13 +371,13 @@ impl Worker {
         while !self.token.is_cancelled() {
             let mut permits = tokio::select! {
                 () = self.token.cancelled() => return,
-                permit = self.inner.global.clone().acquire_owned() => match permit {
+                permit = self.inner.workers.global.clone().acquire_owned() => match permit {
                     Ok(permit) => vec![permit],
                     Err(_) => return,
                 },
             };
             while permits.len() < READ_BATCH {
-                match self.inner.global.clone().try_acquire_owned() {
+                match self.inner.workers.global.clone().try_acquire_owned() {
                     Ok(permit) => permits.push(permit),
                     Err(_) => break,
                 }
@@ -456,7 +450,7 @@ impl Worker {
                         tracing::info!(tenant = %self.tenant, %stream, entry = %entry.id, "taking over an event another instance did not finish");
                         let permit = tokio::select! {
                             () = self.token.cancelled() => return,
-                            permit = self.inner.global.clone().acquire_owned() => match permit {
+                            permit = self.inner.workers.global.clone().acquire_owned() => match permit {
                                 Ok(permit) => permit,
                                 Err(_) => return,
                             },
@@ -544,7 +538,7 @@ impl Worker {
         };
         let worker = self.clone();
         let (stream, group) = (stream.to_owned(), group.to_owned());
-        self.inner.tracker.spawn(async move {
+        self.inner.workers.tracker.spawn(async move {
             let _permits = (global, local);
             worker.handle(&stream, &group, &entry.id, delivery).await;
         });
@@ -741,12 +735,6 @@ fn dead_letter(entry: &StreamId) -> DeadLetter {
         payload: payload_text(&payload),
         payload_bytes: payload.len(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// `<host>-<pid>-<random>`: unique per process, readable in `XINFO CONSUMERS`.

@@ -1,0 +1,36 @@
+//! What the benchmarks share: the no-op component and a host started from TOML.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bitbylaw::host::Host;
+
+/// `target/wasm32-wasip2/release/noop.wasm`, built by `scripts/build-components.sh`.
+pub fn noop_component() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
+    assert!(
+        path.exists(),
+        "build the components first: scripts/build-components.sh"
+    );
+    path
+}
+
+/// Starts a host from `host_toml` and one tenant `tenant` from `tenant_toml`, in a
+/// temporary folder that lives as long as the returned guard.
+pub async fn start_host(
+    host_toml: &str,
+    tenant: &str,
+    tenant_toml: &str,
+) -> (Arc<Host>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    std::fs::create_dir_all(dir.path().join("tenants")).expect("tenants folder");
+    std::fs::write(dir.path().join("host.toml"), host_toml).expect("host file");
+    std::fs::write(
+        dir.path().join(format!("tenants/{tenant}.toml")),
+        tenant_toml,
+    )
+    .expect("tenant file");
+    let config = bitbylaw::config::load(dir.path().join("host.toml")).expect("valid config");
+    (Host::start(config).await.expect("host starts"), dir)
+}
