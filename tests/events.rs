@@ -308,11 +308,11 @@ async fn a_schedule_override_must_name_a_declared_schedule() {
     )
     .unwrap();
     let config = bitbylaw::config::load(dir.path().join("host.toml")).unwrap();
-    let error = bitbylaw::host::Host::start(config)
-        .await
-        .err()
-        .unwrap()
-        .to_string();
+    let host = bitbylaw::host::Host::start(config).await.unwrap();
+    let error = host
+        .broken_tenants()
+        .remove("firm-a")
+        .expect("firm-a is reported broken");
     assert!(
         error.contains("firm-a.toml: key `plugins.cascade.schedules.nightly`"),
         "{error}"

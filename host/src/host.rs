@@ -1,8 +1,10 @@
 //! The host: store, runtime, registry and the shared services, built from config.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
 
 use anyhow::Context as _;
 
@@ -25,15 +27,26 @@ pub struct Host {
     events: EventBus,
     admin_token: Option<Secret>,
     loaded: AtomicBool,
+    broken: Mutex<BTreeMap<String, String>>,
+    /// Stops the tenant-file watcher when the host goes away.
+    watcher: CancellationToken,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.watcher.cancel();
+    }
 }
 
 impl Host {
-    /// Connects the store, compiles the plugins and loads every tenant.
-    /// Any error names the tenant file and key it comes from.
+    /// Connects the store, compiles the plugins and loads every tenant. A broken
+    /// host config fails; a broken tenant is logged and reported in
+    /// [`Host::broken_tenants`] (errors name file and key), and the others run.
     pub async fn start(config: Config) -> anyhow::Result<Arc<Self>> {
         let Config {
             host: config,
             tenants,
+            broken,
         } = config;
         let store = connect_store(&config).await?;
         let runtime = Runtime::new(
@@ -77,10 +90,19 @@ impl Host {
             events,
             admin_token,
             loaded: AtomicBool::new(false),
+            broken: Mutex::new(BTreeMap::new()),
+            watcher: CancellationToken::new(),
         });
+        for error in broken {
+            let id = crate::config::tenant_id(&error.file);
+            host.mark_broken(&id, error.to_string());
+        }
         let mut loaded = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
-            loaded.push(Arc::new(host.load_tenant(tenant).await?));
+            match host.load_tenant(tenant).await {
+                Ok(tenant) => loaded.push(Arc::new(tenant)),
+                Err(error) => host.mark_broken(&tenant.id, format!("{error:#}")),
+            }
         }
         host.registry
             .replace(Deployment::new(loaded.clone()).map_err(|e| anyhow::anyhow!("tenants: {e}"))?);
@@ -91,7 +113,60 @@ impl Host {
                 .with_context(|| format!("starting event delivery for tenant `{}`", tenant.id))?;
         }
         host.loaded.store(true, Ordering::Release);
+        if host.config.reload.poll_ms > 0 {
+            tokio::spawn(crate::reload::watch(
+                Arc::downgrade(&host),
+                host.config.base_dir.join(&host.config.tenants_dir),
+                std::time::Duration::from_millis(host.config.reload.poll_ms),
+                host.watcher.clone(),
+            ));
+        }
         Ok(host)
+    }
+
+    /// Tenants whose config or plugins could not be loaded, with the reason.
+    /// A tenant that was running before keeps running its last good version.
+    pub fn broken_tenants(&self) -> BTreeMap<String, String> {
+        self.lock_broken().clone()
+    }
+
+    fn mark_broken(&self, tenant: &str, error: String) {
+        tracing::error!(%tenant, %error, "tenant not loaded");
+        self.lock_broken().insert(tenant.to_owned(), error);
+    }
+
+    fn lock_broken(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
+        self.broken
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads a tenant file again and swaps the tenant in; on any error the
+    /// tenant is reported broken and its running version (if any) keeps serving.
+    pub async fn reload_tenant_file(&self, file: &std::path::Path) {
+        let id = crate::config::tenant_id(file);
+        let config = match crate::config::load_tenant(file) {
+            Ok(config) => config,
+            Err(error) => return self.mark_broken(&id, error.to_string()),
+        };
+        match self.reload_tenant(&config).await {
+            Ok(()) => {
+                self.lock_broken().remove(&id);
+                tracing::info!(tenant = %id, "tenant reloaded");
+            }
+            Err(error) => self.mark_broken(&id, format!("{error:#}")),
+        }
+    }
+
+    /// Takes a tenant out (its file was deleted): no more requests, events or ticks.
+    pub fn remove_tenant(&self, id: &str) {
+        if let Err(error) = self.registry.remove_tenant(id) {
+            tracing::error!(tenant = %id, %error, "cannot remove tenant");
+            return;
+        }
+        self.events.stop_tenant(id);
+        self.lock_broken().remove(id);
+        tracing::info!(tenant = %id, "tenant removed");
     }
 
     pub fn config(&self) -> &HostConfig {
@@ -211,6 +286,21 @@ impl Host {
             subscriptions,
             schedules,
             default_subscription: self.config.events.subscription_defaults.clone(),
+            rate: config
+                .limits
+                .requests_per_second
+                .map(|rate| crate::store::Bucket {
+                    capacity: config
+                        .limits
+                        .burst
+                        .unwrap_or_else(|| rate.ceil() as u32)
+                        .max(1),
+                    refill_per_second: rate,
+                }),
+            instances: config
+                .limits
+                .max_concurrent_instances
+                .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
         })
     }
 

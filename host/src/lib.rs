@@ -20,6 +20,7 @@ pub mod events;
 pub mod host;
 pub mod ingress;
 pub mod metrics;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -76,8 +76,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let config = bitbylaw::config::load(&config)?;
             bitbylaw::telemetry::init(config.host.log.format, &config.host.log.filter);
-            let tenants = config.tenants.len();
-            bitbylaw::host::Host::start(config).await?;
+            let tenants = config.tenants.len() + config.broken.len();
+            let host = bitbylaw::host::Host::start(config).await?;
+            let broken = host.broken_tenants();
+            if !broken.is_empty() {
+                let reasons: Vec<String> = broken.values().cloned().collect();
+                anyhow::bail!(
+                    "{} of {tenants} tenant(s) cannot be loaded:\n{}",
+                    broken.len(),
+                    reasons.join("\n")
+                );
+            }
             println!("config ok: {tenants} tenant(s) loaded");
             Ok(())
         }

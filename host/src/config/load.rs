@@ -9,7 +9,7 @@ use super::{Config, HostConfig, TenantConfig};
 const ENV_PREFIX: &str = "BITBYLAW_";
 
 /// A config that cannot be used, and where.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{}: {}{message}", file.display(), key.as_deref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
 pub struct ConfigError {
     pub file: PathBuf,
@@ -29,11 +29,44 @@ impl ConfigError {
 }
 
 /// Loads the host file (with `BITBYLAW_*` overrides) and every tenant file it points to.
+/// A broken tenant file does not fail the whole load: it is returned in
+/// `Config::broken`, so the other tenants can run while it is reported.
 pub fn load(host_file: impl AsRef<Path>) -> Result<Config, ConfigError> {
     let host = load_host(host_file.as_ref(), std::env::vars())?;
     let tenants_dir = host.base_dir.join(&host.tenants_dir);
-    let tenants = load_tenants(&tenants_dir)?;
-    Ok(Config { host, tenants })
+    let mut tenants = Vec::new();
+    let mut broken = Vec::new();
+    for file in tenant_files(&tenants_dir)? {
+        match load_tenant(&file) {
+            Ok(tenant) => tenants.push(tenant),
+            Err(error) => broken.push(error),
+        }
+    }
+    Ok(Config {
+        host,
+        tenants,
+        broken,
+    })
+}
+
+/// The tenant files (`*.toml`) in `dir`, in name order.
+pub fn tenant_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ConfigError::new(dir, None, format!("cannot read the tenants folder: {e}")))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The tenant id a tenant file stands for (its name without `.toml`).
+pub fn tenant_id(file: &Path) -> String {
+    file.file_stem()
+        .and_then(|stem| stem.to_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Loads the host file, applying overrides from `env` (`BITBYLAW_SECTION__KEY=value`).
@@ -56,27 +89,10 @@ pub fn load_host(
     Ok(host)
 }
 
-/// Loads every `*.toml` in `dir` as a tenant, in file-name order.
-pub fn load_tenants(dir: &Path) -> Result<Vec<TenantConfig>, ConfigError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| ConfigError::new(dir, None, format!("cannot read the tenants folder: {e}")))?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    files.sort();
-    files.iter().map(|file| load_tenant(file)).collect()
-}
-
 /// Loads one tenant file; the tenant id is the file name without `.toml`.
 pub fn load_tenant(file: &Path) -> Result<TenantConfig, ConfigError> {
     let text = read(file)?;
-    let id = file
-        .file_stem()
-        .and_then(|stem| stem.to_str())
-        .unwrap_or_default()
-        .to_owned();
-    parse_tenant(file, &id, &text)
+    parse_tenant(file, &tenant_id(file), &text)
 }
 
 /// Parses tenant TOML as if read from `file`.
@@ -247,6 +263,31 @@ pub fn check_subscription(
 
 fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
     check_prefix(file, "route_prefix", &tenant.route_prefix)?;
+    let limits = &tenant.limits;
+    if limits
+        .requests_per_second
+        .is_some_and(|rate| !(rate.is_finite() && rate > 0.0))
+    {
+        return Err(ConfigError::new(
+            file,
+            Some("limits.requests_per_second".into()),
+            "must be a number above 0",
+        ));
+    }
+    if limits.burst == Some(0) || (limits.burst.is_some() && limits.requests_per_second.is_none()) {
+        return Err(ConfigError::new(
+            file,
+            Some("limits.burst".into()),
+            "must be at least 1, and needs limits.requests_per_second",
+        ));
+    }
+    if limits.max_concurrent_instances == Some(0) {
+        return Err(ConfigError::new(
+            file,
+            Some("limits.max_concurrent_instances".into()),
+            "must be at least 1",
+        ));
+    }
     for (name, plugin) in &tenant.plugins {
         if !is_identifier(name) {
             return Err(ConfigError::new(

@@ -18,8 +18,8 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use load::{
-    ConfigError, check_limits, check_subscription, load, load_host, load_tenant, load_tenants,
-    parse_tenant,
+    ConfigError, check_limits, check_subscription, load, load_host, load_tenant, parse_tenant,
+    tenant_files, tenant_id,
 };
 pub use secret::{Secret, SecretRef};
 
@@ -28,6 +28,8 @@ pub use secret::{Secret, SecretRef};
 pub struct Config {
     pub host: HostConfig,
     pub tenants: Vec<TenantConfig>,
+    /// Tenant files that could not be read; reported, the others still run.
+    pub broken: Vec<ConfigError>,
 }
 
 /// `host.toml`.
@@ -57,6 +59,8 @@ pub struct HostConfig {
     pub events: EventsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub reload: ReloadConfig,
     /// Folder the host file was read from; relative paths are taken from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -181,6 +185,25 @@ impl Default for EgressConfig {
         Self {
             max_timeout_ms: defaults::egress_timeout_ms(),
             max_response_bytes: defaults::egress_max_response_bytes(),
+        }
+    }
+}
+
+/// Watching tenant files and their components for changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// How often tenant files and their components are checked; 0 turns reloading off.
+    /// Polling rather than file events: it also sees changes that arrive through
+    /// mounted volumes and symlink swaps (as with Kubernetes config maps).
+    #[serde(default = "defaults::reload_poll_ms")]
+    pub poll_ms: u64,
+}
+
+impl Default for ReloadConfig {
+    fn default() -> Self {
+        Self {
+            poll_ms: defaults::reload_poll_ms(),
         }
     }
 }
@@ -411,6 +434,9 @@ pub struct TenantConfig {
     /// Put before every route of this tenant's plugins, e.g. `/firm-a`.
     #[serde(default)]
     pub route_prefix: String,
+    /// What one tenant may use of the host, so it cannot crowd out the others.
+    #[serde(default)]
+    pub limits: TenantLimits,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Folder the tenant file was read from; relative paths are taken from here.
@@ -419,6 +445,20 @@ pub struct TenantConfig {
     /// The file itself, for error messages.
     #[serde(skip)]
     pub file: PathBuf,
+}
+
+/// `[limits]` in a tenant file. Absent keys mean no limit.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Requests per second through the ingress (token bucket refill, shared by all
+    /// host instances through the store). Above it: 429.
+    pub requests_per_second: Option<f64>,
+    /// Requests allowed in a burst (bucket size); default: `requests_per_second` rounded up.
+    pub burst: Option<u32>,
+    /// Plugin calls (each on its own instance) running at once for this tenant in one
+    /// host instance. Above it: 503 with `Retry-After`.
+    pub max_concurrent_instances: Option<usize>,
 }
 
 /// `[plugins.<name>]` in a tenant file.
@@ -514,6 +554,9 @@ mod defaults {
     }
     pub fn enabled() -> bool {
         true
+    }
+    pub fn reload_poll_ms() -> u64 {
+        1_000
     }
     pub fn visibility_timeout_ms() -> u64 {
         60_000

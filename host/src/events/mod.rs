@@ -103,6 +103,14 @@ impl EventBus {
         }
     }
 
+    /// Stops delivery and schedules of a tenant that was taken out.
+    pub fn stop_tenant(&self, tenant: &str) {
+        match self {
+            EventBus::Memory(bus) => bus.workers().stop(tenant),
+            EventBus::Redis(bus) => bus.workers().stop(tenant),
+        }
+    }
+
     /// Stops taking events and schedule ticks, lets running handlers finish for
     /// up to `grace`, and leaves the rest for other instances.
     pub async fn shutdown(&self, grace: Duration) {
@@ -171,6 +179,18 @@ impl Workers {
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stops `tenant`'s tasks.
+    pub fn stop(&self, tenant: &str) {
+        let token = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(tenant);
+        if let Some(token) = token {
+            token.cancel();
         }
     }
 

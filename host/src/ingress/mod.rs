@@ -3,6 +3,7 @@
 
 mod admin;
 mod error;
+mod limits;
 mod routes;
 pub mod tenant;
 
@@ -104,6 +105,7 @@ async fn ready(State(host): State<Arc<Host>>) -> Response {
     let ready = store.is_ok() && host.is_loaded();
     let body = serde_json::json!({
         "status": if ready { "ready" } else { "not_ready" },
+        "broken_tenants": host.broken_tenants(),
         "store": {
             "backend": host.store().backend_name(),
             "reachable": store.is_ok(),
@@ -180,6 +182,16 @@ async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
         }
     };
     tracing::Span::current().record("tenant", tenant.id.as_str());
+
+    let rate_headers = match limits::take_request(&host, &tenant).await {
+        Ok(headers) => headers,
+        Err(refusal) => return refusal.into_response(&request_id),
+    };
+    // Held until the plugin answered: the tenant's share of instances.
+    let _instance = match limits::take_instance(&tenant) {
+        Ok(permit) => permit,
+        Err(refusal) => return refusal.into_response(&request_id),
+    };
 
     let (entry, params) = match tenant.routes.find(&parts.method, parts.uri.path()) {
         RouteMatch::Found { entry, params } => (entry, params),
@@ -280,6 +292,8 @@ async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
             fail(status, code, message)
         }
     };
+    let mut response = response;
+    rate_headers.apply(response.headers_mut());
     host.metrics().request(
         &tenant.id,
         &plugin_name,

@@ -35,6 +35,30 @@ impl Registry {
         self.current.store(Arc::new(deployment));
     }
 
+    /// Takes the tenant with `id` out of the deployment.
+    pub fn remove_tenant(&self, id: &str) -> Result<(), String> {
+        let mut outcome = Ok(());
+        self.current.rcu(|current| {
+            let tenants = current
+                .tenants
+                .values()
+                .filter(|t| t.id != id)
+                .cloned()
+                .collect();
+            match Deployment::new(tenants) {
+                Ok(next) => {
+                    outcome = Ok(());
+                    Arc::new(next)
+                }
+                Err(error) => {
+                    outcome = Err(error);
+                    current.clone()
+                }
+            }
+        });
+        outcome
+    }
+
     /// Puts `tenant` in place of the tenant with the same id (or adds it).
     /// Calls already running keep the plugins they started with.
     pub fn swap_tenant(&self, tenant: Arc<Tenant>) -> Result<(), String> {
@@ -74,6 +98,10 @@ pub struct Tenant {
     pub schedules: Vec<ScheduleSpec>,
     /// Settings for a subscription this tenant does not list (should not happen).
     pub default_subscription: SubscriptionSettings,
+    /// Request rate through the ingress, when limited.
+    pub rate: Option<crate::store::Bucket>,
+    /// Plugin calls running at once in this host instance, when limited.
+    pub instances: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Tenant {

@@ -1,0 +1,113 @@
+//! Per-tenant limits at the edge, so one firm cannot crowd out the others:
+//! a request rate (token bucket in the store, shared by all host instances;
+//! above it 429) and a cap on plugin calls running at once (above it 503).
+//! The rate headers are those of Kong's rate-limiting plugin.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::ApiError;
+use crate::host::Host;
+use crate::runtime::Tenant;
+
+/// `RateLimit-*` headers for a response.
+#[derive(Default)]
+pub struct RateHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl RateHeaders {
+    pub fn apply(self, headers: &mut HeaderMap) {
+        for (name, value) in self.0 {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Why a request was turned away before reaching its plugin.
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    headers: RateHeaders,
+}
+
+impl Refusal {
+    pub fn into_response(self, request_id: &str) -> Response {
+        let mut response =
+            ApiError::new(self.status, self.code, self.message, request_id).into_response();
+        self.headers.apply(response.headers_mut());
+        response
+    }
+}
+
+/// Takes one request from the tenant's bucket. When the store cannot answer,
+/// the request goes through: an outage of the limiter must not become an outage
+/// of every tenant.
+pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, Refusal> {
+    let Some(bucket) = tenant.rate else {
+        return Ok(RateHeaders::default());
+    };
+    let key = format!(
+        "{}:{{{}}}:ingress:rate",
+        host.config().store.key_prefix,
+        tenant.id
+    );
+    let decision = match host.store().rate_take(&key, bucket, 1).await {
+        Ok(decision) => decision,
+        Err(error) => {
+            tracing::warn!(tenant = %tenant.id, %error, "rate limiter unavailable; request let through");
+            return Ok(RateHeaders::default());
+        }
+    };
+    let missing = f64::from(bucket.capacity) - f64::from(decision.remaining);
+    let until_full = Duration::from_secs_f64(missing.max(0.0) / bucket.refill_per_second);
+    let mut headers = vec![
+        header("ratelimit-limit", bucket.capacity.to_string()),
+        header("ratelimit-remaining", decision.remaining.to_string()),
+        header("ratelimit-reset", seconds_up(until_full).to_string()),
+    ];
+    if decision.allowed {
+        return Ok(RateHeaders(headers.into_iter().flatten().collect()));
+    }
+    let retry = seconds_up(decision.retry_after).max(1);
+    headers.push(header("retry-after", retry.to_string()));
+    Err(Refusal {
+        status: StatusCode::TOO_MANY_REQUESTS,
+        code: "rate_limited",
+        message: format!(
+            "tenant over its rate of {} requests per second; retry in {retry} s",
+            bucket.refill_per_second
+        ),
+        headers: RateHeaders(headers.into_iter().flatten().collect()),
+    })
+}
+
+/// Takes one of the tenant's instance slots, or refuses at once.
+pub fn take_instance(tenant: &Tenant) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+    let Some(slots) = &tenant.instances else {
+        return Ok(None);
+    };
+    match slots.clone().try_acquire_owned() {
+        Ok(permit) => Ok(Some(permit)),
+        Err(_) => Err(Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "too_busy",
+            message: "all of the tenant's plugin instances are busy; retry shortly".into(),
+            headers: RateHeaders(header("retry-after", "1".into()).into_iter().collect()),
+        }),
+    }
+}
+
+fn header(name: &'static str, value: String) -> Option<(HeaderName, HeaderValue)> {
+    Some((
+        HeaderName::from_static(name),
+        HeaderValue::from_str(&value).ok()?,
+    ))
+}
+
+fn seconds_up(duration: Duration) -> u64 {
+    let millis = duration.as_millis();
+    u64::try_from(millis.div_ceil(1000)).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,76 @@
+//! Reloading tenants when their files or components change on disk.
+//!
+//! Polls rather than subscribing to file events: polling also sees changes that
+//! arrive through mounted volumes and symlink swaps (Kubernetes config maps),
+//! and a few dozen small files once a second cost nothing. A changed tenant
+//! file, or a changed component it names, reloads that tenant only; a new file
+//! adds a tenant, a deleted one removes it.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::host::Host;
+
+/// What a tenant's state on disk looks like: its file's content and, for each
+/// component it names, size and modification time.
+type Fingerprint = u64;
+
+pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: CancellationToken) {
+    let mut known = scan(&dir);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let Some(host) = host.upgrade() else {
+            return;
+        };
+        let current = scan(&dir);
+        for (file, fingerprint) in &current {
+            if known.get(file) != Some(fingerprint) {
+                tracing::info!(file = %file.display(), "tenant file or component changed; reloading");
+                host.reload_tenant_file(file).await;
+            }
+        }
+        for file in known.keys().filter(|file| !current.contains_key(*file)) {
+            host.remove_tenant(&crate::config::tenant_id(file));
+        }
+        known = current;
+    }
+}
+
+fn scan(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
+    let Ok(files) = crate::config::tenant_files(dir) else {
+        return HashMap::new();
+    };
+    files
+        .into_iter()
+        .filter_map(|file| Some((fingerprint(&file)?, file)))
+        .map(|(fingerprint, file)| (file, fingerprint))
+        .collect()
+}
+
+fn fingerprint(file: &Path) -> Option<Fingerprint> {
+    let text = std::fs::read(file).ok()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    // A file that does not parse is still fingerprinted by its text, so fixing it reloads.
+    if let Ok(config) = crate::config::load_tenant(file) {
+        for plugin in config.plugins.values() {
+            let component = config.base_dir.join(&plugin.component);
+            if let Ok(meta) = std::fs::metadata(&component) {
+                meta.len().hash(&mut hasher);
+                meta.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .hash(&mut hasher);
+            }
+        }
+    }
+    Some(hasher.finish())
+}

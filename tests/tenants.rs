@@ -1,0 +1,225 @@
+//! Tenants apart: rate and instance limits per tenant, reloading one tenant's
+//! file without touching the others, and broken tenant files that leave the
+//! others running.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitbylaw_tests::{Backend, TestHost, wait_for};
+use serde_json::Value;
+
+const HELLO: &str = "[plugins.hello]\ncomponent = \"{component:hello}\"\n[plugins.hello.config]\ngreeting = \"Guten Tag\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_rate_gets_429_while_another_is_served() {
+    let limited = format!("[limits]\nrequests_per_second = 0.2\nburst = 3\n{HELLO}");
+    let app = TestHost::builder(Backend::Redis)
+        .tenant("firm-a", Some("ka"), &limited)
+        .tenant("firm-b", Some("kb"), HELLO)
+        .start()
+        .await;
+    for remaining in ["2", "1", "0"] {
+        let ok = app.get("/hello/x", "ka").await;
+        assert_eq!(ok.status(), 200);
+        assert_eq!(ok.headers()["ratelimit-limit"], "3");
+        assert_eq!(ok.headers()["ratelimit-remaining"], remaining);
+    }
+    let refused = app.get("/hello/x", "ka").await;
+    assert_eq!(refused.status(), 429);
+    let headers = refused.headers().clone();
+    assert_eq!(headers["ratelimit-limit"], "3");
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (1..=5).contains(&retry),
+        "one request every 5 s: retry after {retry}"
+    );
+    let reset: u64 = headers["ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (10..=15).contains(&reset),
+        "three requests to refill at 0.2/s: reset {reset}"
+    );
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "rate_limited"
+    );
+
+    // Same moment, other tenant: unaffected and unlimited.
+    let other = app.get("/hello/x", "kb").await;
+    assert_eq!(other.status(), 200);
+    assert!(other.headers().get("ratelimit-limit").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_at_its_instance_cap_gets_503() {
+    let tenant = format!(
+        "[limits]\nmax_concurrent_instances = 1\n{HELLO}[plugins.endless-loop]\ncomponent = \"{{component:endless-loop}}\"\n[plugins.endless-loop.limits]\ndeadline_ms = 3000\n"
+    );
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some("ka"), &tenant)
+        .tenant("firm-b", Some("kb"), HELLO)
+        .start()
+        .await;
+    let looping = {
+        let client = app.client.clone();
+        let url = app.url("/loop");
+        tokio::spawn(async move {
+            client
+                .get(url)
+                .header("apikey", "ka")
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    // While the loop holds the only slot, the tenant's other calls are turned away.
+    let busy = wait_for(Duration::from_secs(10), || async {
+        let response = app.get("/hello/x", "ka").await;
+        (response.status() == 503).then_some(response)
+    })
+    .await;
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert_eq!(busy.json::<Value>().await.unwrap()["error"], "too_busy");
+    assert_eq!(
+        app.get("/hello/x", "kb").await.status(),
+        200,
+        "tenant B is not capped by A"
+    );
+    assert_eq!(looping.await.unwrap(), 504);
+    assert_eq!(
+        app.get("/hello/x", "ka").await.status(),
+        200,
+        "the slot is free again"
+    );
+}
+
+async fn greeting(app: &TestHost, key: &str) -> String {
+    let body: Value = app.get("/hello/Ada", key).await.json().await.unwrap();
+    body["message"].as_str().unwrap_or_default().to_owned()
+}
+
+async fn broken(app: &TestHost) -> Value {
+    let ready: Value = app
+        .client
+        .get(app.url("/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    ready["broken_tenants"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_one_tenant_file_reloads_that_tenant_only() {
+    let app = TestHost::builder(Backend::Memory)
+        .host_toml("[reload]\npoll_ms = 50")
+        .tenant("firm-a", Some("ka"), HELLO)
+        .tenant("firm-b", Some("kb"), HELLO)
+        .start()
+        .await;
+    let b_before = app
+        .host
+        .registry()
+        .current()
+        .tenant("firm-b")
+        .unwrap()
+        .clone();
+    let a_before = app
+        .host
+        .registry()
+        .current()
+        .tenant("firm-a")
+        .unwrap()
+        .clone();
+
+    let file = app.tenant_file("firm-a");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, text.replace("Guten Tag", "Moin")).unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (greeting(&app, "ka").await == "Moin, Ada!").then_some(())
+    })
+    .await;
+
+    let deployment = app.host.registry().current();
+    assert!(
+        !Arc::ptr_eq(deployment.tenant("firm-a").unwrap(), &a_before),
+        "A was reloaded"
+    );
+    assert!(
+        Arc::ptr_eq(deployment.tenant("firm-b").unwrap(), &b_before),
+        "B was not touched"
+    );
+    assert_eq!(greeting(&app, "kb").await, "Guten Tag, Ada!");
+
+    // A malformed edit: reported, and A keeps serving its last good version.
+    std::fs::write(&file, "[plugins.hello\ncomponent = ").unwrap();
+    let reported = wait_for(Duration::from_secs(10), || async {
+        let broken = broken(&app).await;
+        broken.get("firm-a").cloned()
+    })
+    .await;
+    assert!(
+        reported.as_str().unwrap().contains("firm-a.toml"),
+        "{reported}"
+    );
+    assert_eq!(greeting(&app, "ka").await, "Moin, Ada!");
+    assert_eq!(greeting(&app, "kb").await, "Guten Tag, Ada!");
+
+    // Fixed again: loaded, and no longer reported.
+    std::fs::write(&file, text.replace("Guten Tag", "Servus")).unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (greeting(&app, "ka").await == "Servus, Ada!").then_some(())
+    })
+    .await;
+    assert!(broken(&app).await.get("firm-a").is_none());
+
+    // Removing the file removes the tenant.
+    std::fs::remove_file(&file).unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (app.get("/hello/x", "ka").await.status() == 401).then_some(())
+    })
+    .await;
+    assert_eq!(app.get("/hello/x", "kb").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_tenant_at_start_leaves_the_others_running() {
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some("ka"), HELLO)
+        .tenant(
+            "firm-c",
+            None,
+            "[plugins.hello]\ncomponent = \"missing.wasm\"\n",
+        )
+        .tenant("firm-d", None, "this is = not [toml")
+        .start()
+        .await;
+    assert_eq!(greeting(&app, "ka").await, "Guten Tag, Ada!");
+    let broken = broken(&app).await;
+    assert!(
+        broken["firm-c"]
+            .as_str()
+            .unwrap()
+            .contains("key `plugins.hello.component`"),
+        "{broken}"
+    );
+    assert!(
+        broken["firm-d"].as_str().unwrap().contains("invalid TOML"),
+        "{broken}"
+    );
+    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(
+        ready.status(),
+        200,
+        "the host serves the tenants it could load"
+    );
+}
