@@ -248,7 +248,12 @@ impl Host {
                 .runtime
                 .load_component(&component_path)
                 .await
-                .with_context(|| format!("{file}: key `{key}.component`"))?;
+                .with_context(|| {
+                    format!(
+                        "{file}: key `{key}.component`: `{}`",
+                        component_path.display()
+                    )
+                })?;
             let plugin = LoadedPlugin::load(&self.runtime, &component, digest, context, limits)
                 .await
                 .with_context(|| {

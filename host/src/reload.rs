@@ -20,8 +20,12 @@ use crate::host::Host;
 /// component it names, size and modification time.
 type Fingerprint = u64;
 
+/// Polls `dir` every `every` until `stop`. A change is acted on once it has
+/// held still for one poll, so a file caught half-written (an editor that
+/// truncates, then writes) is never loaded.
 pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: CancellationToken) {
     let mut known = scan(&dir);
+    let mut settling: HashMap<PathBuf, Option<Fingerprint>> = HashMap::new();
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
@@ -31,16 +35,34 @@ pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: Cancel
             return;
         };
         let current = scan(&dir);
-        for (file, fingerprint) in &current {
-            if known.get(file) != Some(fingerprint) {
-                tracing::info!(file = %file.display(), "tenant file or component changed; reloading");
-                host.reload_tenant_file(file).await;
+        let mut files: Vec<&PathBuf> = current.keys().chain(known.keys()).collect();
+        files.sort();
+        files.dedup();
+        let mut changed = Vec::new();
+        for file in files {
+            let now = current.get(file).copied();
+            if known.get(file).copied() == now {
+                settling.remove(file);
+            } else if settling.get(file) == Some(&now) {
+                settling.remove(file);
+                changed.push((file.clone(), now));
+            } else {
+                settling.insert(file.clone(), now);
             }
         }
-        for file in known.keys().filter(|file| !current.contains_key(*file)) {
-            host.remove_tenant(&crate::config::tenant_id(file));
+        for (file, now) in changed {
+            match now {
+                Some(fingerprint) => {
+                    tracing::info!(file = %file.display(), "tenant file or component changed; reloading");
+                    host.reload_tenant_file(&file).await;
+                    known.insert(file, fingerprint);
+                }
+                None => {
+                    host.remove_tenant(&crate::config::tenant_id(&file));
+                    known.remove(&file);
+                }
+            }
         }
-        known = current;
     }
 }
 
