@@ -117,11 +117,96 @@ impl Host {
             tokio::spawn(crate::reload::watch(
                 Arc::downgrade(&host),
                 host.config.base_dir.join(&host.config.tenants_dir),
+                host.component_store_dir(),
                 std::time::Duration::from_millis(host.config.reload.poll_ms),
                 host.watcher.clone(),
             ));
         }
         Ok(host)
+    }
+
+    /// Compiles `bytes` and checks them as a plugin: the component must fit the
+    /// bitbylaw world and start and describe itself without trapping. Nothing
+    /// is stored or swapped; this is what an upload goes through first.
+    pub async fn check_component(&self, bytes: Vec<u8>) -> anyhow::Result<LoadedPlugin> {
+        let (component, digest) = self.runtime.load_component_bytes(bytes).await?;
+        let context = Arc::new(PluginContext {
+            tenant: "_check".into(),
+            name: "_check".into(),
+            config: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            scope: Scope::new(&self.config.store.key_prefix, "_check", "_check"),
+            store: self.store.clone(),
+            allowed_origins: HashSet::new(),
+            egress: self.egress.clone(),
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
+        });
+        LoadedPlugin::load(
+            &self.runtime,
+            &component,
+            digest,
+            context,
+            self.config.plugin_defaults.clone(),
+        )
+        .await
+    }
+
+    /// The file of tenant `id`.
+    pub fn tenant_file(&self, id: &str) -> std::path::PathBuf {
+        self.config
+            .base_dir
+            .join(&self.config.tenants_dir)
+            .join(format!("{id}.toml"))
+    }
+
+    /// Pins `plugin` of `tenant` to `pin` (a store version, or a component file):
+    /// checks and swaps it in, then writes the tenant file (keeping its comments
+    /// and layout). Nothing is written when the new version cannot serve.
+    /// Returns the pin it replaced.
+    pub async fn pin_plugin(&self, tenant: &str, plugin: &str, pin: &Pin) -> anyhow::Result<Pin> {
+        let file = self.tenant_file(tenant);
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        let mut document: toml_edit::DocumentMut = text
+            .parse()
+            .with_context(|| format!("{} is not valid TOML", file.display()))?;
+        let table = document
+            .get_mut("plugins")
+            .and_then(|p| p.get_mut(plugin))
+            .and_then(|t| t.as_table_like_mut())
+            .ok_or_else(|| anyhow::anyhow!("tenant `{tenant}` has no plugin `{plugin}`"))?;
+        let previous = match (
+            table.get("version").and_then(|v| v.as_str()),
+            table.get("component").and_then(|v| v.as_str()),
+        ) {
+            (Some(version), _) => Pin::Version(version.to_owned()),
+            (None, Some(component)) => Pin::Component(component.to_owned()),
+            (None, None) => {
+                anyhow::bail!("plugin `{plugin}` of tenant `{tenant}` names no component")
+            }
+        };
+        table.remove("version");
+        table.remove("component");
+        match pin {
+            Pin::Version(version) => table.insert("version", toml_edit::value(version.as_str())),
+            Pin::Component(component) => {
+                table.insert("component", toml_edit::value(component.as_str()))
+            }
+        };
+        let text = document.to_string();
+        let config = crate::config::parse_tenant(&file, tenant, &text)?;
+        self.reload_tenant(&config).await?;
+        crate::components::write_atomically(&file, text.as_bytes())
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        self.lock_broken().remove(tenant);
+        tracing::info!(%tenant, %plugin, from = %previous, to = %pin, "plugin version switched");
+        Ok(previous)
+    }
+
+    /// The component store's folder (`components.dir`).
+    pub fn component_store_dir(&self) -> std::path::PathBuf {
+        self.config.base_dir.join(&self.config.components.dir)
     }
 
     /// Tenants whose config or plugins could not be loaded, with the reason.
@@ -243,14 +328,15 @@ impl Host {
                 self.config.runtime.max_memory_mb,
             )?;
             let context = Arc::new(self.plugin_context(config, name, plugin_config)?);
-            let component_path = config.base_dir.join(&plugin_config.component);
+            let (component_path, source) =
+                plugin_config.component_path(name, &config.base_dir, &self.component_store_dir());
             let (component, digest) = self
                 .runtime
                 .load_component(&component_path)
                 .await
                 .with_context(|| {
                     format!(
-                        "{file}: key `{key}.component`: `{}`",
+                        "{file}: key `{key}.{source}`: `{}`",
                         component_path.display()
                     )
                 })?;
@@ -258,7 +344,7 @@ impl Host {
                 .await
                 .with_context(|| {
                     format!(
-                        "{file}: key `{key}.component`: `{}`",
+                        "{file}: key `{key}.{source}`: `{}`",
                         component_path.display()
                     )
                 })?;
@@ -402,6 +488,23 @@ impl Host {
             events: self.events.clone(),
             metrics: self.metrics.clone(),
         })
+    }
+}
+
+/// What a tenant's plugin runs: a version from the component store or a file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pin {
+    Version(String),
+    Component(String),
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Version(version) => write!(f, "version {version}"),
+            Pin::Component(file) => write!(f, "component {file}"),
+        }
     }
 }
 

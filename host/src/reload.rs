@@ -23,8 +23,14 @@ type Fingerprint = u64;
 /// Polls `dir` every `every` until `stop`. A change is acted on once it has
 /// held still for one poll, so a file caught half-written (an editor that
 /// truncates, then writes) is never loaded.
-pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: CancellationToken) {
-    let mut known = scan(&dir);
+pub async fn watch(
+    host: Weak<Host>,
+    dir: PathBuf,
+    store: PathBuf,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut known = scan(&dir, &store);
     let mut settling: HashMap<PathBuf, Option<Fingerprint>> = HashMap::new();
     loop {
         tokio::select! {
@@ -34,7 +40,7 @@ pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: Cancel
         let Some(host) = host.upgrade() else {
             return;
         };
-        let current = scan(&dir);
+        let current = scan(&dir, &store);
         let mut files: Vec<&PathBuf> = current.keys().chain(known.keys()).collect();
         files.sort();
         files.dedup();
@@ -66,25 +72,25 @@ pub async fn watch(host: Weak<Host>, dir: PathBuf, every: Duration, stop: Cancel
     }
 }
 
-fn scan(dir: &Path) -> HashMap<PathBuf, Fingerprint> {
+fn scan(dir: &Path, store: &Path) -> HashMap<PathBuf, Fingerprint> {
     let Ok(files) = crate::config::tenant_files(dir) else {
         return HashMap::new();
     };
     files
         .into_iter()
-        .filter_map(|file| Some((fingerprint(&file)?, file)))
+        .filter_map(|file| Some((fingerprint(&file, store)?, file)))
         .map(|(fingerprint, file)| (file, fingerprint))
         .collect()
 }
 
-fn fingerprint(file: &Path) -> Option<Fingerprint> {
+fn fingerprint(file: &Path, store: &Path) -> Option<Fingerprint> {
     let text = std::fs::read(file).ok()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
     // A file that does not parse is still fingerprinted by its text, so fixing it reloads.
     if let Ok(config) = crate::config::load_tenant(file) {
-        for plugin in config.plugins.values() {
-            let component = config.base_dir.join(&plugin.component);
+        for (name, plugin) in &config.plugins {
+            let (component, _) = plugin.component_path(name, &config.base_dir, store);
             if let Ok(meta) = std::fs::metadata(&component) {
                 meta.len().hash(&mut hasher);
                 meta.modified()

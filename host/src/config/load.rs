@@ -296,6 +296,34 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
                 "plugin names may only hold letters, digits, `-` and `_`",
             ));
         }
+        match (&plugin.component, &plugin.version) {
+            (Some(_), None) | (None, Some(_)) => {}
+            _ => {
+                return Err(ConfigError::new(
+                    file,
+                    Some(format!("plugins.{name}")),
+                    "give exactly one of `component` (a file) and `version` (from the component store)",
+                ));
+            }
+        }
+        if let Some(version) = &plugin.version {
+            if !is_version(version) {
+                return Err(ConfigError::new(
+                    file,
+                    Some(format!("plugins.{name}.version")),
+                    "a version holds letters, digits, `.`, `-`, `_` and `+` (at most 64)",
+                ));
+            }
+        }
+        if let Some(package) = &plugin.package {
+            if !is_identifier(package) {
+                return Err(ConfigError::new(
+                    file,
+                    Some(format!("plugins.{name}.package")),
+                    "may only hold letters, digits, `-` and `_`",
+                ));
+            }
+        }
         if let Some(prefix) = &plugin.route_prefix {
             check_prefix(file, &format!("plugins.{name}.route_prefix"), prefix)?;
         }
@@ -341,7 +369,17 @@ fn check_prefix(file: &Path, key: &str, prefix: &str) -> Result<(), ConfigError>
     Ok(())
 }
 
-pub(crate) fn is_identifier(text: &str) -> bool {
+/// Component versions: `1.2.0`, `2026-11-27.1`, `1.0.0-rc.1+build5`.
+pub fn is_version(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 64
+        && !text.starts_with('.')
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+}
+
+pub fn is_identifier(text: &str) -> bool {
     !text.is_empty()
         && text.len() <= 64
         && text

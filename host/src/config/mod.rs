@@ -12,14 +12,14 @@ mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
 use serde::Deserialize;
 
 pub use load::{
-    ConfigError, check_limits, check_subscription, load, load_host, load_tenant, parse_tenant,
-    tenant_files, tenant_id,
+    ConfigError, check_limits, check_subscription, is_identifier, is_version, load, load_host,
+    load_tenant, parse_tenant, tenant_files, tenant_id,
 };
 pub use secret::{Secret, SecretRef};
 
@@ -61,6 +61,8 @@ pub struct HostConfig {
     pub admin: AdminConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
+    #[serde(default)]
+    pub components: ComponentsConfig,
     /// Folder the host file was read from; relative paths are taken from here.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -185,6 +187,23 @@ impl Default for EgressConfig {
         Self {
             max_timeout_ms: defaults::egress_timeout_ms(),
             max_response_bytes: defaults::egress_max_response_bytes(),
+        }
+    }
+}
+
+/// The component store: plugin components by name and version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentsConfig {
+    /// Folder of stored components (`<package>/<version>.wasm`), relative to the host file.
+    #[serde(default = "defaults::components_dir")]
+    pub dir: PathBuf,
+}
+
+impl Default for ComponentsConfig {
+    fn default() -> Self {
+        Self {
+            dir: defaults::components_dir(),
         }
     }
 }
@@ -447,6 +466,30 @@ pub struct TenantConfig {
     pub file: PathBuf,
 }
 
+impl PluginConfig {
+    /// Where the plugin's component is, and the key that says so: the file named
+    /// by `component` (relative to the tenant file's folder), or
+    /// `<store>/<package>/<version>.wasm` for a `version` from the component store.
+    pub fn component_path(
+        &self,
+        plugin: &str,
+        tenant_dir: &Path,
+        store: &Path,
+    ) -> (PathBuf, &'static str) {
+        match (&self.component, &self.version) {
+            (Some(file), _) => (tenant_dir.join(file), "component"),
+            (None, Some(version)) => {
+                let package = self.package.as_deref().unwrap_or(plugin);
+                (
+                    store.join(package).join(format!("{version}.wasm")),
+                    "version",
+                )
+            }
+            (None, None) => (PathBuf::new(), "component"),
+        }
+    }
+}
+
 /// `[limits]` in a tenant file. Absent keys mean no limit.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -465,8 +508,15 @@ pub struct TenantLimits {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The component file (`.wasm`), relative to the tenant file.
-    pub component: PathBuf,
+    /// A component file (`.wasm`), relative to the tenant file. Either this or `version`.
+    #[serde(default)]
+    pub component: Option<PathBuf>,
+    /// A version from the component store (`components.dir/<package>/<version>.wasm`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The component's name in the store; default: the plugin's name.
+    #[serde(default)]
+    pub package: Option<String>,
     #[serde(default = "defaults::enabled")]
     pub enabled: bool,
     /// Overrides the tenant's `route_prefix` for this plugin.
@@ -554,6 +604,9 @@ mod defaults {
     }
     pub fn enabled() -> bool {
         true
+    }
+    pub fn components_dir() -> PathBuf {
+        PathBuf::from("components")
     }
     pub fn reload_poll_ms() -> u64 {
         1_000

@@ -5,18 +5,37 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use http::{StatusCode, header};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, RequestId};
-use crate::host::Host;
+use crate::components::{ComponentStore, StoreComponentError};
+use crate::host::{Host, Pin};
+
+/// Components are larger than request bodies for plugins.
+const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
 
 pub fn router(host: Arc<Host>) -> Router<Arc<Host>> {
     Router::new()
+        .route(
+            "/components/{package}/{version}",
+            put(upload_component).layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES)),
+        )
+        .route("/components", get(list_components))
+        .route("/tenants", get(list_tenants))
+        .route(
+            "/tenants/{tenant}/plugins/{plugin}/version",
+            post(switch_version),
+        )
+        .route(
+            "/tenants/{tenant}/plugins/{plugin}/rollback",
+            post(rollback),
+        )
         .route("/events", get(event_figures))
         .route(
             "/tenants/{tenant}/dead-letters",
@@ -150,4 +169,209 @@ fn known(host: &Host, tenant: &str) -> Result<(), ApiError> {
         Some(_) => Ok(()),
         None => Err(unknown_tenant(tenant)),
     }
+}
+
+async fn upload_component(
+    State(host): State<Arc<Host>>,
+    Path((package, version)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, axum::Json<serde_json::Value>), ApiError> {
+    ComponentStore::check_names(&package, &version).map_err(refused)?;
+    let started = std::time::Instant::now();
+    // Checked before it is stored: a component that cannot serve never lands.
+    let plugin = host.check_component(body.to_vec()).await.map_err(|error| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_component",
+            format!("{error:#}"),
+            "",
+        )
+    })?;
+    let store = ComponentStore::new(host.component_store_dir());
+    let stored = store.put(&package, &version, &body).map_err(refused)?;
+    tracing::info!(%package, %version, sha256 = %stored.sha256, "component stored");
+    let description = &plugin.description;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(serde_json::json!({
+            "component": stored,
+            "plugin": {
+                "name": description.name,
+                "version": description.version,
+                "routes": description.routes.iter().map(|r| format!("{} {}", r.method, r.path)).collect::<Vec<_>>(),
+                "topics": description.topics,
+                "schedules": description.schedules.iter().map(|s| format!("{} {}", s.name, s.cron)).collect::<Vec<_>>(),
+            },
+            "checked_in_ms": started.elapsed().as_millis() as u64,
+        })),
+    ))
+}
+
+fn refused(error: StoreComponentError) -> ApiError {
+    let (status, code) = match &error {
+        StoreComponentError::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        StoreComponentError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+        StoreComponentError::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store_failed"),
+    };
+    ApiError::new(status, code, error.to_string(), "")
+}
+
+async fn list_components(State(host): State<Arc<Host>>) -> Answer {
+    let store = ComponentStore::new(host.component_store_dir());
+    Ok(axum::Json(
+        serde_json::json!({ "components": store.list() }),
+    ))
+}
+
+async fn list_tenants(State(host): State<Arc<Host>>) -> Answer {
+    let deployment = host.registry().current();
+    let mut tenants = serde_json::Map::new();
+    for tenant in deployment.tenants() {
+        let config = crate::config::load_tenant(&host.tenant_file(&tenant.id)).ok();
+        let plugins: serde_json::Map<String, serde_json::Value> = tenant
+            .plugins
+            .iter()
+            .map(|(name, plugin)| {
+                let pinned = config
+                    .as_ref()
+                    .and_then(|c| c.plugins.get(name))
+                    .map(|p| serde_json::json!({ "version": p.version, "component": p.component }));
+                let routes: Vec<String> = tenant
+                    .routes
+                    .describe()
+                    .into_iter()
+                    .filter(|(_, _, owner)| owner == name)
+                    .map(|(method, path, _)| format!("{method} {path}"))
+                    .collect();
+                (
+                    name.clone(),
+                    serde_json::json!({
+                        "version": plugin.description.version,
+                        "digest": plugin.digest,
+                        "pinned": pinned,
+                        "routes": routes,
+                        "topics": plugin.description.topics,
+                    }),
+                )
+            })
+            .collect();
+        tenants.insert(
+            tenant.id.clone(),
+            serde_json::json!({ "state": "running", "plugins": plugins }),
+        );
+    }
+    for (id, error) in host.broken_tenants() {
+        let entry = tenants
+            .entry(id)
+            .or_insert_with(|| serde_json::json!({ "state": "broken", "plugins": {} }));
+        if entry["state"] == "running" {
+            // Running its last good version; the newest config could not be loaded.
+            entry["state"] = "running_previous_config".into();
+        }
+        entry["error"] = error.into();
+    }
+    Ok(axum::Json(serde_json::json!({ "tenants": tenants })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchRequest {
+    version: String,
+}
+
+fn history_key(host: &Host, tenant: &str, plugin: &str) -> String {
+    format!(
+        "{}:{{{tenant}}}:host:pins:{plugin}",
+        host.config().store.key_prefix
+    )
+}
+
+async fn load_history(host: &Host, key: &str) -> Result<Vec<Pin>, ApiError> {
+    let stored = host.store().get(key).await.map_err(store_failed)?;
+    Ok(stored
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default())
+}
+
+async fn save_history(host: &Host, key: &str, history: &[Pin]) -> Result<(), ApiError> {
+    let bytes = serde_json::to_vec(history).unwrap_or_default();
+    host.store()
+        .set(key, &bytes, None)
+        .await
+        .map_err(store_failed)
+}
+
+/// Longest rollback history kept per plugin.
+const HISTORY: usize = 20;
+
+async fn switch_version(
+    State(host): State<Arc<Host>>,
+    Path((tenant, plugin)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Answer {
+    known(&host, &tenant)?;
+    let request: SwitchRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("expected {{\"version\": \"...\"}}: {e}"),
+            "",
+        )
+    })?;
+    if !crate::config::is_version(&request.version) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "not a valid version",
+            "",
+        ));
+    }
+    let pin = Pin::Version(request.version);
+    let previous = host
+        .pin_plugin(&tenant, &plugin, &pin)
+        .await
+        .map_err(switch_failed)?;
+    let key = history_key(&host, &tenant, &plugin);
+    let mut history = load_history(&host, &key).await?;
+    history.push(previous.clone());
+    let excess = history.len().saturating_sub(HISTORY);
+    history.drain(..excess);
+    save_history(&host, &key, &history).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "tenant": tenant, "plugin": plugin, "now": pin, "previous": previous }),
+    ))
+}
+
+async fn rollback(
+    State(host): State<Arc<Host>>,
+    Path((tenant, plugin)): Path<(String, String)>,
+) -> Answer {
+    known(&host, &tenant)?;
+    let key = history_key(&host, &tenant, &plugin);
+    let mut history = load_history(&host, &key).await?;
+    let Some(target) = history.pop() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "no_previous_version",
+            format!("plugin `{plugin}` of tenant `{tenant}` has no earlier version to go back to"),
+            "",
+        ));
+    };
+    let replaced = host
+        .pin_plugin(&tenant, &plugin, &target)
+        .await
+        .map_err(switch_failed)?;
+    save_history(&host, &key, &history).await?;
+    Ok(axum::Json(
+        serde_json::json!({ "tenant": tenant, "plugin": plugin, "now": target, "replaced": replaced }),
+    ))
+}
+
+fn switch_failed(error: anyhow::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "switch_refused",
+        format!("{error:#}; the running version keeps serving"),
+        "",
+    )
 }

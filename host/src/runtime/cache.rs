@@ -129,8 +129,6 @@ fn store(component: &Component, file: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     let bytes = component.serialize()?;
     // Write then rename, so a crash never leaves a half file that looks whole.
-    let temporary = file.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&temporary, bytes)?;
-    std::fs::rename(&temporary, file)?;
+    crate::components::write_atomically(file, &bytes)?;
     Ok(())
 }

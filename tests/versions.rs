@@ -1,0 +1,239 @@
+//! The component store and version switches through the admin API: upload
+//! (checked before stored), switch, roll back, list, all while traffic flows.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bitbylaw_tests::{Backend, TestHost, component};
+use serde_json::Value;
+
+const TOKEN: &str = "versions-admin-token";
+
+struct Setup {
+    app: TestHost,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin-token"), TOKEN).unwrap();
+    let app = TestHost::builder(Backend::Redis)
+        .host_toml(&format!(
+            "[admin]\ntoken = {{ file = \"{}\" }}\n[components]\ndir = \"{}\"",
+            dir.path().join("admin-token").display(),
+            dir.path().join("store").display()
+        ))
+        .tenant(
+            "firm-a",
+            Some("k"),
+            &format!(
+                "[plugins.greeter]\ncomponent = \"{}\"\n",
+                component("greeter-v1").display()
+            ),
+        )
+        .tenant(
+            "firm-b",
+            Some("kb"),
+            "[plugins.greeter]\ncomponent = \"{component:greeter-v1}\"\n",
+        )
+        .start()
+        .await;
+    Setup { app, _dir: dir }
+}
+
+async fn admin(app: &TestHost, method: reqwest::Method, path: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = app
+        .client
+        .request(method, app.url(path))
+        .bearer_auth(TOKEN)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn upload(app: &TestHost, package: &str, version: &str, file: &str) -> (u16, Value) {
+    let bytes = std::fs::read(component(file)).unwrap();
+    admin(
+        app,
+        reqwest::Method::PUT,
+        &format!("/admin/components/{package}/{version}"),
+        bytes,
+    )
+    .await
+}
+
+async fn switch(app: &TestHost, version: &str) -> (u16, Value) {
+    let body = serde_json::to_vec(&serde_json::json!({ "version": version })).unwrap();
+    admin(
+        app,
+        reqwest::Method::POST,
+        "/admin/tenants/firm-a/plugins/greeter/version",
+        body,
+    )
+    .await
+}
+
+async fn greeting_version(app: &TestHost, key: &str) -> String {
+    let body: Value = app.get("/greet", key).await.json().await.unwrap();
+    body["version"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_checked_stored_once_and_listed() {
+    let Setup { app, _dir } = setup().await;
+    let (status, body) = upload(&app, "greeter", "2.0.0", "greeter-v2").await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["plugin"]["version"], "2.0.0");
+    assert_eq!(body["plugin"]["routes"][0], "GET /greet");
+    let sha = body["component"]["sha256"].as_str().unwrap().to_owned();
+    assert_eq!(sha.len(), 64);
+
+    assert_eq!(
+        upload(&app, "greeter", "2.0.0", "greeter-v2").await.0,
+        201,
+        "the same bytes again are fine"
+    );
+    let (status, body) = upload(&app, "greeter", "2.0.0", "greeter-v1").await;
+    assert_eq!(status, 409, "{body}");
+
+    let garbage = admin(
+        &app,
+        reqwest::Method::PUT,
+        "/admin/components/greeter/9.9.9",
+        b"\0asm garbage".to_vec(),
+    )
+    .await;
+    assert_eq!(garbage.0, 422);
+    assert_eq!(garbage.1["error"], "invalid_component");
+    let (status, body) = upload(&app, "greeter", "9.9.8", "other-world").await;
+    assert_eq!(status, 422);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("bitbylaw:plugin"),
+        "{body}"
+    );
+    assert_eq!(
+        admin(
+            &app,
+            reqwest::Method::PUT,
+            "/admin/components/..%2Fx/1.0.0",
+            vec![1]
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        upload(&app, "greeter", "bad version!", "greeter-v2")
+            .await
+            .0,
+        400
+    );
+
+    let (_, listed) = admin(&app, reqwest::Method::GET, "/admin/components", Vec::new()).await;
+    let components = listed["components"].as_array().unwrap();
+    assert_eq!(
+        components.len(),
+        1,
+        "refused uploads are not stored: {listed}"
+    );
+    assert_eq!(components[0]["version"], "2.0.0");
+    assert_eq!(components[0]["sha256"], sha);
+
+    let unauthorized = app
+        .client
+        .put(app.url("/admin/components/greeter/3.0.0"))
+        .body(vec![1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_and_rolling_back_under_load_fails_no_request() {
+    let Setup { app, _dir } = setup().await;
+    assert_eq!(upload(&app, "greeter", "1.0.0", "greeter-v1").await.0, 201);
+    assert_eq!(upload(&app, "greeter", "2.0.0", "greeter-v2").await.0, 201);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (client, url, stop) = (app.client.clone(), app.url("/greet"), stop.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let response = client.get(&url).header("apikey", "k").send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                answers.push((
+                    status,
+                    body["version"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            answers
+        })
+    };
+    for _ in 0..10 {
+        for version in ["2.0.0", "1.0.0"] {
+            let (status, body) = switch(&app, version).await;
+            assert_eq!(status, 200, "{body}");
+            // The switch answers once the new version serves.
+            assert_eq!(greeting_version(&app, "k").await, version);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let answers = traffic.await.unwrap();
+    let failed: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed",
+        failed.len(),
+        answers.len()
+    );
+    let changes = answers.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    assert!(changes >= 10, "answers changed only {changes} times");
+
+    // A version that is not in the store is refused; the running one serves on.
+    let (status, body) = switch(&app, "7.7.7").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(greeting_version(&app, "k").await, "1.0.0");
+
+    // One call rolls back to the version before.
+    let (status, body) = admin(
+        &app,
+        reqwest::Method::POST,
+        "/admin/tenants/firm-a/plugins/greeter/rollback",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["now"]["version"], "2.0.0");
+    assert_eq!(greeting_version(&app, "k").await, "2.0.0");
+    assert_eq!(
+        greeting_version(&app, "kb").await,
+        "1.0.0",
+        "tenant B keeps its own version"
+    );
+
+    // The tenant file says what runs, and the listing shows it.
+    let file = std::fs::read_to_string(app.tenant_file("firm-a")).unwrap();
+    assert!(file.contains("version = \"2.0.0\""), "{file}");
+    let (_, tenants) = admin(&app, reqwest::Method::GET, "/admin/tenants", Vec::new()).await;
+    let greeter = &tenants["tenants"]["firm-a"]["plugins"]["greeter"];
+    assert_eq!(greeter["version"], "2.0.0");
+    assert_eq!(greeter["pinned"]["version"], "2.0.0");
+    assert_eq!(greeter["routes"][0], "GET /greet");
+    assert_eq!(tenants["tenants"]["firm-a"]["state"], "running");
+}
