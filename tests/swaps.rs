@@ -48,15 +48,14 @@ async fn swapping_versions_ten_times_under_load_fails_no_request() {
     let file = app.tenant_file("firm-a");
     for _ in 0..10 {
         for (path, expected) in [(&v2, "2.0.0"), (&v1, "1.0.0")] {
-            std::fs::write(
+            bitbylaw_tests::replace_file(
                 &file,
-                format!(
+                &format!(
                     "api_keys = [{{ file = \"{}\" }}]\n{}",
                     key_file(&app),
                     tenant_with(path)
                 ),
-            )
-            .unwrap();
+            );
             wait_for(Duration::from_secs(20), || async {
                 (version(&app).await == expected).then_some(())
             })
@@ -110,15 +109,14 @@ async fn a_broken_or_foreign_component_is_refused_and_the_old_version_keeps_serv
     let other_world = component("other-world").display().to_string();
     let file = app.tenant_file("firm-a");
     let write = |path: &str| {
-        std::fs::write(
+        bitbylaw_tests::replace_file(
             &file,
-            format!(
+            &format!(
                 "api_keys = [{{ file = \"{}\" }}]\n{}",
                 key_file(&app),
                 tenant_with(path)
             ),
         )
-        .unwrap()
     };
 
     for (path, reason) in [

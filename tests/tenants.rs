@@ -79,12 +79,22 @@ async fn a_tenant_at_its_instance_cap_gets_503() {
                 .status()
         })
     };
-    // While the loop holds the only slot, the tenant's other calls are turned away.
-    let busy = wait_for(Duration::from_secs(10), || async {
-        let response = app.get("/hello/x", "ka").await;
-        (response.status() == 503).then_some(response)
+    // Once the loop holds the only slot, the tenant's other calls are turned away.
+    let slots = app
+        .host
+        .registry()
+        .current()
+        .tenant("firm-a")
+        .unwrap()
+        .instances
+        .clone()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (slots.available_permits() == 0).then_some(())
     })
     .await;
+    let busy = app.get("/hello/x", "ka").await;
+    assert_eq!(busy.status(), 503);
     assert_eq!(busy.headers()["retry-after"], "1");
     assert_eq!(busy.json::<Value>().await.unwrap()["error"], "too_busy");
     assert_eq!(
@@ -143,7 +153,7 @@ async fn editing_one_tenant_file_reloads_that_tenant_only() {
 
     let file = app.tenant_file("firm-a");
     let text = std::fs::read_to_string(&file).unwrap();
-    std::fs::write(&file, text.replace("Guten Tag", "Moin")).unwrap();
+    bitbylaw_tests::replace_file(&file, &text.replace("Guten Tag", "Moin"));
     wait_for(Duration::from_secs(10), || async {
         (greeting(&app, "ka").await == "Moin, Ada!").then_some(())
     })
@@ -161,7 +171,7 @@ async fn editing_one_tenant_file_reloads_that_tenant_only() {
     assert_eq!(greeting(&app, "kb").await, "Guten Tag, Ada!");
 
     // A malformed edit: reported, and A keeps serving its last good version.
-    std::fs::write(&file, "[plugins.hello\ncomponent = ").unwrap();
+    bitbylaw_tests::replace_file(&file, "[plugins.hello\ncomponent = ");
     let reported = wait_for(Duration::from_secs(10), || async {
         let broken = broken(&app).await;
         broken.get("firm-a").cloned()
@@ -175,7 +185,7 @@ async fn editing_one_tenant_file_reloads_that_tenant_only() {
     assert_eq!(greeting(&app, "kb").await, "Guten Tag, Ada!");
 
     // Fixed again: loaded, and no longer reported.
-    std::fs::write(&file, text.replace("Guten Tag", "Servus")).unwrap();
+    bitbylaw_tests::replace_file(&file, &text.replace("Guten Tag", "Servus"));
     wait_for(Duration::from_secs(10), || async {
         (greeting(&app, "ka").await == "Servus, Ada!").then_some(())
     })

@@ -21,8 +21,9 @@ use crate::host::Host;
 type Fingerprint = u64;
 
 /// Polls `dir` every `every` until `stop`. A change is acted on once it has
-/// held still for one poll, so a file caught half-written (an editor that
-/// truncates, then writes) is never loaded.
+/// held still for one poll and the file is at least `settle` old, so a file
+/// caught half-written (a writer that truncates, then writes) is not loaded.
+/// Writers should still replace tenant files atomically (write, then rename).
 pub async fn watch(
     host: Weak<Host>,
     dir: PathBuf,
@@ -30,6 +31,7 @@ pub async fn watch(
     every: Duration,
     stop: CancellationToken,
 ) {
+    let settle = (every * 2).max(Duration::from_millis(200));
     let mut known = scan(&dir, &store);
     let mut settling: HashMap<PathBuf, Option<Fingerprint>> = HashMap::new();
     loop {
@@ -49,7 +51,7 @@ pub async fn watch(
             let now = current.get(file).copied();
             if known.get(file).copied() == now {
                 settling.remove(file);
-            } else if settling.get(file) == Some(&now) {
+            } else if settling.get(file) == Some(&now) && settled(file, settle) {
                 settling.remove(file);
                 changed.push((file.clone(), now));
             } else {
@@ -70,6 +72,14 @@ pub async fn watch(
             }
         }
     }
+}
+
+/// True when `file` was last changed at least `settle` ago (or is gone).
+fn settled(file: &Path, settle: Duration) -> bool {
+    std::fs::metadata(file)
+        .and_then(|meta| meta.modified())
+        .map(|modified| modified.elapsed().unwrap_or_default() >= settle)
+        .unwrap_or(true)
 }
 
 fn scan(dir: &Path, store: &Path) -> HashMap<PathBuf, Fingerprint> {

@@ -309,3 +309,11 @@ impl Drop for HostProcess {
         self.kill();
     }
 }
+
+/// Replaces a file the way operators should replace tenant files: write a
+/// temporary file beside it, then rename it over the old one.
+pub fn replace_file(path: &Path, text: &str) {
+    let temporary = path.with_extension("tmp-edit");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}

@@ -306,23 +306,23 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
                 ));
             }
         }
-        if let Some(version) = &plugin.version {
-            if !is_version(version) {
-                return Err(ConfigError::new(
-                    file,
-                    Some(format!("plugins.{name}.version")),
-                    "a version holds letters, digits, `.`, `-`, `_` and `+` (at most 64)",
-                ));
-            }
+        if let Some(version) = &plugin.version
+            && !is_version(version)
+        {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("plugins.{name}.version")),
+                "a version holds letters, digits, `.`, `-`, `_` and `+` (at most 64)",
+            ));
         }
-        if let Some(package) = &plugin.package {
-            if !is_identifier(package) {
-                return Err(ConfigError::new(
-                    file,
-                    Some(format!("plugins.{name}.package")),
-                    "may only hold letters, digits, `-` and `_`",
-                ));
-            }
+        if let Some(package) = &plugin.package
+            && !is_identifier(package)
+        {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("plugins.{name}.package")),
+                "may only hold letters, digits, `-` and `_`",
+            ));
         }
         if let Some(prefix) = &plugin.route_prefix {
             check_prefix(file, &format!("plugins.{name}.route_prefix"), prefix)?;
