@@ -12,3 +12,4 @@ cargo bench -p bitbylaw --bench plugin_call -- --noplot
 cargo bench -p bitbylaw --bench ingress_throughput
 scripts/ensure-redis.sh
 cargo bench -p bitbylaw --bench events_throughput
+cargo bench -p bitbylaw --bench swap

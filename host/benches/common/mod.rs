@@ -1,5 +1,8 @@
 //! What the benchmarks share: the no-op component and a host started from TOML.
 
+// Each benchmark uses a part of this module.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
