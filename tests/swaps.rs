@@ -148,3 +148,48 @@ async fn a_broken_or_foreign_component_is_refused_and_the_old_version_keeps_serv
     .await;
     assert!(app.host.broken_tenants().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replacing_a_component_file_reloads_the_tenants_using_it() {
+    let folder = tempfile::tempdir().unwrap();
+    let shared = folder.path().join("greeter.wasm");
+    std::fs::copy(component("greeter-v1"), &shared).unwrap();
+    let tenant = tenant_with(&shared.display().to_string());
+    let app = TestHost::builder(Backend::Memory)
+        .host_toml("[reload]\npoll_ms = 20")
+        .tenant("firm-a", Some("k"), &tenant)
+        .tenant(
+            "firm-b",
+            Some("kb"),
+            "[plugins.greeter]\ncomponent = \"{component:greeter-v1}\"\n",
+        )
+        .start()
+        .await;
+    let b_before = app
+        .host
+        .registry()
+        .current()
+        .tenant("firm-b")
+        .unwrap()
+        .clone();
+    assert_eq!(version(&app).await, "1.0.0");
+
+    let staged = folder.path().join("greeter.wasm.new");
+    std::fs::copy(component("greeter-v2"), &staged).unwrap();
+    std::fs::rename(&staged, &shared).unwrap();
+    wait_for(Duration::from_secs(20), || async {
+        (version(&app).await == "2.0.0").then_some(())
+    })
+    .await;
+    let b_after = app
+        .host
+        .registry()
+        .current()
+        .tenant("firm-b")
+        .unwrap()
+        .clone();
+    assert!(
+        Arc::ptr_eq(&b_before, &b_after),
+        "tenant B uses another file and was not reloaded"
+    );
+}

@@ -15,8 +15,10 @@ mod common;
 const TOKEN: &str = "bench-admin-token";
 
 fn component(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|_| panic!("{} missing: scripts/build-components.sh", path.display()))
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../target/wasm32-wasip2/release/{name}.wasm"));
+    std::fs::read(&path)
+        .unwrap_or_else(|_| panic!("{} missing: scripts/build-components.sh", path.display()))
 }
 
 fn main() {
