@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bitbylaw_tests::{Backend, TestHost, component, wait_for};
@@ -28,23 +27,7 @@ async fn swapping_versions_ten_times_under_load_fails_no_request() {
         .tenant("firm-a", Some("k"), &tenant_with(&v1))
         .start()
         .await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let (client, url, stop) = (app.client.clone(), app.url("/greet"), stop.clone());
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let response = client.get(&url).header("apikey", "k").send().await.unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                answers.push((
-                    status,
-                    body["version"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-            answers
-        })
-    };
+    let traffic = bitbylaw_tests::Traffic::start(app.client.clone(), app.url("/greet"), "k");
     let file = app.tenant_file("firm-a");
     for _ in 0..10 {
         for (path, expected) in [(&v2, "2.0.0"), (&v1, "1.0.0")] {
@@ -62,8 +45,7 @@ async fn swapping_versions_ten_times_under_load_fails_no_request() {
             .await;
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let answers = traffic.await.unwrap();
+    let answers = traffic.stop().await;
     let failed: Vec<_> = answers
         .iter()
         .filter(|(status, _)| *status != 200)

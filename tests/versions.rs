@@ -3,9 +3,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use bitbylaw_tests::{Backend, TestHost, component};
 use serde_json::Value;
 
@@ -165,23 +162,7 @@ async fn switching_and_rolling_back_under_load_fails_no_request() {
     assert_eq!(upload(&app, "greeter", "1.0.0", "greeter-v1").await.0, 201);
     assert_eq!(upload(&app, "greeter", "2.0.0", "greeter-v2").await.0, 201);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let traffic = {
-        let (client, url, stop) = (app.client.clone(), app.url("/greet"), stop.clone());
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
-                let response = client.get(&url).header("apikey", "k").send().await.unwrap();
-                let status = response.status().as_u16();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
-                answers.push((
-                    status,
-                    body["version"].as_str().unwrap_or_default().to_owned(),
-                ));
-            }
-            answers
-        })
-    };
+    let traffic = bitbylaw_tests::Traffic::start(app.client.clone(), app.url("/greet"), "k");
     for _ in 0..10 {
         for version in ["2.0.0", "1.0.0"] {
             let (status, body) = switch(&app, version).await;
@@ -190,8 +171,7 @@ async fn switching_and_rolling_back_under_load_fails_no_request() {
             assert_eq!(greeting_version(&app, "k").await, version);
         }
     }
-    stop.store(true, Ordering::Relaxed);
-    let answers = traffic.await.unwrap();
+    let answers = traffic.stop().await;
     let failed: Vec<_> = answers
         .iter()
         .filter(|(status, _)| *status != 200)

@@ -317,3 +317,43 @@ pub fn replace_file(path: &Path, text: &str) {
     std::fs::write(&temporary, text).unwrap();
     std::fs::rename(&temporary, path).unwrap();
 }
+
+/// Requests without pause to one URL, recording each status and the `version`
+/// field of the JSON answer, until stopped.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<(u16, String)>>,
+}
+
+impl Traffic {
+    pub fn start(client: reqwest::Client, url: String, api_key: &str) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, key) = (stop.clone(), api_key.to_owned());
+        let task = tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = client
+                    .get(&url)
+                    .header("apikey", &key)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value =
+                    response.json().await.unwrap_or(serde_json::Value::Null);
+                answers.push((
+                    status,
+                    body["version"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            answers
+        });
+        Self { stop, task }
+    }
+
+    /// Stops and returns every answer: (status, version).
+    pub async fn stop(self) -> Vec<(u16, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}

@@ -37,40 +37,28 @@ impl Registry {
 
     /// Takes the tenant with `id` out of the deployment.
     pub fn remove_tenant(&self, id: &str) -> Result<(), String> {
-        let mut outcome = Ok(());
-        self.current.rcu(|current| {
-            let tenants = current
-                .tenants
-                .values()
-                .filter(|t| t.id != id)
-                .cloned()
-                .collect();
-            match Deployment::new(tenants) {
-                Ok(next) => {
-                    outcome = Ok(());
-                    Arc::new(next)
-                }
-                Err(error) => {
-                    outcome = Err(error);
-                    current.clone()
-                }
-            }
-        });
-        outcome
+        self.update(id, None)
     }
 
     /// Puts `tenant` in place of the tenant with the same id (or adds it).
     /// Calls already running keep the plugins they started with.
     pub fn swap_tenant(&self, tenant: Arc<Tenant>) -> Result<(), String> {
-        // Builds the next deployment from the current one; retried if another swap won the race.
+        let id = tenant.id.clone();
+        self.update(&id, Some(tenant))
+    }
+
+    /// The next deployment: the current one without tenant `id`, plus `with`.
+    /// Built from the current one and retried if another change won the race;
+    /// when the result is not a valid deployment nothing changes.
+    fn update(&self, id: &str, with: Option<Arc<Tenant>>) -> Result<(), String> {
         let mut outcome = Ok(());
         self.current.rcu(|current| {
             let tenants = current
                 .tenants
                 .values()
-                .filter(|other| other.id != tenant.id)
+                .filter(|other| other.id != id)
                 .cloned()
-                .chain(std::iter::once(tenant.clone()))
+                .chain(with.clone())
                 .collect();
             match Deployment::new(tenants) {
                 Ok(next) => {
