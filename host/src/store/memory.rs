@@ -13,7 +13,13 @@ use super::{Bucket, RateDecision, StoreError};
 #[derive(Clone, Default)]
 pub struct MemoryStore {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Calls since the last sweep of expired entries.
+    calls: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Expired entries nobody reads again (schedule claims, old leases) are swept
+/// out every this many calls, so the map does not grow without end.
+const SWEEP_EVERY: u32 = 1024;
 
 struct Entry {
     value: Value,
@@ -39,6 +45,13 @@ impl MemoryStore {
             .entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let calls = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if calls % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let now = Instant::now();
+            map.retain(|_, entry| entry.expires_at.is_none_or(|at| at > now));
+        }
         if map
             .get(key)
             .and_then(|entry| entry.expires_at)
@@ -264,4 +277,27 @@ fn whole(tokens: f64) -> u32 {
 
 fn wrong_type() -> StoreError {
     StoreError::Invalid("the key holds another kind of value".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_nobody_reads_are_swept() {
+        let store = MemoryStore::new();
+        for n in 0..100 {
+            store
+                .set(&format!("claim:{n}"), b"x", Some(Duration::from_millis(1)))
+                .await
+                .unwrap();
+        }
+        store.set("kept", b"y", None).await.unwrap();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        for _ in 0..SWEEP_EVERY {
+            store.get("kept").await.unwrap();
+        }
+        let left = store.entries.lock().unwrap().len();
+        assert_eq!(left, 1, "only the entry without expiry is left");
+    }
 }
