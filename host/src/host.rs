@@ -97,6 +97,9 @@ impl Host {
             let id = crate::config::tenant_id(&error.file);
             host.mark_broken(&id, error.to_string());
         }
+        let tenants_dir = host.config.base_dir.join(&host.config.tenants_dir);
+        // Before loading: a file edited while the tenants load is then seen as changed.
+        let on_disk = crate::reload::scan(&tenants_dir, &host.component_store_dir());
         let mut loaded = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
             match host.load_tenant(tenant).await {
@@ -116,10 +119,11 @@ impl Host {
         if host.config.reload.poll_ms > 0 {
             tokio::spawn(crate::reload::watch(
                 Arc::downgrade(&host),
-                host.config.base_dir.join(&host.config.tenants_dir),
+                tenants_dir,
                 host.component_store_dir(),
                 std::time::Duration::from_millis(host.config.reload.poll_ms),
                 host.watcher.clone(),
+                on_disk,
             ));
         }
         Ok(host)

@@ -18,7 +18,7 @@ use crate::host::Host;
 
 /// What a tenant's state on disk looks like: its file's content and, for each
 /// component it names, size and modification time.
-type Fingerprint = u64;
+pub type Fingerprint = u64;
 
 /// Polls `dir` every `every` until `stop`. A change is acted on once it has
 /// held still for one poll and the file is at least `settle` old, so a file
@@ -30,9 +30,9 @@ pub async fn watch(
     store: PathBuf,
     every: Duration,
     stop: CancellationToken,
+    mut known: Fingerprints,
 ) {
     let settle = (every * 2).max(Duration::from_millis(200));
-    let mut known = scan(&dir, &store);
     let mut settling: HashMap<PathBuf, Option<Fingerprint>> = HashMap::new();
     loop {
         tokio::select! {
@@ -82,7 +82,12 @@ fn settled(file: &Path, settle: Duration) -> bool {
         .unwrap_or(true)
 }
 
-fn scan(dir: &Path, store: &Path) -> HashMap<PathBuf, Fingerprint> {
+/// The state on disk of every tenant file.
+pub type Fingerprints = HashMap<PathBuf, Fingerprint>;
+
+/// Fingerprints every tenant file in `dir`. Taken when the tenants are loaded,
+/// so a change made right after start is seen as a change.
+pub fn scan(dir: &Path, store: &Path) -> Fingerprints {
     let Ok(files) = crate::config::tenant_files(dir) else {
         return HashMap::new();
     };

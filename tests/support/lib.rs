@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use bitbylaw::host::Host;
 
+pub mod simulators;
+
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// The compiled test or example component `name` (`target/wasm32-wasip2/release/<name>.wasm`).
