@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Builds everything and runs the host on the demo config (embedded store) at
-# http://127.0.0.1:8080. Try: curl -H 'apikey: demo-key' http://127.0.0.1:8080/hello/world
+# http://127.0.0.1:8080, with the Advoware simulator on 127.0.0.1:9100. Try:
+#   curl -H 'apikey: demo-key' http://127.0.0.1:8080/hello/world
+#   curl -H 'apikey: demo-key' 'http://127.0.0.1:8080/advoware/proxy?endpoint=appointments&kuerzel=SB&from=2026-12-01&to=2026-12-31'
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/build-components.sh
+cargo build -p bitbylaw -p bitbylaw-tests --bin bitbylaw --bin simulators
+
+# The simulator's account (tests/support/simulators/advoware.rs); not real secrets.
 export DEMO_API_KEY="${DEMO_API_KEY:-demo-key}"
-exec cargo run -p bitbylaw -- serve --config deploy/demo/host.toml
+export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
+export DEMO_ADVOWARE_PASSWORD="geheim"
+
+"${CARGO_TARGET_DIR:-target}/debug/simulators" --advoware 127.0.0.1:9100 &
+simulators=$!
+trap 'kill "$simulators" 2>/dev/null || true' EXIT
+"${CARGO_TARGET_DIR:-target}/debug/bitbylaw" serve --config deploy/demo/host.toml

@@ -124,3 +124,320 @@ async fn tokens_expire() {
     })
     .await;
 }
+
+/// A token for `sim`'s account and a client that sends it.
+async fn signed_in(sim: &Advoware) -> (reqwest::Client, String) {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let body: Value = request_token(sim, &Advoware::token_request(sim.account(), &nonce, &now()))
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        reqwest::Client::new(),
+        body["access_token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn call(
+    sim: &Advoware,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", sim.api_base()))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn appointments_have_the_fields_and_quirks_of_real_data() {
+    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let (_, token) = signed_in(&sim).await;
+    use reqwest::Method;
+
+    // Create: the server numbers it and stamps it; an all-day one ends at 23:59.
+    let (status, all_day) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "appointments",
+        Some(serde_json::json!({
+            "kuerzel": "SB", "text": "Fortbildung", "dauertermin": 1,
+            "datum": "2026-12-03T00:00:00", "datumBis": "2026-12-04T00:00:00", "frNr": 7
+        })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let fr_nr = all_day["frNr"].as_i64().unwrap();
+    assert_ne!(fr_nr, 7, "the server numbers appointments");
+    assert_eq!(all_day["uhrzeitBis"], "23:59:00");
+    assert_eq!(all_day["anwalt"], "SB");
+    assert!(all_day["zuletztGeaendertAm"].as_str().unwrap().len() >= 19);
+
+    // An endless weekly series, and one for another employee.
+    let (_, series) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "appointments",
+        Some(serde_json::json!({
+            "kuerzel": "SB", "text": "Kanzleirunde", "turnus": 1, "turnusArt": 2,
+            "datum": "2026-01-05T00:00:00", "uhrzeitVon": "08:30:00",
+            "datumBis": "2037-12-31T00:00:00", "uhrzeitBis": "09:00:00"
+        })),
+    )
+    .await;
+    let (_, other) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "appointments",
+        Some(serde_json::json!({ "anwalt": "MK", "text": "Gericht", "datum": "2026-12-03" })),
+    )
+    .await;
+    assert_eq!(other["kuerzel"], "MK");
+    assert_eq!(
+        other["datumBis"], "2026-12-03",
+        "one-day appointments end where they start"
+    );
+
+    // Read by employee and range: the series overlaps every range until 2037.
+    let (status, listed) = call(
+        &sim,
+        &token,
+        Method::GET,
+        "appointments?kuerzel=SB&from=2030-06-01&to=2030-06-30",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let numbers: Vec<_> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["frNr"].clone())
+        .collect();
+    assert_eq!(numbers, vec![series["frNr"].clone()]);
+    let (_, december) = call(
+        &sim,
+        &token,
+        Method::GET,
+        "appointments?kuerzel=SB&from=2026-12-04&to=2026-12-04",
+        None,
+    )
+    .await;
+    assert_eq!(
+        december.as_array().unwrap().len(),
+        2,
+        "the multi-day one on its second day, and the series"
+    );
+    let (status, _) = call(&sim, &token, Method::GET, "appointments?from=gestern", None).await;
+    assert_eq!(status, 400);
+
+    // Update keeps the number and re-stamps; delete removes; both 404 when missing.
+    let (status, updated) = call(
+        &sim,
+        &token,
+        Method::PUT,
+        &format!("appointments/{fr_nr}"),
+        Some(serde_json::json!({ "text": "Fortbildung Mietrecht", "dauertermin": 0, "uhrzeitBis": "17:00:00" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(updated["frNr"], fr_nr);
+    assert_eq!(updated["text"], "Fortbildung Mietrecht");
+    assert_eq!(updated["uhrzeitBis"], "17:00:00");
+    let (status, read) = call(
+        &sim,
+        &token,
+        Method::GET,
+        &format!("appointments/{fr_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &read["text"]),
+        (200, &Value::from("Fortbildung Mietrecht"))
+    );
+    let (status, _) = call(
+        &sim,
+        &token,
+        Method::DELETE,
+        &format!("appointments/{fr_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    for method in [Method::GET, Method::DELETE] {
+        let (status, body) =
+            call(&sim, &token, method, &format!("appointments/{fr_nr}"), None).await;
+        assert_eq!(status, 404);
+        assert_eq!(body["Message"], "Termin nicht gefunden");
+    }
+    let (status, body) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "appointments",
+        Some(serde_json::json!({ "kuerzel": "SB", "text": "ohne Datum" })),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(body["Message"].as_str().unwrap().contains("datum"));
+}
+
+#[tokio::test]
+async fn parties_can_be_created_read_updated_and_deleted() {
+    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let (_, token) = signed_in(&sim).await;
+    use reqwest::Method;
+    let (status, party) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "Beteiligte",
+        Some(serde_json::json!({ "name": "Müller", "vorname": "Hans", "email": "h@example.de" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let bet_nr = party["betNr"].as_i64().unwrap();
+    let (_, found) = call(&sim, &token, Method::GET, "Beteiligte?name=m%C3%BCll", None).await;
+    assert_eq!(found.as_array().unwrap().len(), 1);
+    let (status, updated) = call(
+        &sim,
+        &token,
+        Method::PUT,
+        &format!("Beteiligte/{bet_nr}"),
+        Some(serde_json::json!({ "email": "hans@example.de", "betNr": 1 })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(updated["betNr"], bet_nr);
+    assert_eq!(updated["email"], "hans@example.de");
+    assert_eq!(updated["vorname"], "Hans");
+    let (status, _) = call(
+        &sim,
+        &token,
+        Method::DELETE,
+        &format!("Beteiligte/{bet_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = call(
+        &sim,
+        &token,
+        Method::GET,
+        &format!("Beteiligte/{bet_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &sim,
+        &token,
+        Method::POST,
+        "Beteiligte",
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn faults_come_on_demand() {
+    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let (_, token) = signed_in(&sim).await;
+    use reqwest::Method;
+
+    sim.fail_next(2, 500);
+    assert_eq!(
+        call(&sim, &token, Method::GET, "employees", None).await.0,
+        500
+    );
+    assert_eq!(
+        call(&sim, &token, Method::GET, "employees", None).await.0,
+        500
+    );
+    assert_eq!(
+        call(&sim, &token, Method::GET, "employees", None).await.0,
+        200
+    );
+
+    sim.refuse_all_tokens(true);
+    assert_eq!(
+        call(&sim, &token, Method::GET, "employees", None).await.0,
+        401
+    );
+    sim.refuse_all_tokens(false);
+
+    // A kept-alive client is cut off too, and new connections are refused.
+    let client = reqwest::Client::new();
+    let url = format!("{}employees", sim.api_base());
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    sim.refuse_connections();
+    let error = client
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(error.is_connect() || error.is_request(), "{error:?}");
+    sim.accept_connections().await;
+    assert_eq!(
+        client
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    sim.set_latency(Duration::from_millis(400));
+    let slow = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&token)
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(slow.is_timeout());
+}
+
+#[tokio::test]
+async fn the_configurator_names_relay_and_gateway() {
+    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let answer: Value = reqwest::get(format!("{}?Kanzlei=KANZLEI1", sim.discovery_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["relayUrl"], sim.base_url());
+    assert_eq!(answer["securityGateway"], sim.base_url());
+    assert!(answer["connectorUrl"].is_null());
+    let unknown = reqwest::get(format!("{}?Kanzlei=ANDERE", sim.discovery_url()))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}

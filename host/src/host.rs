@@ -145,6 +145,7 @@ impl Host {
             egress: self.egress.clone(),
             events: self.events.clone(),
             metrics: self.metrics.clone(),
+            advoware: None,
         });
         LoadedPlugin::load(
             &self.runtime,
@@ -318,6 +319,24 @@ impl Host {
                     .map_err(|e| anyhow::anyhow!("{file}: key `api_keys[{index}]`: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let advoware = config
+            .advoware
+            .as_ref()
+            .map(|settings| {
+                crate::advoware::Settings::resolve(settings, &config.base_dir)
+                    .map_err(|(key, e)| anyhow::anyhow!("{file}: key `advoware.{key}`: {e}"))
+            })
+            .transpose()?
+            .map(|settings| {
+                crate::advoware::Client::new(
+                    &config.id,
+                    settings,
+                    self.egress.clone(),
+                    self.store.clone(),
+                    &self.config.store.key_prefix,
+                    self.metrics.clone(),
+                )
+            });
         let mut plugins = BTreeMap::new();
         let mut routes = RouteTable::default();
         let mut subscriptions = Vec::new();
@@ -331,7 +350,8 @@ impl Host {
                 &limits,
                 self.config.runtime.max_memory_mb,
             )?;
-            let context = Arc::new(self.plugin_context(config, name, plugin_config)?);
+            let granted = advoware.as_ref().filter(|_| plugin_config.advoware);
+            let context = Arc::new(self.plugin_context(config, name, plugin_config, granted)?);
             let (component_path, source) =
                 plugin_config.component_path(name, &config.base_dir, &self.component_store_dir());
             let (component, digest) = self
@@ -454,6 +474,7 @@ impl Host {
         tenant: &TenantConfig,
         name: &str,
         plugin: &crate::config::PluginConfig,
+        advoware: Option<&Arc<crate::advoware::Client>>,
     ) -> anyhow::Result<PluginContext> {
         let file = tenant.file.display();
         let config = plugin
@@ -491,6 +512,7 @@ impl Host {
             egress: self.egress.clone(),
             events: self.events.clone(),
             metrics: self.metrics.clone(),
+            advoware: advoware.cloned(),
         })
     }
 }

@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod advoware;
 pub mod capabilities;
 pub mod components;
 pub mod config;

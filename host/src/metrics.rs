@@ -47,6 +47,12 @@ struct SubscriptionLabels {
     topic: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    tenant: String,
+    outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Cheap to clone; every clone records into the same registry.
@@ -69,6 +75,8 @@ struct Inner {
     in_flight: Family<SubscriptionLabels, Gauge>,
     retrying: Family<SubscriptionLabels, Gauge>,
     dead: Family<SubscriptionLabels, Gauge>,
+    advoware_tokens: Family<UpstreamLabels, Counter>,
+    advoware_requests: Family<UpstreamLabels, Counter>,
 }
 
 fn request_buckets() -> Histogram {
@@ -169,6 +177,18 @@ impl Metrics {
             retrying.clone(),
         );
         registry.register("events_dead", "Events in the dead letters", dead.clone());
+        let advoware_tokens = Family::<UpstreamLabels, Counter>::default();
+        let advoware_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "advoware_token_requests",
+            "Token requests to Advoware's security gateway by outcome (ok, refused, failed)",
+            advoware_tokens.clone(),
+        );
+        registry.register(
+            "advoware_requests",
+            "Requests to Advoware's API by outcome (2xx, 4xx, 5xx, 401, timeout, connection)",
+            advoware_requests.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -184,6 +204,8 @@ impl Metrics {
                 in_flight,
                 retrying,
                 dead,
+                advoware_tokens,
+                advoware_requests,
             }),
         }
     }
@@ -295,6 +317,20 @@ impl Metrics {
             .set(as_gauge(stats.dead));
     }
 
+    pub fn advoware_token(&self, tenant: &str, outcome: &str) {
+        self.inner
+            .advoware_tokens
+            .get_or_create(&upstream(tenant, outcome))
+            .inc();
+    }
+
+    pub fn advoware_request(&self, tenant: &str, outcome: &str) {
+        self.inner
+            .advoware_requests
+            .get_or_create(&upstream(tenant, outcome))
+            .inc();
+    }
+
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
@@ -307,5 +343,12 @@ fn labels(tenant: &str, plugin: &str) -> PluginLabels {
     PluginLabels {
         tenant: tenant.to_owned(),
         plugin: plugin.to_owned(),
+    }
+}
+
+fn upstream(tenant: &str, outcome: &str) -> UpstreamLabels {
+    UpstreamLabels {
+        tenant: tenant.to_owned(),
+        outcome: outcome.to_owned(),
     }
 }

@@ -38,6 +38,7 @@ pub enum Backend {
 
 pub struct TestHostBuilder {
     backend: Backend,
+    key_prefix: Option<String>,
     cache_dir: Option<PathBuf>,
     host_toml: String,
     tenants: Vec<(String, String, Option<String>)>,
@@ -47,6 +48,13 @@ impl TestHostBuilder {
     /// Where compiled components are cached (default: one folder shared by all tests).
     pub fn cache_dir(mut self, dir: &Path) -> Self {
         self.cache_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// The store's key prefix; hosts given the same one share their state like instances
+    /// of one deployment. Default: unique to this host.
+    pub fn key_prefix(mut self, prefix: &str) -> Self {
+        self.key_prefix = Some(prefix.to_owned());
         self
     }
 
@@ -69,7 +77,9 @@ impl TestHostBuilder {
         let dir = tempfile::tempdir().unwrap();
         let tenants_dir = dir.path().join("tenants");
         std::fs::create_dir_all(&tenants_dir).unwrap();
-        let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let prefix = self
+            .key_prefix
+            .unwrap_or_else(|| format!("test-{}", uuid::Uuid::new_v4().simple()));
         let store = match self.backend {
             Backend::Redis => {
                 format!("[store]\nredis_url = \"{REDIS_URL}\"\nkey_prefix = \"{prefix}\"\n")
@@ -151,6 +161,7 @@ impl TestHost {
     pub fn builder(backend: Backend) -> TestHostBuilder {
         TestHostBuilder {
             backend,
+            key_prefix: None,
             cache_dir: None,
             host_toml: String::new(),
             tenants: Vec::new(),

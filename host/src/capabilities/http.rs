@@ -104,20 +104,89 @@ impl Host for HostState {
         let left_in_call = self.call.deadline.saturating_duration_since(Instant::now());
         let timeout = requested.min(egress.max_timeout).min(left_in_call);
 
-        let mut builder = egress.client.request(method, url).timeout(timeout);
-        for (name, value) in &request.headers {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| Error::InvalidRequest(format!("bad header name `{name}`")))?;
-            let value = http::HeaderValue::from_str(value)
-                .map_err(|_| Error::InvalidRequest(format!("bad value for header `{name}`")))?;
-            builder = builder.header(name, value);
-        }
+        let mut builder = with_headers(egress.client.request(method, url), &request.headers)
+            .map_err(Error::InvalidRequest)?;
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
+        let fetched = egress.fetch(builder, timeout).await?;
+        Ok(fetched.into())
+    }
+}
 
+/// Adds a guest's headers to a request, refusing names and values HTTP does not allow.
+pub(crate) fn with_headers(
+    mut builder: reqwest::RequestBuilder,
+    headers: &[(String, String)],
+) -> Result<reqwest::RequestBuilder, String> {
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("bad header name `{name}`"))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| format!("bad value for header `{name}`"))?;
+        builder = builder.header(name, value);
+    }
+    Ok(builder)
+}
+
+impl From<Fetched> for Response {
+    fn from(fetched: Fetched) -> Self {
+        Response {
+            status: fetched.status,
+            headers: fetched.headers,
+            body: fetched.body,
+        }
+    }
+}
+
+impl From<FetchError> for Error {
+    fn from(error: FetchError) -> Self {
+        match error {
+            FetchError::Timeout => Error::Timeout,
+            FetchError::Invalid(m) => Error::InvalidRequest(m),
+            FetchError::Connection(m) => Error::Connection(m),
+            FetchError::TooLarge(n) => Error::TooLarge(n),
+        }
+    }
+}
+
+/// Why an outbound request got no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    Timeout,
+    Invalid(String),
+    Connection(String),
+    TooLarge(u64),
+}
+
+/// An upstream's answer, read in full.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Egress {
+    /// The shared client, for building requests that [`Egress::fetch`] then sends.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// The longest any outbound request may take.
+    pub fn max_timeout(&self) -> Duration {
+        self.max_timeout
+    }
+
+    /// Sends `builder` and reads the whole answer within `timeout`, refusing
+    /// bodies past the host's size cap. Every status is an answer.
+    pub async fn fetch(
+        &self,
+        builder: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<Fetched, FetchError> {
         let started = Instant::now();
-        let response = builder.send().await.map_err(classify)?;
+        let response = builder.timeout(timeout).send().await.map_err(classify)?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -128,9 +197,9 @@ impl Host for HostState {
             .collect();
         if response
             .content_length()
-            .is_some_and(|len| len > egress.max_response_bytes)
+            .is_some_and(|len| len > self.max_response_bytes)
         {
-            return Err(Error::TooLarge(egress.max_response_bytes));
+            return Err(FetchError::TooLarge(self.max_response_bytes));
         }
         let mut body = Vec::new();
         let mut stream = response.bytes_stream();
@@ -138,19 +207,19 @@ impl Host for HostState {
         loop {
             let chunk = tokio::time::timeout_at(read_deadline, stream.next())
                 .await
-                .map_err(|_| Error::Timeout)?;
+                .map_err(|_| FetchError::Timeout)?;
             match chunk {
                 None => break,
                 Some(Ok(bytes)) => {
-                    if body.len() as u64 + bytes.len() as u64 > egress.max_response_bytes {
-                        return Err(Error::TooLarge(egress.max_response_bytes));
+                    if body.len() as u64 + bytes.len() as u64 > self.max_response_bytes {
+                        return Err(FetchError::TooLarge(self.max_response_bytes));
                     }
                     body.extend_from_slice(&bytes);
                 }
                 Some(Err(error)) => return Err(classify(error)),
             }
         }
-        Ok(Response {
+        Ok(Fetched {
             status,
             headers,
             body,
@@ -158,13 +227,29 @@ impl Host for HostState {
     }
 }
 
-fn classify(error: reqwest::Error) -> Error {
+fn classify(error: reqwest::Error) -> FetchError {
     if error.is_timeout() {
-        Error::Timeout
+        FetchError::Timeout
     } else if error.is_builder() {
-        Error::InvalidRequest(error.without_url().to_string())
+        FetchError::Invalid(error.without_url().to_string())
     } else {
         // Without the URL: it may carry credentials in its query.
-        Error::Connection(error.without_url().to_string())
+        FetchError::Connection(error_chain(&error.without_url()))
     }
+}
+
+/// The error and its sources on one line: reqwest's own message alone
+/// ("error sending request") does not say that the connection was refused.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        source = cause.source();
+    }
+    text
 }

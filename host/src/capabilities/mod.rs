@@ -5,6 +5,7 @@
 //! ([`CallContext`]), so every capability is scoped to one tenant and plugin by
 //! construction. Errors a guest should handle are WIT variants; nothing here traps.
 
+pub mod advoware;
 pub mod config;
 pub mod events;
 pub mod http;
@@ -28,6 +29,7 @@ pub(crate) mod generated {
             "bitbylaw:plugin/rate-limit": async,
             "bitbylaw:plugin/events": async,
             "bitbylaw:plugin/http": async,
+            "bitbylaw:plugin/advoware": async,
         },
         exports: { default: async },
     });

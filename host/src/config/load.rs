@@ -288,7 +288,19 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
+    if let Some(advoware) = &tenant.advoware {
+        crate::advoware::Settings::check(advoware).map_err(|(key, message)| {
+            ConfigError::new(file, Some(format!("advoware.{key}")), message)
+        })?;
+    }
     for (name, plugin) in &tenant.plugins {
+        if plugin.advoware && tenant.advoware.is_none() {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("plugins.{name}.advoware")),
+                "the tenant has no `[advoware]` settings to grant",
+            ));
+        }
         if !is_identifier(name) {
             return Err(ConfigError::new(
                 file,
@@ -547,6 +559,41 @@ mod tests {
             error.key.as_deref(),
             Some("plugins.hello.allowed_origins[1]")
         );
+    }
+
+    const ADVOWARE: &str = "[advoware]\napp_id = \"a\"\nkanzlei = \"k\"\ndatabase = \"d\"\nuser = \"SB\"\napi_key = { env = \"X\" }\npassword = { env = \"Y\" }\n";
+
+    #[test]
+    fn advoware_needs_urls_or_discovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "firm-a.toml", ADVOWARE);
+        let error = load_tenant(&file).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("advoware.discovery_url"));
+
+        let text =
+            format!("{ADVOWARE}api_url = \"ftp://relay\"\nsecurity_gateway = \"https://gw/\"\n");
+        let file = write(dir.path(), "firm-a.toml", &text);
+        let error = load_tenant(&file).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("advoware.api_url"));
+
+        let text = format!(
+            "{ADVOWARE}api_url = \"https://relay:90\"\nsecurity_gateway = \"https://gw/\"\n"
+        );
+        let file = write(dir.path(), "firm-a.toml", &text);
+        let tenant = load_tenant(&file).unwrap();
+        assert!(tenant.advoware.is_some());
+    }
+
+    #[test]
+    fn advoware_cannot_be_granted_without_an_account() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "firm-a.toml",
+            "[plugins.proxy]\ncomponent = \"p.wasm\"\nadvoware = true\n",
+        );
+        let error = load_tenant(&file).unwrap_err();
+        assert_eq!(error.key.as_deref(), Some("plugins.proxy.advoware"));
     }
 
     #[test]

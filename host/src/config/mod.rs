@@ -456,6 +456,9 @@ pub struct TenantConfig {
     /// What one tenant may use of the host, so it cannot crowd out the others.
     #[serde(default)]
     pub limits: TenantLimits,
+    /// The firm's Advoware account, for plugins granted `advoware = true`.
+    #[serde(default)]
+    pub advoware: Option<AdvowareConfig>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Folder the tenant file was read from; relative paths are taken from here.
@@ -488,6 +491,47 @@ impl PluginConfig {
             (None, None) => (PathBuf::new(), "component"),
         }
     }
+}
+
+/// `[advoware]` in a tenant file: how the host's Advoware client signs in for this firm.
+/// URLs not given are asked from the configurator at `discovery_url`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdvowareConfig {
+    /// Relay or connector URL, e.g. `https://www2.advo-net.net:90/`.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Where the REST API lives below `api_url`.
+    #[serde(default = "defaults::advoware_api_path")]
+    pub api_path: String,
+    /// Security gateway, e.g. `https://security.advo-net.net/`; tokens come from `<it>api/v1/Token`.
+    #[serde(default)]
+    pub security_gateway: Option<String>,
+    /// Configurator asked for the URLs above (`?Kanzlei=<kanzlei>` is added), e.g.
+    /// `https://www2.advo-net.net/AdvonetConfigurator/api/Url`. Its `connectorUrl` wins over `relayUrl`.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    /// The app id Advoware issued for this integration.
+    pub app_id: String,
+    /// The firm (Kanzlei) as Advoware names it.
+    pub kanzlei: String,
+    pub database: String,
+    /// The employee short code (Kürzel) the integration signs in as.
+    pub user: String,
+    #[serde(default = "defaults::advoware_role")]
+    pub role: u32,
+    /// 64 for third-party apps.
+    #[serde(default = "defaults::advoware_product")]
+    pub product: u32,
+    /// Base64, as Advoware hands it out.
+    pub api_key: SecretRef,
+    pub password: SecretRef,
+    /// How long a token is reused (Advoware's live about 55 minutes).
+    #[serde(default = "defaults::advoware_token_ttl_s")]
+    pub token_ttl_s: u64,
+    /// Longest one Advoware request may take (token requests included).
+    #[serde(default = "defaults::advoware_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 /// `[limits]` in a tenant file. Absent keys mean no limit.
@@ -528,6 +572,9 @@ pub struct PluginConfig {
     /// Origins (`https://host[:port]`) the plugin may call.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
+    /// May the plugin call Advoware through the tenant's `[advoware]` account.
+    #[serde(default)]
+    pub advoware: bool,
     /// `[plugins.<name>.limits]`: overrides of the host's `plugin_defaults`.
     #[serde(default)]
     pub limits: PluginLimitOverrides,
@@ -649,5 +696,21 @@ mod defaults {
     }
     pub fn subscription_concurrency() -> usize {
         8
+    }
+    pub fn advoware_api_path() -> String {
+        "api/v1/advonet/".into()
+    }
+    pub fn advoware_role() -> u32 {
+        2
+    }
+    pub fn advoware_product() -> u32 {
+        64
+    }
+    // Tokens live about 55 minutes; 53 leaves room for clock skew and slow calls.
+    pub fn advoware_token_ttl_s() -> u64 {
+        53 * 60
+    }
+    pub fn advoware_timeout_ms() -> u64 {
+        30_000
     }
 }

@@ -1,6 +1,7 @@
 //! What the host knows about one plugin of one tenant, shared by all its instances.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use crate::capabilities::http::{Egress, Origin};
 use crate::config::Secret;
@@ -19,4 +20,6 @@ pub struct PluginContext {
     pub egress: Egress,
     pub events: EventBus,
     pub metrics: Metrics,
+    /// The tenant's Advoware client, when the tenant file grants it to this plugin.
+    pub advoware: Option<Arc<crate::advoware::Client>>,
 }

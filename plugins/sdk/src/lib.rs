@@ -47,6 +47,7 @@ mod plugin;
 mod request;
 mod response;
 
+pub mod advoware;
 pub mod config;
 pub mod events;
 pub mod http;

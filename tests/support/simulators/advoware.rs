@@ -1,5 +1,6 @@
-//! Advoware's security gateway (the HMAC-512 token flow) and the REST API
-//! behind it, as far as the integrations use it.
+//! Advoware as the integrations see it: the configurator (discovery), the
+//! security gateway (the HMAC-512 token flow) and the REST API behind it
+//! (`employees`, `appointments`, `Beteiligte`), with faults on demand.
 //!
 //! Token: `POST /api/v1/Token` with exactly `AppID`, `Kanzlei`, `Database`,
 //! `User`, `Role`, `Product`, `Password`, `Nonce`, `RequestTimeStamp`,
@@ -7,26 +8,39 @@
 //! key, "{Product}:{AppID}:{Nonce}:{RequestTimeStamp}")). Wrong credentials,
 //! a wrong signature, a stale timestamp or a reused nonce are refused (401,
 //! German message as the real gateway sends). Tokens expire.
+//!
+//! Appointments keep the quirks of real Advoware data: the server numbers them
+//! (`frNr`) and stamps `zuletztGeaendertAm`; an all-day appointment
+//! (`dauertermin: 1`) ends at 23:59; a series keeps its end in `datumBis` (2037
+//! for an endless one) and is listed for every range it overlaps.
+//!
+//! `Beteiligte` (parties) are *assumed* (not in the reference): numbered by
+//! `betNr`, stored as sent.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Json, Router};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sha2::Sha512;
 
 /// How far a request's timestamp may be from the gateway's clock.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// Where the REST API lives below the relay URL (the reference's assumption).
+pub const API_PATH: &str = "api/v1/advonet/";
 
 /// The one firm account the simulator knows.
 #[derive(Debug, Clone)]
@@ -67,11 +81,53 @@ pub fn signature(
     Some(STANDARD.encode(mac.finalize().into_bytes()))
 }
 
+/// One request that reached the REST API (after faults, before auth).
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    /// Below the API base, e.g. `appointments/1001`.
+    pub path: String,
+    /// The raw query string as received.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+#[derive(Default)]
+struct Faults {
+    latency: Duration,
+    /// Statuses the next API requests answer with, one each.
+    failures: VecDeque<u16>,
+    /// Every API request answers 401, valid token or not.
+    refuse_all_tokens: bool,
+}
+
+#[derive(Default)]
+struct Data {
+    employees: Vec<Value>,
+    appointments: BTreeMap<i64, Value>,
+    next_fr_nr: i64,
+    parties: BTreeMap<i64, Value>,
+    next_bet_nr: i64,
+}
+
 #[derive(Default)]
 struct Gateway {
     seen_nonces: HashSet<String>,
     tokens: HashMap<String, DateTime<Utc>>,
+    issued: Vec<String>,
     token_requests: u64,
+    api_requests: Vec<Recorded>,
+    faults: Faults,
+    data: Data,
+}
+
+#[derive(Clone)]
+struct Shared {
+    account: Account,
+    token_lifetime: Duration,
+    addr: SocketAddr,
+    gateway: Arc<Mutex<Gateway>>,
 }
 
 /// A running simulator; stops when dropped.
@@ -80,45 +136,91 @@ pub struct Advoware {
     account: Account,
     token_lifetime: Duration,
     gateway: Arc<Mutex<Gateway>>,
-    server: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct Shared {
-    account: Account,
-    token_lifetime: Duration,
-    gateway: Arc<Mutex<Gateway>>,
+    app: Router,
+    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Advoware {
+    /// On a free port of 127.0.0.1.
     pub async fn start(account: Account, token_lifetime: Duration) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), account, token_lifetime)
+            .await
+            .unwrap()
+    }
+
+    /// On `addr` (the demo uses a fixed port).
+    pub async fn start_on(
+        addr: SocketAddr,
+        account: Account,
+        token_lifetime: Duration,
+    ) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let gateway = Arc::new(Mutex::new(Gateway::default()));
+        {
+            let mut state = gateway.lock().unwrap();
+            state.data.employees = vec![
+                json!({ "kuerzel": "SB", "name": "Berger", "vorname": "Sabine" }),
+                json!({ "kuerzel": "MK", "name": "König", "vorname": "Markus" }),
+            ];
+            state.data.next_fr_nr = 1001;
+            state.data.next_bet_nr = 5001;
+        }
         let shared = Shared {
             account: account.clone(),
             token_lifetime,
+            addr,
             gateway: gateway.clone(),
         };
-        let app = axum::Router::new()
+        let api = Router::new()
+            .route("/employees", get(employees))
+            .route(
+                "/appointments",
+                get(list_appointments).post(create_appointment),
+            )
+            .route(
+                "/appointments/{fr_nr}",
+                get(read_appointment)
+                    .put(update_appointment)
+                    .delete(delete_appointment),
+            )
+            .route("/Beteiligte", get(list_parties).post(create_party))
+            .route(
+                "/Beteiligte/{bet_nr}",
+                get(read_party).put(update_party).delete(delete_party),
+            )
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(shared.clone(), api_gate));
+        let app = Router::new()
             .route("/api/v1/Token", post(token))
-            .route("/api/v1/advonet/employees", get(employees))
+            .route("/AdvonetConfigurator/api/Url", get(discovery))
+            .nest("/api/v1/advonet", api)
+            .layer(middleware::from_fn_with_state(shared.clone(), latency))
             .with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
+        let server = tokio::spawn(serve(listener, app.clone()));
+        Ok(Self {
             addr,
             account,
             token_lifetime,
             gateway,
-            server,
-        }
+            app,
+            server: Mutex::new(Some(server)),
+        })
     }
 
-    /// `http://127.0.0.1:<port>/`: security gateway and relay in one.
+    /// `http://127.0.0.1:<port>/`: configurator, security gateway and relay in one.
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.addr)
+    }
+
+    /// The REST API's base: `<base_url>api/v1/advonet/`.
+    pub fn api_base(&self) -> String {
+        format!("{}{API_PATH}", self.base_url())
+    }
+
+    /// The configurator, to be asked with `?Kanzlei=<firm>`.
+    pub fn discovery_url(&self) -> String {
+        format!("{}AdvonetConfigurator/api/Url", self.base_url())
     }
 
     pub fn account(&self) -> &Account {
@@ -134,32 +236,213 @@ impl Advoware {
         self.gateway.lock().unwrap().token_requests
     }
 
+    /// Tokens issued and still valid.
+    pub fn live_tokens(&self) -> usize {
+        let now = Utc::now();
+        let state = self.gateway.lock().unwrap();
+        state.tokens.values().filter(|at| **at > now).count()
+    }
+
+    /// Every token ever issued, revoked ones included (to look for them in logs).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.gateway.lock().unwrap().issued.clone()
+    }
+
+    /// Requests that reached the REST API, in order.
+    pub fn api_requests(&self) -> Vec<Recorded> {
+        self.gateway.lock().unwrap().api_requests.clone()
+    }
+
     /// Invalidates every token: the next call with one gets 401.
     pub fn revoke_all_tokens(&self) {
         self.gateway.lock().unwrap().tokens.clear();
     }
 
-    /// A correctly signed token request body for `account`, as a client sends it.
-    pub fn token_request(account: &Account, nonce: &str, timestamp: &str) -> Value {
-        json!({
-            "AppID": account.app_id,
-            "Kanzlei": account.kanzlei,
-            "Database": account.database,
-            "User": account.user,
-            "Role": 2,
-            "Product": 64,
-            "Password": account.password,
-            "Nonce": nonce,
-            "RequestTimeStamp": timestamp,
-            "HMAC512Signature": signature(&account.api_key, 64, &account.app_id, nonce, timestamp),
-        })
+    /// From now on every API request answers 401, even with a fresh token.
+    pub fn refuse_all_tokens(&self, refuse: bool) {
+        self.gateway.lock().unwrap().faults.refuse_all_tokens = refuse;
+    }
+
+    /// Every answer (token and API) waits this long first.
+    pub fn set_latency(&self, latency: Duration) {
+        self.gateway.lock().unwrap().faults.latency = latency;
+    }
+
+    /// The next `count` API requests answer `status` (e.g. 500, 503).
+    pub fn fail_next(&self, count: usize, status: u16) {
+        let mut state = self.gateway.lock().unwrap();
+        state
+            .faults
+            .failures
+            .extend(std::iter::repeat_n(status, count));
+    }
+
+    /// Closes the listener and every open connection: new connections are refused.
+    pub fn refuse_connections(&self) {
+        if let Some(server) = self.server.lock().unwrap().take() {
+            server.abort();
+        }
+    }
+
+    /// Listens again on the same address after [`Advoware::refuse_connections`].
+    pub async fn accept_connections(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let server = tokio::spawn(serve(listener, self.app.clone()));
+        if let Some(old) = self.server.lock().unwrap().replace(server) {
+            old.abort();
+        }
+    }
+
+    /// All appointments, by `frNr`.
+    pub fn appointments(&self) -> Vec<Value> {
+        let state = self.gateway.lock().unwrap();
+        state.data.appointments.values().cloned().collect()
+    }
+
+    /// Stores an appointment as the server would on POST; returns its `frNr`.
+    /// An appointment with its own (e.g. negative) `frNr` keeps it.
+    pub fn insert_appointment(&self, appointment: Value) -> i64 {
+        let mut state = self.gateway.lock().unwrap();
+        let Value::Object(fields) = appointment else {
+            panic!("an appointment is a JSON object");
+        };
+        store_appointment(&mut state.data, fields).unwrap()
+    }
+
+    /// All parties, by `betNr`.
+    pub fn parties(&self) -> Vec<Value> {
+        let state = self.gateway.lock().unwrap();
+        state.data.parties.values().cloned().collect()
+    }
+
+    /// A few employees, appointments (with the quirks above) and parties to look at.
+    pub fn seed_demo_data(&self) {
+        for appointment in [
+            json!({ "kuerzel": "SB", "text": "Mandantengespräch Müller", "ort": "Besprechungsraum 1",
+                    "datum": "2026-12-01T00:00:00", "uhrzeitVon": "10:00:00",
+                    "datumBis": "2026-12-01T00:00:00", "uhrzeitBis": "11:30:00" }),
+            json!({ "kuerzel": "SB", "text": "Fortbildung Mietrecht", "dauertermin": 1,
+                    "datum": "2026-12-03T00:00:00", "datumBis": "2026-12-04T00:00:00" }),
+            json!({ "kuerzel": "SB", "text": "Kanzleirunde", "turnus": 1, "turnusArt": 2,
+                    "datum": "2026-01-05T00:00:00", "uhrzeitVon": "08:30:00",
+                    "datumBis": "2037-12-31T00:00:00", "uhrzeitBis": "09:00:00" }),
+            json!({ "kuerzel": "MK", "text": "Gerichtstermin LG Berlin", "ort": "Littenstraße 12",
+                    "datum": "2026-12-02T00:00:00", "datumBis": "2026-12-02T00:00:00", "uhrzeitBis": "12:00:00",
+                    "notiz": "Uhrzeit fehlt: beginnt um 09:00" }),
+            json!({ "frNr": -1, "kuerzel": "ALLE", "text": "Betriebsferien", "dauertermin": 1,
+                    "datum": "2026-12-24T00:00:00", "datumBis": "2026-12-31T00:00:00" }),
+        ] {
+            self.insert_appointment(appointment);
+        }
+        let mut state = self.gateway.lock().unwrap();
+        for party in [
+            json!({ "name": "Müller", "vorname": "Hans", "rechtsform": "Herr", "email": "hans.mueller@example.de" }),
+            json!({ "name": "Hausverwaltung Nord GmbH", "rechtsform": "GmbH", "telefon": "+49301234567" }),
+        ] {
+            let Value::Object(fields) = party else {
+                unreachable!()
+            };
+            store_party(&mut state.data, fields);
+        }
     }
 }
 
 impl Drop for Advoware {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Ok(mut server) = self.server.lock()
+            && let Some(server) = server.take()
+        {
+            server.abort();
+        }
     }
+}
+
+/// Serves `app`; aborting the task drops the listener and every connection with it,
+/// so "refuse connections" also ends kept-alive ones.
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "Message": message }))).into_response()
+}
+
+async fn latency(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    let latency = shared.gateway.lock().unwrap().faults.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    next.run(request).await
+}
+
+/// Records the request, answers injected failures, checks the Bearer token.
+async fn api_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "Anfrage zu groß");
+    };
+    let failure = {
+        let mut state = shared.gateway.lock().unwrap();
+        state.api_requests.push(Recorded {
+            method: parts.method.to_string(),
+            path: parts.uri.path().trim_start_matches('/').to_owned(),
+            query: parts.uri.query().map(str::to_owned),
+            headers: parts.headers.clone(),
+            body: body.clone(),
+        });
+        state.faults.failures.pop_front()
+    };
+    if let Some(status) = failure {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return refuse(status, "Interner Serverfehler");
+    }
+    if !authorized(&shared, &parts.headers) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "Authorization has been denied for this request.",
+        );
+    }
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
+    let Some(token) = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let state = shared.gateway.lock().unwrap();
+    !state.faults.refuse_all_tokens
+        && state
+            .tokens
+            .get(token)
+            .is_some_and(|expires| *expires > Utc::now())
+}
+
+async fn discovery(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if query.get("Kanzlei") != Some(&shared.account.kanzlei) {
+        return refuse(StatusCode::NOT_FOUND, "Kanzlei nicht gefunden");
+    }
+    let base = format!("http://{}/", shared.addr);
+    Json(json!({ "relayUrl": base, "connectorUrl": null, "securityGateway": base })).into_response()
 }
 
 const FIELDS: [&str; 10] = [
@@ -175,14 +458,10 @@ const FIELDS: [&str; 10] = [
     "HMAC512Signature",
 ];
 
-fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "Message": message }))).into_response()
-}
-
-async fn token(State(shared): State<Shared>, Json(body): Json<Value>) -> Response {
+async fn token(State(shared): State<Shared>, body: Bytes) -> Response {
     let mut gateway = shared.gateway.lock().unwrap();
     gateway.token_requests += 1;
-    let Some(fields) = body.as_object() else {
+    let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "Ungültige Anfrage");
     };
     if fields.len() != FIELDS.len() || FIELDS.iter().any(|f| !fields.contains_key(*f)) {
@@ -239,6 +518,7 @@ async fn token(State(shared): State<Shared>, Json(body): Json<Value>) -> Respons
     let access_token = uuid::Uuid::new_v4().simple().to_string();
     let expires = Utc::now() + chrono::Duration::from_std(shared.token_lifetime).unwrap();
     gateway.tokens.insert(access_token.clone(), expires);
+    gateway.issued.push(access_token.clone());
     Json(json!({
         "access_token": access_token,
         "token_type": "bearer",
@@ -248,31 +528,342 @@ async fn token(State(shared): State<Shared>, Json(body): Json<Value>) -> Respons
     .into_response()
 }
 
-fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
-    let Some(token) = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return false;
-    };
-    let gateway = shared.gateway.lock().unwrap();
-    gateway
-        .tokens
-        .get(token)
-        .is_some_and(|expires| *expires > Utc::now())
+async fn not_found(method: Method) -> Response {
+    refuse(
+        StatusCode::NOT_FOUND,
+        &format!("Keine Ressource für {method} gefunden"),
+    )
 }
 
-async fn employees(State(shared): State<Shared>, headers: HeaderMap) -> Response {
-    if !authorized(&shared, &headers) {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "Authorization has been denied for this request.",
-        );
+async fn employees(State(shared): State<Shared>) -> Response {
+    Json(shared.gateway.lock().unwrap().data.employees.clone()).into_response()
+}
+
+// ---- appointments ----
+
+/// `YYYY-MM-DD`, optionally followed by a time (`T...`), as Advoware writes dates.
+fn date_of(value: &Value) -> Option<NaiveDate> {
+    let text = value.as_str()?;
+    NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok()
+}
+
+/// `HH:MM`, `HH:MM:SS` or a full date-time whose time part counts.
+fn valid_time(value: &Value) -> bool {
+    let Some(text) = value.as_str() else {
+        return value.is_null();
+    };
+    let time = text.split_once('T').map_or(text, |(_, time)| time);
+    chrono::NaiveTime::parse_from_str(time, "%H:%M:%S").is_ok()
+        || chrono::NaiveTime::parse_from_str(time, "%H:%M").is_ok()
+}
+
+/// Berlin local time, as Advoware stamps its records.
+fn now_local() -> String {
+    Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+/// Checks and normalises an appointment as the server stores it.
+fn normalise_appointment(fields: &mut Map<String, Value>) -> Result<(), String> {
+    let start = fields
+        .get("datum")
+        .and_then(date_of)
+        .ok_or("Feld 'datum' fehlt oder ist kein Datum (YYYY-MM-DD)")?;
+    match fields.get("datumBis") {
+        None | Some(Value::Null) => {
+            fields.insert("datumBis".into(), fields["datum"].clone());
+        }
+        Some(end) => {
+            let end = date_of(end).ok_or("Feld 'datumBis' ist kein Datum (YYYY-MM-DD)")?;
+            if end < start {
+                return Err("'datumBis' liegt vor 'datum'".into());
+            }
+        }
     }
-    Json(json!([
-        { "kuerzel": "SB", "name": "Sabine Berger" },
-        { "kuerzel": "MK", "name": "Markus König" },
-    ]))
-    .into_response()
+    for key in ["uhrzeitVon", "uhrzeitBis"] {
+        if let Some(time) = fields.get(key)
+            && !valid_time(time)
+        {
+            return Err(format!("Feld '{key}' ist keine Uhrzeit (HH:MM:SS)"));
+        }
+    }
+    if let Some(kind) = fields.get("turnusArt")
+        && !matches!(kind.as_u64(), Some(0..=4))
+    {
+        return Err("Feld 'turnusArt' muss 0 bis 4 sein".into());
+    }
+    match (
+        fields.get("kuerzel").cloned(),
+        fields.get("anwalt").cloned(),
+    ) {
+        (Some(kuerzel), None) => {
+            fields.insert("anwalt".into(), kuerzel);
+        }
+        (None, Some(anwalt)) => {
+            fields.insert("kuerzel".into(), anwalt);
+        }
+        (None, None) => return Err("Feld 'kuerzel' fehlt".into()),
+        _ => {}
+    }
+    let all_day = fields
+        .get("dauertermin")
+        .is_some_and(|v| v.as_u64() == Some(1) || v.as_bool() == Some(true));
+    if all_day {
+        // Real data: an all-day appointment ends one minute before midnight.
+        fields.insert("uhrzeitBis".into(), json!("23:59:00"));
+    }
+    fields.insert("zuletztGeaendertAm".into(), json!(now_local()));
+    Ok(())
+}
+
+fn store_appointment(data: &mut Data, mut fields: Map<String, Value>) -> Result<i64, String> {
+    normalise_appointment(&mut fields)?;
+    let fr_nr = match fields.get("frNr").and_then(Value::as_i64) {
+        Some(own) => own,
+        None => {
+            let next = data.next_fr_nr;
+            data.next_fr_nr += 1;
+            next
+        }
+    };
+    fields.insert("frNr".into(), json!(fr_nr));
+    data.appointments.insert(fr_nr, Value::Object(fields));
+    Ok(fr_nr)
+}
+
+fn object(body: &[u8]) -> Option<Map<String, Value>> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(fields)) => Some(fields),
+        _ => None,
+    }
+}
+
+fn not_an_object() -> Response {
+    refuse(
+        StatusCode::BAD_REQUEST,
+        "Der Anfrageinhalt ist kein JSON-Objekt",
+    )
+}
+
+async fn list_appointments(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let bound = |key: &str| match query.get(key) {
+        None => Ok(None),
+        Some(text) => date_of(&json!(text))
+            .map(Some)
+            .ok_or_else(|| format!("Parameter '{key}' ist kein Datum (YYYY-MM-DD)")),
+    };
+    let (from, to) = match (bound("from"), bound("to")) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(message), _) | (_, Err(message)) => {
+            return refuse(StatusCode::BAD_REQUEST, &message);
+        }
+    };
+    let kuerzel = query.get("kuerzel").map(|k| k.to_uppercase());
+    let state = shared.gateway.lock().unwrap();
+    let listed: Vec<Value> = state
+        .data
+        .appointments
+        .values()
+        .filter(|a| {
+            let owner = a["kuerzel"].as_str().unwrap_or_default().to_uppercase();
+            kuerzel
+                .as_ref()
+                .is_none_or(|k| *k == owner || owner == "ALLE")
+        })
+        .filter(|a| {
+            let (Some(start), Some(end)) = (date_of(&a["datum"]), date_of(&a["datumBis"])) else {
+                return false;
+            };
+            from.is_none_or(|from| end >= from) && to.is_none_or(|to| start <= to)
+        })
+        .cloned()
+        .collect();
+    Json(listed).into_response()
+}
+
+async fn create_appointment(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Some(mut fields) = object(&body) else {
+        return not_an_object();
+    };
+    // The server numbers appointments.
+    fields.remove("frNr");
+    let mut state = shared.gateway.lock().unwrap();
+    match store_appointment(&mut state.data, fields) {
+        Ok(fr_nr) => Json(state.data.appointments[&fr_nr].clone()).into_response(),
+        Err(message) => refuse(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn read_appointment(State(shared): State<Shared>, Path(fr_nr): Path<String>) -> Response {
+    let state = shared.gateway.lock().unwrap();
+    match fr_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| state.data.appointments.get(&n))
+    {
+        Some(appointment) => Json(appointment.clone()).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "Termin nicht gefunden"),
+    }
+}
+
+async fn update_appointment(
+    State(shared): State<Shared>,
+    Path(fr_nr): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(changes) = object(&body) else {
+        return not_an_object();
+    };
+    let mut state = shared.gateway.lock().unwrap();
+    let Some((fr_nr, current)) = fr_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| Some((n, state.data.appointments.get(&n)?.clone())))
+    else {
+        return refuse(StatusCode::NOT_FOUND, "Termin nicht gefunden");
+    };
+    let Value::Object(mut fields) = current else {
+        unreachable!()
+    };
+    fields.extend(changes);
+    fields.insert("frNr".into(), json!(fr_nr));
+    match normalise_appointment(&mut fields) {
+        Ok(()) => {
+            state.data.appointments.insert(fr_nr, Value::Object(fields));
+            Json(state.data.appointments[&fr_nr].clone()).into_response()
+        }
+        Err(message) => refuse(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+async fn delete_appointment(State(shared): State<Shared>, Path(fr_nr): Path<String>) -> Response {
+    let mut state = shared.gateway.lock().unwrap();
+    match fr_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| state.data.appointments.remove(&n))
+    {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "Termin nicht gefunden"),
+    }
+}
+
+// ---- parties (Beteiligte) ----
+
+fn store_party(data: &mut Data, mut fields: Map<String, Value>) -> i64 {
+    let bet_nr = data.next_bet_nr;
+    data.next_bet_nr += 1;
+    fields.insert("betNr".into(), json!(bet_nr));
+    fields.insert("zuletztGeaendertAm".into(), json!(now_local()));
+    data.parties.insert(bet_nr, Value::Object(fields));
+    bet_nr
+}
+
+async fn list_parties(
+    State(shared): State<Shared>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let name = query.get("name").map(|n| n.to_lowercase());
+    let state = shared.gateway.lock().unwrap();
+    let listed: Vec<Value> = state
+        .data
+        .parties
+        .values()
+        .filter(|p| {
+            name.as_ref().is_none_or(|name| {
+                p["name"]
+                    .as_str()
+                    .is_some_and(|own| own.to_lowercase().contains(name))
+            })
+        })
+        .cloned()
+        .collect();
+    Json(listed).into_response()
+}
+
+async fn create_party(State(shared): State<Shared>, body: Bytes) -> Response {
+    let Some(mut fields) = object(&body) else {
+        return not_an_object();
+    };
+    let named = fields
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.trim().is_empty());
+    if !named {
+        return refuse(StatusCode::BAD_REQUEST, "Feld 'name' fehlt");
+    }
+    fields.remove("betNr");
+    let mut state = shared.gateway.lock().unwrap();
+    let bet_nr = store_party(&mut state.data, fields);
+    Json(state.data.parties[&bet_nr].clone()).into_response()
+}
+
+async fn read_party(State(shared): State<Shared>, Path(bet_nr): Path<String>) -> Response {
+    let state = shared.gateway.lock().unwrap();
+    match bet_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| state.data.parties.get(&n))
+    {
+        Some(party) => Json(party.clone()).into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden"),
+    }
+}
+
+async fn update_party(
+    State(shared): State<Shared>,
+    Path(bet_nr): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(changes) = object(&body) else {
+        return not_an_object();
+    };
+    let mut state = shared.gateway.lock().unwrap();
+    let Some(Value::Object(fields)) = bet_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| state.data.parties.get_mut(&n))
+    else {
+        return refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden");
+    };
+    let bet_nr = fields["betNr"].clone();
+    fields.extend(changes);
+    fields.insert("betNr".into(), bet_nr);
+    fields.insert("zuletztGeaendertAm".into(), json!(now_local()));
+    Json(Value::Object(fields.clone())).into_response()
+}
+
+async fn delete_party(State(shared): State<Shared>, Path(bet_nr): Path<String>) -> Response {
+    let mut state = shared.gateway.lock().unwrap();
+    match bet_nr
+        .parse::<i64>()
+        .ok()
+        .and_then(|n| state.data.parties.remove(&n))
+    {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden"),
+    }
+}
+
+impl Advoware {
+    /// A correctly signed token request body for `account`, as a client sends it.
+    pub fn token_request(account: &Account, nonce: &str, timestamp: &str) -> Value {
+        json!({
+            "AppID": account.app_id,
+            "Kanzlei": account.kanzlei,
+            "Database": account.database,
+            "User": account.user,
+            "Role": 2,
+            "Product": 64,
+            "Password": account.password,
+            "Nonce": nonce,
+            "RequestTimeStamp": timestamp,
+            "HMAC512Signature": signature(&account.api_key, 64, &account.app_id, nonce, timestamp),
+        })
+    }
 }

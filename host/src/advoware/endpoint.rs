@@ -1,0 +1,135 @@
+//! Turning a plugin's path into a URL below the API base, and nothing else.
+//!
+//! The proxy hands through whatever `endpoint=` a caller sends, so this is the
+//! one place that keeps requests inside Advoware's API: no `..` (plain or
+//! percent-encoded), no absolute or scheme-relative URLs, no encoded slashes or
+//! backslashes that a server might decode into a way out.
+
+use percent_encoding::percent_decode_str;
+use reqwest::Url;
+
+/// `base` joined with `path` (one leading `/` is allowed) and the query pairs.
+pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url, String> {
+    let relative = path.strip_prefix('/').unwrap_or(path);
+    if relative.is_empty() {
+        return Err("the endpoint is empty".into());
+    }
+    if relative.starts_with('/') || relative.contains("://") || has_scheme(relative) {
+        return Err(format!(
+            "endpoint `{path}` is an absolute URL; give a path below the API base"
+        ));
+    }
+    if let Some(c) = relative
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#'))
+    {
+        return Err(format!(
+            "endpoint `{}` holds {c:?}; give a plain path and the query as separate parameters",
+            path.escape_debug()
+        ));
+    }
+    for segment in relative.split('/') {
+        let decoded = percent_decode_str(segment).decode_utf8_lossy();
+        if decoded == "." || decoded == ".." {
+            return Err(format!("endpoint `{path}` leaves the API base"));
+        }
+        if decoded.contains(['/', '\\']) {
+            return Err(format!(
+                "endpoint `{path}` holds an encoded slash or backslash"
+            ));
+        }
+    }
+    let mut url = Url::parse(&format!("{base}{relative}"))
+        .map_err(|e| format!("endpoint `{path}` does not make a URL: {e}"))?;
+    // The URL parser normalises; anything it moved outside the base is refused.
+    if !url.as_str().starts_with(base.as_str()) {
+        return Err(format!("endpoint `{path}` leaves the API base"));
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+/// `mailto:x`, `http:evil`: a scheme before the first `/`.
+fn has_scheme(text: &str) -> bool {
+    let first = text.split('/').next().unwrap_or_default();
+    first.split_once(':').is_some_and(|(scheme, _)| {
+        scheme
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("https://relay.example:90/api/v1/advonet/").unwrap()
+    }
+
+    #[test]
+    fn paths_below_the_base_are_joined() {
+        let url = resolve(&base(), "appointments/4711", &[]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://relay.example:90/api/v1/advonet/appointments/4711"
+        );
+        let url = resolve(&base(), "/employees", &[]).unwrap();
+        assert_eq!(
+            url.as_str(),
+            "https://relay.example:90/api/v1/advonet/employees"
+        );
+    }
+
+    #[test]
+    fn query_pairs_are_encoded() {
+        let query = [
+            ("kuerzel".to_owned(), "SB".to_owned()),
+            ("text".to_owned(), "a&b c".to_owned()),
+        ];
+        let url = resolve(&base(), "appointments", &query).unwrap();
+        assert_eq!(url.query(), Some("kuerzel=SB&text=a%26b+c"));
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        for path in [
+            "",
+            "/",
+            "../Token",
+            "appointments/../../Token",
+            "%2e%2e/Token",
+            "appointments/%2E%2E/%2e%2E/x",
+            ".%2e/x",
+            "./employees",
+            "appointments%2f..%2fx",
+            "a%5c..%5cb",
+            "a\\..\\b",
+            "https://evil.example/x",
+            "//evil.example/x",
+            "http:evil.example",
+            "javascript:alert(1)",
+            "employees?x=1",
+            "employees#x",
+            "employees\r\nX-Injected: 1",
+            "emp loyees",
+        ] {
+            assert!(
+                resolve(&base(), path, &[]).is_err(),
+                "`{path}` must be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn dots_inside_names_are_fine() {
+        let url = resolve(&base(), "documents/file.v2..pdf", &[]).unwrap();
+        assert!(url.path().ends_with("/documents/file.v2..pdf"));
+    }
+}

@@ -1,0 +1,233 @@
+//! The host's one Advoware client, used by every plugin through the `advoware`
+//! capability.
+//!
+//! Why in the host rather than a guest library: the API key and password stay
+//! in the host (a plugin never holds them, so it cannot leak them), the token is
+//! one per tenant and shared by all of its plugins, and the auth code exists
+//! once, in native Rust, fixed for every plugin by one host update.
+//!
+//! A call: find the API base (configured, or asked from the configurator and
+//! kept for an hour), check the path stays below it ([`endpoint`]), take the
+//! tenant's token ([`token`]: cached in the store, fetched once when missing),
+//! send. On 401 the token is dropped, a new one fetched and the call sent once
+//! more; a second 401 is an error, never a loop.
+
+mod discovery;
+mod endpoint;
+mod settings;
+mod signing;
+mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::{Method, Url};
+use tokio::time::Instant;
+
+pub use endpoint::resolve as resolve_endpoint;
+pub use settings::{SettingError, Settings};
+pub use signing::{signature, timestamp};
+
+use crate::capabilities::http::{Egress, FetchError, Fetched, with_headers};
+use crate::metrics::Metrics;
+use crate::store::{Scope, Store};
+
+/// Where a tenant's Advoware lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoints {
+    /// `<relay or connector URL><api_path>`, ending in `/`.
+    pub api_base: Url,
+    /// `<security gateway>api/v1/Token`.
+    pub token_url: Url,
+}
+
+/// What a plugin asks Advoware for.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Bytes>,
+    pub timeout: Option<Duration>,
+}
+
+/// Why a request got no answer from Advoware. Messages never hold secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdvowareError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("not signed in: {0}")]
+    Unauthorized(String),
+    #[error("Advoware did not answer in time")]
+    Timeout,
+    #[error("connection to Advoware failed: {0}")]
+    Connection(String),
+    #[error("Advoware's answer is larger than {0} bytes")]
+    TooLarge(u64),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Headers the client sets itself.
+const RESERVED_HEADERS: [&str; 3] = ["authorization", "host", "content-length"];
+
+/// One tenant's client; shared by the tenant's plugins that may use it.
+pub struct Client {
+    tenant: String,
+    settings: Settings,
+    egress: Egress,
+    metrics: Metrics,
+    endpoints: discovery::EndpointSource,
+    tokens: token::Tokens,
+}
+
+impl Client {
+    pub fn new(
+        tenant: &str,
+        settings: Settings,
+        egress: Egress,
+        store: Store,
+        key_prefix: &str,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        // `@` cannot start a plugin name, so no plugin shares this scope.
+        let scope = Scope::new(key_prefix, tenant, "@advoware");
+        let endpoints = discovery::EndpointSource::new(&settings);
+        Arc::new(Self {
+            tenant: tenant.to_owned(),
+            tokens: token::Tokens::new(tenant, store, &scope, metrics.clone()),
+            settings,
+            egress,
+            metrics,
+            endpoints,
+        })
+    }
+
+    /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`.
+    /// Nothing runs past `deadline`.
+    pub async fn send(
+        &self,
+        request: ApiRequest,
+        deadline: Instant,
+    ) -> Result<Fetched, AdvowareError> {
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            other => {
+                return Err(AdvowareError::InvalidRequest(format!(
+                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
+                )));
+            }
+        };
+        if let Some((name, _)) = request
+            .headers
+            .iter()
+            .find(|(name, _)| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+        {
+            return Err(AdvowareError::InvalidRequest(format!(
+                "header `{name}` is set by the host"
+            )));
+        }
+        let endpoints = self
+            .endpoints
+            .get(&self.settings, &self.egress, deadline)
+            .await?;
+        let url = endpoint::resolve(&endpoints.api_base, &request.path, &request.query)
+            .map_err(AdvowareError::InvalidRequest)?;
+
+        let token = self.token(&endpoints, deadline).await?;
+        let first = self
+            .attempt(&method, &url, &request, &token, deadline)
+            .await?;
+        if first.status != 401 {
+            return Ok(first);
+        }
+        tracing::info!(
+            tenant = %self.tenant,
+            "Advoware refused the cached token; fetching a new one and retrying once"
+        );
+        self.tokens.invalidate(&token).await?;
+        let token = self.token(&endpoints, deadline).await?;
+        let second = self
+            .attempt(&method, &url, &request, &token, deadline)
+            .await?;
+        if second.status == 401 {
+            tracing::warn!(
+                tenant = %self.tenant,
+                "Advoware refused a freshly issued token too; not retrying"
+            );
+            self.tokens.invalidate(&token).await?;
+            return Err(AdvowareError::Unauthorized(
+                "Advoware answered 401 to a freshly issued token (after one retry); check the account's rights"
+                    .into(),
+            ));
+        }
+        Ok(second)
+    }
+
+    async fn token(
+        &self,
+        endpoints: &Endpoints,
+        deadline: Instant,
+    ) -> Result<String, AdvowareError> {
+        self.tokens
+            .get(&self.settings, &self.egress, &endpoints.token_url, deadline)
+            .await
+    }
+
+    async fn attempt(
+        &self,
+        method: &Method,
+        url: &Url,
+        request: &ApiRequest,
+        token: &str,
+        deadline: Instant,
+    ) -> Result<Fetched, AdvowareError> {
+        let timeout = request
+            .timeout
+            .unwrap_or(self.settings.timeout)
+            .min(self.settings.timeout)
+            .min(self.egress.max_timeout())
+            .min(deadline.saturating_duration_since(Instant::now()));
+        if timeout.is_zero() {
+            return Err(AdvowareError::Timeout);
+        }
+        let mut builder = with_headers(
+            self.egress.client().request(method.clone(), url.clone()),
+            &request.headers,
+        )
+        .map_err(AdvowareError::InvalidRequest)?
+        .bearer_auth(token);
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        match self.egress.fetch(builder, timeout).await {
+            Ok(answer) => {
+                let outcome = match answer.status {
+                    401 => "401",
+                    200..=299 => "2xx",
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                self.metrics.advoware_request(&self.tenant, outcome);
+                Ok(answer)
+            }
+            Err(error) => {
+                let (outcome, error) = match error {
+                    FetchError::Timeout => ("timeout", AdvowareError::Timeout),
+                    FetchError::TooLarge(n) => ("too_large", AdvowareError::TooLarge(n)),
+                    FetchError::Invalid(m) => ("invalid", AdvowareError::InvalidRequest(m)),
+                    FetchError::Connection(m) => ("connection", AdvowareError::Connection(m)),
+                };
+                self.metrics.advoware_request(&self.tenant, outcome);
+                Err(error)
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The tenant's Advoware API, signed in by the host.
+//!
+//! The host holds the credentials and the token; a plugin names a path below
+//! the API base and gets Advoware's answer. Needs `advoware = true` for the
+//! plugin and an `[advoware]` section in the tenant file.
+//!
+//! ```ignore
+//! let employees = advoware::Request::get("employees").send()?.json::<Vec<Employee>>()?;
+//! ```
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::Error;
+use crate::bindings::bitbylaw::plugin::advoware as wit;
+use crate::http::HttpResponse;
+
+pub use wit::Error as AdvowareError;
+
+/// A request being built: `advoware::Request::get("appointments").query("kuerzel", "SB").send()`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    inner: wit::Request,
+}
+
+impl Request {
+    /// `path` is below the API base, e.g. `appointments/4711`.
+    pub fn new(method: &str, path: impl Into<String>) -> Self {
+        Self {
+            inner: wit::Request {
+                method: method.to_ascii_uppercase(),
+                path: path.into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                timeout_ms: None,
+            },
+        }
+    }
+
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new("GET", path)
+    }
+
+    pub fn post(path: impl Into<String>) -> Self {
+        Self::new("POST", path)
+    }
+
+    pub fn put(path: impl Into<String>) -> Self {
+        Self::new("PUT", path)
+    }
+
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new("DELETE", path)
+    }
+
+    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.query.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.headers.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.inner.body = Some(body.into());
+        self
+    }
+
+    /// A JSON body with its content type.
+    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Internal(format!("body not serialisable: {e}")))?;
+        Ok(self.header("content-type", "application/json").body(body))
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.inner.timeout_ms = Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
+        self
+    }
+
+    /// Any status Advoware answers with is `Ok`; check [`HttpResponse::is_success`].
+    pub fn send(&self) -> Result<HttpResponse, AdvowareError> {
+        wit::send(&self.inner)
+    }
+}
+
+impl From<AdvowareError> for Error {
+    fn from(error: AdvowareError) -> Self {
+        match error {
+            AdvowareError::NotConfigured(m) => Error::Internal(m),
+            AdvowareError::InvalidRequest(m) => {
+                Error::Internal(format!("invalid Advoware request: {m}"))
+            }
+            AdvowareError::Unauthorized(m) => {
+                Error::BadGateway(format!("Advoware sign-in failed: {m}"))
+            }
+            AdvowareError::Timeout => {
+                Error::GatewayTimeout("Advoware did not answer in time".into())
+            }
+            AdvowareError::Connection(m) => {
+                Error::BadGateway(format!("Advoware connection failed: {m}"))
+            }
+            AdvowareError::TooLarge(n) => {
+                Error::BadGateway(format!("Advoware's answer is larger than {n} bytes"))
+            }
+            AdvowareError::Unavailable(m) => Error::Unavailable(m),
+        }
+    }
+}

@@ -1,0 +1,501 @@
+//! The `advoware-proxy` plugin and the host's Advoware client against the
+//! Advoware simulator: round trips for every method, one token for many calls
+//! (and for many concurrent calls on a cold cache, across two host instances),
+//! one retry on a refused token and no more, refused escapes, upstream faults
+//! mapped to 502/504, and no secret in the logs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitbylaw_tests::simulators::advoware::{Account, Advoware};
+use bitbylaw_tests::{Backend, TestHost};
+use reqwest::Method;
+use serde_json::Value;
+
+const KEY: &str = "firm-a-key";
+
+/// The tenant's Advoware secrets live in files here for as long as the test runs.
+struct Secrets {
+    dir: tempfile::TempDir,
+}
+
+impl Secrets {
+    fn new(account: &Account) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("api_key"), &account.api_key).unwrap();
+        std::fs::write(dir.path().join("password"), &account.password).unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// `[advoware]` for `sim`'s account with explicit URLs, plus the proxy plugin granted it.
+fn tenant(sim: &Advoware, secrets: &Secrets, extra_advoware: &str) -> String {
+    let account = sim.account();
+    format!(
+        r#"
+[advoware]
+api_url = "{base}"
+security_gateway = "{base}"
+app_id = "{app_id}"
+kanzlei = "{kanzlei}"
+database = "{database}"
+user = "{user}"
+api_key = {{ file = "{api_key}" }}
+password = {{ file = "{password}" }}
+{extra_advoware}
+
+[plugins.advoware-proxy]
+component = "{{component:advoware-proxy}}"
+advoware = true
+"#,
+        base = sim.base_url(),
+        app_id = account.app_id,
+        kanzlei = account.kanzlei,
+        database = account.database,
+        user = account.user,
+        api_key = secrets.path("api_key"),
+        password = secrets.path("password"),
+    )
+}
+
+async fn start(backend: Backend, sim: &Advoware, secrets: &Secrets, extra: &str) -> TestHost {
+    TestHost::builder(backend)
+        .tenant("firm-a", Some(KEY), &tenant(sim, secrets, extra))
+        .start()
+        .await
+}
+
+async fn simulator() -> Advoware {
+    Advoware::start(Account::default(), Duration::from_secs(3300)).await
+}
+
+/// One proxied call: `query` is the raw query string after `/advoware/proxy?`.
+async fn proxy(app: &TestHost, method: Method, query: &str, body: Option<&[u8]>) -> (u16, Value) {
+    let mut request = app
+        .client
+        .request(method, app.url(&format!("/advoware/proxy?{query}")))
+        .header("apikey", KEY);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_round_trips_with_query_and_body_unchanged() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Redis, &sim, &secrets, "").await;
+
+    let (status, employees) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 200, "{employees}");
+    assert_eq!(employees[0]["kuerzel"], "SB");
+
+    // POST: the body reaches Advoware byte for byte; the answer carries the new frNr.
+    let created = br#"{"kuerzel":"SB","text":"Besprechung \u00c4rger","datum":"2026-12-10T00:00:00","uhrzeitVon":"14:00:00","uhrzeitBis":"15:00:00"}"#;
+    let (status, appointment) =
+        proxy(&app, Method::POST, "endpoint=appointments", Some(created)).await;
+    assert_eq!(status, 200, "{appointment}");
+    let fr_nr = appointment["frNr"].as_i64().unwrap();
+    assert_eq!(appointment["text"], "Besprechung Ärger");
+    let posted = sim.api_requests().last().cloned().unwrap();
+    assert_eq!(posted.method, "POST");
+    assert_eq!(posted.path, "appointments");
+    assert_eq!(&posted.body[..], &created[..]);
+    assert_eq!(posted.headers["content-type"], "application/json");
+    assert!(
+        posted.headers["authorization"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    // What Kong and the caller sent for the host stays at the host.
+    assert!(posted.headers.get("apikey").is_none());
+
+    // GET with the other query parameters passed through, `endpoint` not among them.
+    let (status, listed) = proxy(
+        &app,
+        Method::GET,
+        "endpoint=appointments&kuerzel=SB&from=2026-12-01&to=2026-12-31",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["frNr"] == fr_nr)
+    );
+    let listing = sim.api_requests().last().cloned().unwrap();
+    assert_eq!(
+        listing.query.as_deref(),
+        Some("kuerzel=SB&from=2026-12-01&to=2026-12-31")
+    );
+
+    // PUT to a path below the base.
+    let changed =
+        br#"{"text":"Besprechung verschoben","uhrzeitVon":"16:00:00","uhrzeitBis":"17:00:00"}"#;
+    let (status, updated) = proxy(
+        &app,
+        Method::PUT,
+        &format!("endpoint=appointments/{fr_nr}"),
+        Some(changed),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["text"], "Besprechung verschoben");
+    assert_eq!(&sim.api_requests().last().unwrap().body[..], &changed[..]);
+
+    // DELETE, then Advoware's own 404 comes back as it is.
+    let (status, _) = proxy(
+        &app,
+        Method::DELETE,
+        &format!("endpoint=appointments/{fr_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, missing) = proxy(
+        &app,
+        Method::GET,
+        &format!("endpoint=/appointments/{fr_nr}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["Message"], "Termin nicht gefunden");
+    assert!(sim.appointments().iter().all(|a| a["frNr"] != fr_nr));
+    assert_eq!(sim.token_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_calls_need_one_token() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    for _ in 0..100 {
+        let (status, _) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(sim.api_requests().len(), 100);
+    assert_eq!(sim.token_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_calls_on_a_cold_cache_need_one_token_across_instances() {
+    let sim = simulator().await;
+    // Slow answers keep all fifty calls waiting for the token at once.
+    sim.set_latency(Duration::from_millis(300));
+    let secrets = Secrets::new(sim.account());
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(Arc::new(
+            TestHost::builder(Backend::Redis)
+                .key_prefix(&prefix)
+                .tenant("firm-a", Some(KEY), &tenant(&sim, &secrets, ""))
+                .start()
+                .await,
+        ));
+    }
+    let calls = (0..50).map(|i| {
+        let app = instances[i % 2].clone();
+        tokio::spawn(async move { proxy(&app, Method::GET, "endpoint=employees", None).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        let (status, body) = call.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(sim.api_requests().len(), 50);
+    assert_eq!(sim.token_requests(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_replaced_and_the_call_retried_once() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+    sim.revoke_all_tokens();
+
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sim.token_requests(), 2);
+    let requests = sim.api_requests();
+    assert_eq!(requests.len(), 3, "first call, refused call, retried call");
+    assert_ne!(
+        requests[1].headers["authorization"],
+        requests[2].headers["authorization"]
+    );
+    // The new token is cached for the calls after.
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+    assert_eq!(sim.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_401_ends_in_502_without_a_loop() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Memory, &sim, &secrets, "").await;
+    sim.refuse_all_tokens(true);
+
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "bad_gateway");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("401"), "{message}");
+    assert_eq!(
+        sim.api_requests().len(),
+        2,
+        "one call and one retry, no more"
+    );
+    assert_eq!(sim.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_leaving_the_api_base_are_refused() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Memory, &sim, &secrets, "").await;
+    for query in [
+        "",
+        "endpoint=",
+        "kuerzel=SB",
+        "endpoint=employees&endpoint=appointments",
+        "endpoint=../Token",
+        "endpoint=..%2FToken",
+        "endpoint=appointments/../../Token",
+        "endpoint=%252e%252e/Token",
+        "endpoint=https://evil.example/steal",
+        "endpoint=//evil.example/steal",
+        "endpoint=appointments%5C..%5C..%5CToken",
+    ] {
+        let (status, body) = proxy(&app, Method::GET, query, None).await;
+        assert_eq!(status, 400, "`{query}` gave {body}");
+        assert_eq!(body["error"], "bad_request", "`{query}`");
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
+    assert!(sim.api_requests().is_empty());
+    assert_eq!(sim.token_requests(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Memory, &sim, &secrets, "timeout_ms = 500").await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+
+    // Advoware's own 5xx comes back as Advoware sent it.
+    sim.fail_next(1, 503);
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["Message"], "Interner Serverfehler");
+
+    // No answer in time: 504.
+    sim.set_latency(Duration::from_secs(2));
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"], "gateway_timeout");
+    sim.set_latency(Duration::ZERO);
+
+    // Connection refused: 502, and back to normal once Advoware listens again.
+    sim.refuse_connections();
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"], "bad_gateway");
+    assert!(
+        body["message"].as_str().unwrap().contains("connection"),
+        "{body}"
+    );
+    sim.accept_connections().await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_base_can_be_discovered() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let account = sim.account();
+    let tenant = format!(
+        r#"
+[advoware]
+discovery_url = "{discovery}"
+app_id = "{app_id}"
+kanzlei = "{kanzlei}"
+database = "{database}"
+user = "{user}"
+api_key = {{ file = "{api_key}" }}
+password = {{ file = "{password}" }}
+
+[plugins.advoware-proxy]
+component = "{{component:advoware-proxy}}"
+advoware = true
+"#,
+        discovery = sim.discovery_url(),
+        app_id = account.app_id,
+        kanzlei = account.kanzlei,
+        database = account.database,
+        user = account.user,
+        api_key = secrets.path("api_key"),
+        password = secrets.path("password"),
+    );
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some(KEY), &tenant)
+        .start()
+        .await;
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sim.token_requests(), 1);
+    assert_eq!(sim.api_requests()[0].path, "employees");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_not_granted_advoware_cannot_use_it() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let tenant = tenant(&sim, &secrets, "").replace("advoware = true", "advoware = false");
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some(KEY), &tenant)
+        .start()
+        .await;
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not use Advoware")
+    );
+    assert_eq!(sim.token_requests(), 0);
+}
+
+/// Everything the subscriber writes, kept for the test to read.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    bitbylaw::telemetry::init_with_writer(bitbylaw::config::LogFormat::Json, "debug", move || {
+        writer.clone()
+    });
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    let mut answers = Vec::new();
+    // A normal call, a revoked token, a call that gets 401 twice.
+    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    sim.revoke_all_tokens();
+    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    sim.refuse_all_tokens(true);
+    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    sim.refuse_all_tokens(false);
+
+    // Wrong credentials: the gateway's refusal is reported, the password is not.
+    let wrong = tempfile::tempdir().unwrap();
+    std::fs::write(wrong.path().join("password"), "falsch-123").unwrap();
+    let wrong_tenant = tenant(&sim, &secrets, "").replace(
+        &secrets.path("password"),
+        &wrong.path().join("password").display().to_string(),
+    );
+    let refused = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some(KEY), &wrong_tenant)
+        .start()
+        .await;
+    let (status, body) = proxy(&refused, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Falscher Name oder falsches Kennwort"),
+        "{body}"
+    );
+    answers.push((status, body));
+
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("bitbylaw_advoware_token_requests_total"));
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("new Advoware token"),
+        "the client logs at all"
+    );
+    let tokens = sim.issued_tokens();
+    assert_eq!(
+        tokens.len(),
+        3,
+        "first, after the revocation, the refused fresh one"
+    );
+    let account = sim.account();
+    let mut secrets_seen = vec![
+        account.api_key.clone(),
+        account.password.clone(),
+        "falsch-123".to_owned(),
+    ];
+    secrets_seen.extend(tokens);
+    let answers = format!("{answers:?}");
+    for secret in &secrets_seen {
+        assert!(!logs.contains(secret.as_str()), "`{secret}` in the log");
+        assert!(
+            !answers.contains(secret.as_str()),
+            "`{secret}` in an answer"
+        );
+        assert!(
+            !metrics.contains(secret.as_str()),
+            "`{secret}` in the metrics"
+        );
+    }
+}
