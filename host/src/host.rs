@@ -336,7 +336,8 @@ impl Host {
                     &self.config.store.key_prefix,
                     self.metrics.clone(),
                 )
-            });
+            })
+            .transpose()?;
         let mut plugins = BTreeMap::new();
         let mut routes = RouteTable::default();
         let mut subscriptions = Vec::new();

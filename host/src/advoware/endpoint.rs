@@ -9,7 +9,9 @@ use percent_encoding::percent_decode_str;
 use reqwest::Url;
 
 /// `base` joined with `path` (one leading `/` is allowed) and the query pairs.
+/// A query written into `path` (`appointments?kuerzel=SB`) comes first, then `query`.
 pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url, String> {
+    let (path, embedded) = path.split_once('?').unwrap_or((path, ""));
     let relative = path.strip_prefix('/').unwrap_or(path);
     if relative.is_empty() {
         return Err("the endpoint is empty".into());
@@ -21,10 +23,10 @@ pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url
     }
     if let Some(c) = relative
         .chars()
-        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '?' | '#'))
+        .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '\\' | '#'))
     {
         return Err(format!(
-            "endpoint `{}` holds {c:?}; give a plain path and the query as separate parameters",
+            "endpoint `{}` holds {c:?}; give a plain path",
             path.escape_debug()
         ));
     }
@@ -45,8 +47,16 @@ pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url
     if !url.as_str().starts_with(base.as_str()) {
         return Err(format!("endpoint `{path}` leaves the API base"));
     }
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query);
+    if embedded.contains('#') {
+        return Err(format!("endpoint `{path}` holds a fragment (`#`)"));
+    }
+    let embedded: Vec<(String, String)> = form_urlencoded::parse(embedded.as_bytes())
+        .into_owned()
+        .collect();
+    if !embedded.is_empty() || !query.is_empty() {
+        url.query_pairs_mut()
+            .extend_pairs(embedded)
+            .extend_pairs(query);
     }
     Ok(url)
 }
@@ -115,8 +125,9 @@ mod tests {
             "//evil.example/x",
             "http:evil.example",
             "javascript:alert(1)",
-            "employees?x=1",
             "employees#x",
+            "employees?x=1#y",
+            "../Token?x=1",
             "employees\r\nX-Injected: 1",
             "emp loyees",
         ] {
@@ -125,6 +136,17 @@ mod tests {
                 "`{path}` must be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_query_inside_the_path_comes_before_the_others() {
+        let query = [("to".to_owned(), "2026-12-31".to_owned())];
+        let url = resolve(&base(), "appointments?kuerzel=SB&from=2026-12-01", &query).unwrap();
+        assert_eq!(url.path(), "/api/v1/advonet/appointments");
+        assert_eq!(
+            url.query(),
+            Some("kuerzel=SB&from=2026-12-01&to=2026-12-31")
+        );
     }
 
     #[test]

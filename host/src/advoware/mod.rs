@@ -91,18 +91,18 @@ impl Client {
         store: Store,
         key_prefix: &str,
         metrics: Metrics,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
         // `@` cannot start a plugin name, so no plugin shares this scope.
         let scope = Scope::new(key_prefix, tenant, "@advoware");
         let endpoints = discovery::EndpointSource::new(&settings);
-        Arc::new(Self {
+        Ok(Arc::new(Self {
             tenant: tenant.to_owned(),
-            tokens: token::Tokens::new(tenant, store, &scope, metrics.clone()),
+            tokens: token::Tokens::new(tenant, store, &scope, metrics.clone())?,
             settings,
             egress,
             metrics,
             endpoints,
-        })
+        }))
     }
 
     /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`.

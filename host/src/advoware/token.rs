@@ -40,16 +40,20 @@ struct TokenAnswer {
 }
 
 impl Tokens {
-    pub fn new(tenant: &str, store: Store, scope: &Scope, metrics: Metrics) -> Self {
-        Self {
+    pub fn new(
+        tenant: &str,
+        store: Store,
+        scope: &Scope,
+        metrics: Metrics,
+    ) -> Result<Self, crate::store::StoreError> {
+        Ok(Self {
             tenant: tenant.to_owned(),
             store,
-            // Scope keys cannot fail for these fixed, short names.
-            key: format!("{}kv:token", scope.base()),
-            lease_key: format!("{}lock:token", scope.base()),
+            key: scope.kv("token")?,
+            lease_key: scope.lock("token")?,
             local: tokio::sync::Mutex::new(()),
             metrics,
-        }
+        })
     }
 
     /// A valid token: the cached one, or a new one fetched once for all waiting callers.
