@@ -13,3 +13,4 @@ cargo bench -p bitbylaw --bench ingress_throughput
 scripts/ensure-redis.sh
 cargo bench -p bitbylaw --bench events_throughput
 cargo bench -p bitbylaw --bench swap
+cargo bench -p bitbylaw-tests --bench advoware_proxy

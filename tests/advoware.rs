@@ -10,8 +10,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware};
-use bitbylaw_tests::{Backend, TestHost};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, TokenFault};
+use bitbylaw_tests::{Backend, TestHost, redis_connection};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -152,6 +152,33 @@ async fn every_method_round_trips_with_query_and_body_unchanged() {
         Some("kuerzel=SB&from=2026-12-01&to=2026-12-31")
     );
 
+    // Names and values arrive as sent, in order: `+`, spaces, umlauts, colons, a bare name.
+    let (status, _) = proxy(
+        &app,
+        Method::GET,
+        "endpoint=appointments&kuerzel=SB&text=a%2Bb%20c&ort=M%C3%BCnchen&zeit=10:00&flag",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let received = sim.api_requests().last().unwrap().query.clone().unwrap();
+    let pairs: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{received}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("kuerzel", "SB"),
+        ("text", "a+b c"),
+        ("ort", "München"),
+        ("zeit", "10:00"),
+        ("flag", ""),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(pairs, expected, "received `{received}`");
+
     // PUT to a path below the base.
     let changed =
         br#"{"text":"Besprechung verschoben","uhrzeitVon":"16:00:00","uhrzeitBis":"17:00:00"}"#;
@@ -276,6 +303,68 @@ async fn a_second_401_ends_in_502_without_a_loop() {
         "one call and one retry, no more"
     );
     assert_eq!(sim.token_requests(), 2);
+
+    // The account is the problem, not the token: the next call does not fetch another.
+    let (status, _) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 502);
+    assert_eq!(sim.api_requests().len(), 3);
+    assert_eq!(sim.token_requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_cost_one_token_request_for_many_calls() {
+    let mut account = Account::default();
+    let sim = simulator().await;
+    account.password = "wrong-pass-9".into();
+    let secrets = Secrets::new(&account);
+    let app = Arc::new(start(Backend::Redis, &sim, &secrets, "").await);
+    let calls = (0..20).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move { proxy(&app, Method::GET, "endpoint=employees", None).await })
+    });
+    for call in futures::future::join_all(calls).await {
+        let (status, body) = call.unwrap();
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("Falscher Name oder falsches Kennwort"),
+            "{body}"
+        );
+    }
+    assert_eq!(sim.token_requests(), 1);
+    assert!(sim.api_requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_is_kept_53_minutes_or_less_when_it_lives_less() {
+    let ttl_ms = |app: &TestHost| -> i64 {
+        redis::cmd("PTTL")
+            .arg(format!("{}:{{firm-a}}:@advoware:kv:token", app.prefix))
+            .query(&mut redis_connection())
+            .unwrap()
+    };
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+    let kept = ttl_ms(&app);
+    assert!((3_170_000..=3_180_000).contains(&kept), "{kept} ms");
+
+    // A gateway whose tokens live two minutes: cached for two minutes less a margin.
+    let short = Advoware::start(Account::default(), Duration::from_secs(120)).await;
+    let secrets = Secrets::new(short.account());
+    let app = start(Backend::Redis, &short, &secrets, "").await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+    let kept = ttl_ms(&app);
+    assert!((100_000..=108_000).contains(&kept), "{kept} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,13 +423,43 @@ async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], "bad_gateway");
     assert!(
-        body["message"].as_str().unwrap().contains("connection"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("connection refused"),
         "{body}"
     );
     sim.accept_connections().await;
     assert_eq!(
         proxy(&app, Method::GET, "endpoint=employees", None).await.0,
         200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_deadline_shorter_than_advoware_timeout_still_answers_504_from_the_proxy() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    // Advoware's timeout stays at its 30 s default; the plugin may take one second.
+    let tenant = format!(
+        "{}\n[plugins.advoware-proxy.limits]\ndeadline_ms = 1000\n",
+        tenant(&sim, &secrets, "")
+    );
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some(KEY), &tenant)
+        .start()
+        .await;
+    assert_eq!(
+        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
+        200
+    );
+    sim.set_latency(Duration::from_secs(3));
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(
+        body["error"], "gateway_timeout",
+        "the proxy's answer, not the host's deadline"
     );
 }
 
@@ -379,7 +498,32 @@ advoware = true
     let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sim.token_requests(), 1);
-    assert_eq!(sim.api_requests()[0].path, "employees");
+    assert_eq!(sim.api_requests()[0].full_path, "/api/v1/advonet/employees");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovered_connector_wins_over_the_relay() {
+    let sim = simulator().await;
+    sim.offer_connector(true);
+    let secrets = Secrets::new(sim.account());
+    let tenant = tenant(&sim, &secrets, "").replace(
+        &format!(
+            "api_url = \"{0}\"\nsecurity_gateway = \"{0}\"",
+            sim.base_url()
+        ),
+        &format!("discovery_url = \"{}\"", sim.discovery_url()),
+    );
+    assert!(tenant.contains("discovery_url"));
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some(KEY), &tenant)
+        .start()
+        .await;
+    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sim.api_requests()[0].full_path,
+        "/connector/api/v1/advonet/employees"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,6 +572,7 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
     let secrets = Secrets::new(sim.account());
     let app = start(Backend::Redis, &sim, &secrets, "").await;
     let mut answers = Vec::new();
+    let mut extra_tokens = Vec::new();
     // A normal call, a revoked token, a call that gets 401 twice.
     answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
     sim.revoke_all_tokens();
@@ -435,6 +580,27 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
     sim.refuse_all_tokens(true);
     answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
     sim.refuse_all_tokens(false);
+
+    // A gateway that quotes the request (password included) or answers oddly.
+    for fault in [TokenFault::EchoRequest, TokenFault::BareString] {
+        let odd = simulator().await;
+        odd.set_token_fault(fault);
+        let odd_secrets = Secrets::new(odd.account());
+        let odd_app = start(Backend::Memory, &odd, &odd_secrets, "").await;
+        let (status, body) = proxy(&odd_app, Method::GET, "endpoint=employees", None).await;
+        assert_eq!(status, 502, "{fault:?}: {body}");
+        if fault == TokenFault::EchoRequest {
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Anmeldung fehlgeschlagen"),
+                "{body}"
+            );
+        }
+        extra_tokens.extend(odd.issued_tokens());
+        answers.push((status, body));
+    }
 
     // Wrong credentials: the gateway's refusal is reported, the password is not.
     let wrong = tempfile::tempdir().unwrap();
@@ -486,6 +652,8 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
         "falsch-123".to_owned(),
     ];
     secrets_seen.extend(tokens);
+    assert_eq!(extra_tokens.len(), 1, "the bare-string answer issued one");
+    secrets_seen.extend(extra_tokens);
     let answers = format!("{answers:?}");
     for secret in &secrets_seen {
         assert!(!logs.contains(secret.as_str()), "`{secret}` in the log");

@@ -186,7 +186,7 @@ impl Metrics {
         );
         registry.register(
             "advoware_requests",
-            "Requests to Advoware's API by outcome (2xx, 4xx, 5xx, 401, timeout, connection)",
+            "Requests to Advoware's API by outcome (2xx, 3xx, 4xx except 401, 401, 5xx, timeout, connection, too_large)",
             advoware_requests.clone(),
         );
         Self {

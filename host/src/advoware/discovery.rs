@@ -9,15 +9,26 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::settings::base_url;
-use super::{AdvowareError, Endpoints, Settings};
-use crate::capabilities::http::{Egress, FetchError};
+use super::{AdvowareError, Endpoints, Settings, fetch_error};
+use crate::capabilities::http::Egress;
 
 /// Discovered URLs are asked again after this long, so a moved relay is found.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// After a failed discovery, callers get the last good answer (or the failure)
+/// for this long before the configurator is asked again.
+const FAILURE_HOLD: Duration = Duration::from_secs(30);
 
 pub enum EndpointSource {
     Fixed(Arc<Endpoints>),
-    Discovered(tokio::sync::Mutex<Option<(Arc<Endpoints>, Instant)>>),
+    Discovered(tokio::sync::Mutex<Discovered>),
+}
+
+#[derive(Default)]
+pub struct Discovered {
+    /// The last good answer and when it came.
+    found: Option<(Arc<Endpoints>, Instant)>,
+    /// The last failure and when it happened.
+    failed: Option<(AdvowareError, Instant)>,
 }
 
 #[derive(Deserialize)]
@@ -32,15 +43,14 @@ struct Answer {
 }
 
 impl EndpointSource {
-    pub fn new(settings: &Settings) -> Self {
-        match (&settings.api_url, &settings.security_gateway) {
-            (Some(api), Some(gateway)) => match endpoints(api, gateway, &settings.api_path) {
-                Ok(fixed) => Self::Fixed(Arc::new(fixed)),
-                // Checked with the settings; discovery would report it per call.
-                Err(_) => Self::Discovered(tokio::sync::Mutex::new(None)),
-            },
-            _ => Self::Discovered(tokio::sync::Mutex::new(None)),
-        }
+    /// Fixed endpoints when both URLs are configured, else discovery.
+    pub fn new(settings: &Settings) -> Result<Self, String> {
+        Ok(match (&settings.api_url, &settings.security_gateway) {
+            (Some(api), Some(gateway)) => {
+                Self::Fixed(Arc::new(endpoints(api, gateway, &settings.api_path)?))
+            }
+            _ => Self::Discovered(tokio::sync::Mutex::new(Discovered::default())),
+        })
     }
 
     pub async fn get(
@@ -49,28 +59,49 @@ impl EndpointSource {
         egress: &Egress,
         deadline: Instant,
     ) -> Result<Arc<Endpoints>, AdvowareError> {
-        let cache = match self {
+        let state = match self {
             Self::Fixed(endpoints) => return Ok(endpoints.clone()),
-            Self::Discovered(cache) => cache,
+            Self::Discovered(state) => state,
         };
         // Held across the request: concurrent callers wait for one discovery.
-        let mut cached = tokio::time::timeout_at(deadline, cache.lock())
+        let mut state = tokio::time::timeout_at(deadline, state.lock())
             .await
             .map_err(|_| AdvowareError::Timeout)?;
-        if let Some((endpoints, at)) = cached.as_ref()
-            && at.elapsed() < DISCOVERY_TTL
+        let stale = match &state.found {
+            Some((endpoints, at)) if at.elapsed() < DISCOVERY_TTL => return Ok(endpoints.clone()),
+            Some((endpoints, _)) => Some(endpoints.clone()),
+            None => None,
+        };
+        if let Some((error, at)) = &state.failed
+            && at.elapsed() < FAILURE_HOLD
         {
-            return Ok(endpoints.clone());
+            return stale.ok_or_else(|| error.clone());
         }
-        let found = Arc::new(discover(settings, egress, deadline).await?);
-        tracing::info!(
-            kanzlei = %settings.kanzlei,
-            api_base = %found.api_base,
-            token_url = %found.token_url,
-            "Advoware endpoints discovered"
-        );
-        *cached = Some((found.clone(), Instant::now()));
-        Ok(found)
+        match discover(settings, egress, deadline).await {
+            Ok(found) => {
+                let found = Arc::new(found);
+                tracing::info!(
+                    kanzlei = %settings.kanzlei,
+                    api_base = %found.api_base,
+                    token_url = %found.token_url,
+                    "Advoware endpoints discovered"
+                );
+                state.found = Some((found.clone(), Instant::now()));
+                state.failed = None;
+                Ok(found)
+            }
+            Err(error) => {
+                tracing::warn!(
+                    kanzlei = %settings.kanzlei,
+                    %error,
+                    using_last_answer = stale.is_some(),
+                    "Advoware discovery failed"
+                );
+                state.failed = Some((error.clone(), Instant::now()));
+                // The relay rarely moves: the last answer is better than none.
+                stale.ok_or(error)
+            }
+        }
     }
 }
 
@@ -98,15 +129,12 @@ async fn discover(
         .append_pair("Kanzlei", &settings.kanzlei);
     let timeout = settings
         .timeout
+        .min(egress.max_timeout())
         .min(deadline.saturating_duration_since(Instant::now()));
     let answer = egress
         .fetch(egress.client().get(url), timeout)
         .await
-        .map_err(|error| match error {
-            FetchError::Timeout => AdvowareError::Timeout,
-            FetchError::TooLarge(n) => AdvowareError::TooLarge(n),
-            FetchError::Invalid(m) | FetchError::Connection(m) => failed(m),
-        })?;
+        .map_err(|error| fetch_error(error, "Advoware configurator"))?;
     if answer.status != 200 {
         return Err(failed(format!(
             "answered {} for Kanzlei `{}`",
@@ -116,20 +144,26 @@ async fn discover(
     let parsed: Answer = serde_json::from_slice(&answer.body)
         .map_err(|e| failed(format!("unexpected answer: {e}")))?;
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    let api_text = settings
-        .api_url
-        .as_ref()
-        .map(|url| url.to_string())
-        .or_else(|| non_empty(parsed.connector_url))
-        .or_else(|| non_empty(parsed.relay_url))
-        .ok_or_else(|| failed("answer names neither connectorUrl nor relayUrl".into()))?;
+    let (api_key, api_text) = match &settings.api_url {
+        Some(url) => ("api_url", url.to_string()),
+        None => match (non_empty(parsed.connector_url), non_empty(parsed.relay_url)) {
+            (Some(connector), _) => ("connectorUrl", connector),
+            (None, Some(relay)) => ("relayUrl", relay),
+            (None, None) => {
+                return Err(failed(
+                    "answer names neither connectorUrl nor relayUrl".into(),
+                ));
+            }
+        },
+    };
     let gateway_text = settings
         .security_gateway
         .as_ref()
         .map(|url| url.to_string())
         .or_else(|| non_empty(parsed.security_gateway))
         .ok_or_else(|| failed("answer names no securityGateway".into()))?;
-    let api = base_url("relayUrl", &api_text).map_err(|(_, m)| failed(m))?;
-    let gateway = base_url("securityGateway", &gateway_text).map_err(|(_, m)| failed(m))?;
+    let api = base_url(api_key, &api_text).map_err(|(key, m)| failed(format!("{key}: {m}")))?;
+    let gateway = base_url("securityGateway", &gateway_text)
+        .map_err(|(key, m)| failed(format!("{key}: {m}")))?;
     endpoints(&api, &gateway, &settings.api_path).map_err(failed)
 }

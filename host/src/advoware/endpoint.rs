@@ -30,16 +30,10 @@ pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url
             path.escape_debug()
         ));
     }
-    for segment in relative.split('/') {
-        let decoded = percent_decode_str(segment).decode_utf8_lossy();
-        if decoded == "." || decoded == ".." {
-            return Err(format!("endpoint `{path}` leaves the API base"));
-        }
-        if decoded.contains(['/', '\\']) {
-            return Err(format!(
-                "endpoint `{path}` holds an encoded slash or backslash"
-            ));
-        }
+    let segments: Vec<&str> = relative.split('/').collect();
+    for (index, segment) in segments.iter().enumerate() {
+        check_segment(segment, index + 1 == segments.len())
+            .map_err(|why| format!("endpoint `{path}` {why}"))?;
     }
     let mut url = Url::parse(&format!("{base}{relative}"))
         .map_err(|e| format!("endpoint `{path}` does not make a URL: {e}"))?;
@@ -59,6 +53,62 @@ pub fn resolve(base: &Url, path: &str, query: &[(String, String)]) -> Result<Url
             .extend_pairs(query);
     }
     Ok(url)
+}
+
+/// What a path segment may hold once decoded: ASCII letters and digits and
+/// `-._~!$'()*+,=:@`. An allow-list, because servers differ in what else they
+/// read as a dot or a slash (`;` parameters, `%u002e`, full-width dots, NUL).
+fn check_segment(segment: &str, last: bool) -> Result<(), String> {
+    let bytes = segment.as_bytes();
+    for (index, byte) in bytes.iter().enumerate() {
+        if *byte == b'%'
+            && !(bytes.get(index + 1).is_some_and(u8::is_ascii_hexdigit)
+                && bytes.get(index + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err("holds a `%` that is not a percent-escape".into());
+        }
+    }
+    let decoded = percent_decode_str(segment).collect::<Vec<u8>>();
+    if decoded.is_empty() {
+        // `appointments/` is fine; `a//b` is not a path anyone means.
+        return if last {
+            Ok(())
+        } else {
+            Err("holds an empty segment (`//`)".into())
+        };
+    }
+    if decoded.iter().all(|b| *b == b'.') {
+        return Err("leaves the API base (`.` or `..`)".into());
+    }
+    if let Some(byte) = decoded.iter().find(|b| {
+        !(b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b'='
+                    | b':'
+                    | b'@'
+            ))
+    }) {
+        return Err(match byte {
+            b'/' | b'\\' => "holds an encoded slash or backslash".into(),
+            _ => format!(
+                "holds {:?}; a path segment may hold letters, digits and -._~!$'()*+,=:@",
+                char::from(*byte)
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `mailto:x`, `http:evil`: a scheme before the first `/`.
@@ -130,6 +180,17 @@ mod tests {
             "../Token?x=1",
             "employees\r\nX-Injected: 1",
             "emp loyees",
+            "..;/Token",
+            "appointments/.;/x",
+            "%u002e%u002e/Token",
+            "..%00/Token",
+            "...",
+            "..%20/Token",
+            "\u{ff0e}\u{ff0e}/Token",
+            "%EF%BC%8E%EF%BC%8E/Token",
+            "%25252e/Token",
+            "appointments//x",
+            "a%3bb",
         ] {
             assert!(
                 resolve(&base(), path, &[]).is_err(),
@@ -150,8 +211,12 @@ mod tests {
     }
 
     #[test]
-    fn dots_inside_names_are_fine() {
+    fn dots_inside_names_and_trailing_slashes_are_fine() {
         let url = resolve(&base(), "documents/file.v2..pdf", &[]).unwrap();
         assert!(url.path().ends_with("/documents/file.v2..pdf"));
+        let url = resolve(&base(), "appointments/", &[]).unwrap();
+        assert!(url.path().ends_with("/appointments/"));
+        let url = resolve(&base(), "Beteiligte/5001/Adressen(1)", &[]).unwrap();
+        assert!(url.path().ends_with("/Beteiligte/5001/Adressen(1)"));
     }
 }

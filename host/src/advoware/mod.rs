@@ -25,9 +25,7 @@ use bytes::Bytes;
 use reqwest::{Method, Url};
 use tokio::time::Instant;
 
-pub use endpoint::resolve as resolve_endpoint;
 pub use settings::{SettingError, Settings};
-pub use signing::{signature, timestamp};
 
 use crate::capabilities::http::{Egress, FetchError, Fetched, with_headers};
 use crate::metrics::Metrics;
@@ -73,6 +71,25 @@ pub enum AdvowareError {
 /// Headers the client sets itself.
 const RESERVED_HEADERS: [&str; 3] = ["authorization", "host", "content-length"];
 
+/// Time kept back from the call's deadline, so that an Advoware timeout is
+/// answered as one (504 from the plugin) before the host stops the whole call.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
+/// How long a token refused right after issue is not replaced on a 401.
+const REFUSED_FRESH_HOLD: Duration = Duration::from_secs(10);
+
+/// An outbound failure as the client reports it; `what` names the other side.
+fn fetch_error(error: FetchError, what: &str) -> AdvowareError {
+    match error {
+        FetchError::Timeout => AdvowareError::Timeout,
+        FetchError::TooLarge(n) => AdvowareError::TooLarge(n),
+        // A request the host could not build is not the caller's fault either.
+        FetchError::Invalid(m) | FetchError::Connection(m) => {
+            AdvowareError::Connection(format!("{what}: {m}"))
+        }
+    }
+}
+
 /// One tenant's client; shared by the tenant's plugins that may use it.
 pub struct Client {
     tenant: String,
@@ -81,6 +98,12 @@ pub struct Client {
     metrics: Metrics,
     endpoints: discovery::EndpointSource,
     tokens: token::Tokens,
+    /// A token Advoware refused right after it was issued (the retry got 401 too),
+    /// and when. For [`REFUSED_FRESH_HOLD`] a call that gets 401 with it fails at
+    /// once instead of fetching yet another token: the account's rights, not the
+    /// token, are the problem, and a caller repeating such calls must not turn
+    /// each into a token request.
+    refused_fresh: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl Client {
@@ -94,7 +117,8 @@ impl Client {
     ) -> anyhow::Result<Arc<Self>> {
         // `@` cannot start a plugin name, so no plugin shares this scope.
         let scope = Scope::new(key_prefix, tenant, "@advoware");
-        let endpoints = discovery::EndpointSource::new(&settings);
+        let endpoints = discovery::EndpointSource::new(&settings)
+            .map_err(|e| anyhow::anyhow!("advoware: {e}"))?;
         Ok(Arc::new(Self {
             tenant: tenant.to_owned(),
             tokens: token::Tokens::new(tenant, store, &scope, metrics.clone())?,
@@ -102,16 +126,19 @@ impl Client {
             egress,
             metrics,
             endpoints,
+            refused_fresh: std::sync::Mutex::new(None),
         }))
     }
 
-    /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`.
+    /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`,
+    /// except a 401 to a freshly issued token (an `Unauthorized` error).
     /// Nothing runs past `deadline`.
     pub async fn send(
         &self,
         request: ApiRequest,
         deadline: Instant,
     ) -> Result<Fetched, AdvowareError> {
+        let deadline = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
         let method = match request.method.to_ascii_uppercase().as_str() {
             "GET" => Method::GET,
             "POST" => Method::POST,
@@ -147,6 +174,9 @@ impl Client {
         if first.status != 401 {
             return Ok(first);
         }
+        if self.was_refused_fresh(&token) {
+            return Err(refused_fresh_error());
+        }
         tracing::info!(
             tenant = %self.tenant,
             "Advoware refused the cached token; fetching a new one and retrying once"
@@ -161,13 +191,20 @@ impl Client {
                 tenant = %self.tenant,
                 "Advoware refused a freshly issued token too; not retrying"
             );
-            self.tokens.invalidate(&token).await?;
-            return Err(AdvowareError::Unauthorized(
-                "Advoware answered 401 to a freshly issued token (after one retry); check the account's rights"
-                    .into(),
-            ));
+            if let Ok(mut refused) = self.refused_fresh.lock() {
+                *refused = Some((token, Instant::now()));
+            }
+            return Err(refused_fresh_error());
         }
         Ok(second)
+    }
+
+    fn was_refused_fresh(&self, token: &str) -> bool {
+        self.refused_fresh.lock().is_ok_and(|refused| {
+            refused
+                .as_ref()
+                .is_some_and(|(refused, at)| refused == token && at.elapsed() < REFUSED_FRESH_HOLD)
+        })
     }
 
     async fn token(
@@ -219,15 +256,21 @@ impl Client {
                 Ok(answer)
             }
             Err(error) => {
-                let (outcome, error) = match error {
-                    FetchError::Timeout => ("timeout", AdvowareError::Timeout),
-                    FetchError::TooLarge(n) => ("too_large", AdvowareError::TooLarge(n)),
-                    FetchError::Invalid(m) => ("invalid", AdvowareError::InvalidRequest(m)),
-                    FetchError::Connection(m) => ("connection", AdvowareError::Connection(m)),
+                let outcome = match &error {
+                    FetchError::Timeout => "timeout",
+                    FetchError::TooLarge(_) => "too_large",
+                    FetchError::Invalid(_) | FetchError::Connection(_) => "connection",
                 };
                 self.metrics.advoware_request(&self.tenant, outcome);
-                Err(error)
+                Err(fetch_error(error, "Advoware API"))
             }
         }
     }
+}
+
+fn refused_fresh_error() -> AdvowareError {
+    AdvowareError::Unauthorized(
+        "Advoware answered 401 to a freshly issued token (after one retry); check the account's rights"
+            .into(),
+    )
 }

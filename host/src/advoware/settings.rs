@@ -9,6 +9,10 @@ use reqwest::Url;
 
 use crate::config::{AdvowareConfig, Secret};
 
+/// Advoware's tokens live about an hour; a day is surely a typo.
+const MAX_TOKEN_TTL_S: u64 = 24 * 3600;
+const MAX_TIMEOUT_MS: u64 = 600_000;
+
 /// Why a setting is unusable: the key below `advoware.` and what is wrong.
 pub type SettingError = (String, String);
 
@@ -93,8 +97,8 @@ impl Settings {
             ));
         }
         let api_path = config.api_path.trim_start_matches('/');
-        if api_path.split('/').any(|segment| segment == "..") || api_path.contains(['?', '#', '\\'])
-        {
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.');
+        if api_path.split('/').any(|segment| segment == "..") || !api_path.chars().all(plain) {
             return Err((
                 "api_path".into(),
                 "must be a plain path such as `api/v1/advonet/`".into(),
@@ -115,11 +119,17 @@ impl Settings {
                 return Err((key.into(), "must not be empty".into()));
             }
         }
-        if config.token_ttl_s == 0 {
-            return Err(("token_ttl_s".into(), "must be at least 1".into()));
+        if !(1..=MAX_TOKEN_TTL_S).contains(&config.token_ttl_s) {
+            return Err((
+                "token_ttl_s".into(),
+                format!("must be between 1 and {MAX_TOKEN_TTL_S} (a day)"),
+            ));
         }
-        if config.timeout_ms == 0 {
-            return Err(("timeout_ms".into(), "must be at least 1".into()));
+        if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
+            return Err((
+                "timeout_ms".into(),
+                format!("must be between 1 and {MAX_TIMEOUT_MS} (ten minutes)"),
+            ));
         }
         Ok(Self {
             api_url,
@@ -164,4 +174,27 @@ fn check_url(key: &str, url: &Url) -> Result<(), SettingError> {
         return Err((key.into(), format!("`{url}`: only http and https URLs")));
     }
     Ok(())
+}
+
+#[cfg(test)]
+impl Settings {
+    /// Settings with fixed URLs and made-up secrets.
+    pub fn for_tests() -> Self {
+        Self {
+            api_url: Url::parse("http://127.0.0.1:9/").ok(),
+            api_path: "api/v1/advonet/".into(),
+            security_gateway: Url::parse("http://127.0.0.1:9/").ok(),
+            discovery_url: None,
+            app_id: "app".into(),
+            kanzlei: "k".into(),
+            database: "d".into(),
+            user: "SB".into(),
+            role: 2,
+            product: 64,
+            api_key: Secret::new("dGVzdC1zZWNyZXQta2V5"),
+            password: Secret::new("pw"),
+            token_ttl: Duration::from_secs(3180),
+            timeout: Duration::from_secs(30),
+        }
+    }
 }

@@ -3,7 +3,9 @@
 //!
 //! Single flight has two levels: a mutex in this process, so concurrent calls
 //! here wait for one fetch, and a lease in the store, so several host instances
-//! do not all ask the gateway at once. Whoever waits re-reads the cache.
+//! do not all ask the gateway at once. Whoever waits re-reads the cache. A
+//! refused token request is remembered for a few seconds, so a wrong password
+//! costs one request per [`FAILURE_HOLD`], not one per waiting call.
 
 use std::time::Duration;
 
@@ -11,13 +13,16 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{AdvowareError, Settings, signing};
-use crate::capabilities::http::{Egress, FetchError};
+use super::{AdvowareError, Settings, fetch_error, signing};
+use crate::capabilities::http::Egress;
 use crate::metrics::Metrics;
-use crate::store::{Scope, Store};
+use crate::store::{Scope, Store, StoreError};
 
 /// How often a caller waiting for another instance's fetch looks at the cache.
 const WAIT_POLL: Duration = Duration::from_millis(20);
+
+/// How long a refused token request answers for the calls after it.
+const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 pub struct Tokens {
     tenant: String,
@@ -25,6 +30,8 @@ pub struct Tokens {
     key: String,
     lease_key: String,
     local: tokio::sync::Mutex<()>,
+    /// The last refusal by the gateway, answered again until it is [`FAILURE_HOLD`] old.
+    refused: std::sync::Mutex<Option<(Instant, AdvowareError)>>,
     metrics: Metrics,
 }
 
@@ -45,13 +52,14 @@ impl Tokens {
         store: Store,
         scope: &Scope,
         metrics: Metrics,
-    ) -> Result<Self, crate::store::StoreError> {
+    ) -> Result<Self, StoreError> {
         Ok(Self {
             tenant: tenant.to_owned(),
             store,
             key: scope.kv("token")?,
             lease_key: scope.lock("token")?,
             local: tokio::sync::Mutex::new(()),
+            refused: std::sync::Mutex::new(None),
             metrics,
         })
     }
@@ -73,23 +81,28 @@ impl Tokens {
         if let Some(token) = self.cached().await? {
             return Ok(token);
         }
-        let lease_ttl = settings.timeout + Duration::from_secs(5);
-        let lease = uuid::Uuid::new_v4().simple().to_string();
+        if let Some(refusal) = self.recent_refusal() {
+            return Err(refusal);
+        }
+        let timeout = fetch_timeout(settings, egress, deadline);
+        // The lease outlives the fetch a little, so a slow store does not let a second one start.
+        let lease_ttl = timeout + Duration::from_secs(2);
+        let lease_id = uuid::Uuid::new_v4().simple().to_string();
         loop {
-            if self
+            let acquired = self
                 .store
-                .lock_acquire(&self.lease_key, &lease, lease_ttl)
+                .lock_acquire(&self.lease_key, &lease_id, lease_ttl)
                 .await
-                .map_err(unavailable)?
-            {
+                .map_err(unavailable)?;
+            if acquired {
+                let lease = Lease(Some((self.store.clone(), self.lease_key.clone(), lease_id)));
                 // Another instance may have stored one between our read and the lease.
                 let result = match self.cached().await {
                     Ok(Some(token)) => Ok(token),
-                    Ok(None) => self.fetch(settings, egress, token_url, deadline).await,
+                    Ok(None) => self.fetch(settings, egress, token_url, timeout).await,
                     Err(error) => Err(error),
                 };
-                // A lease left behind expires by itself.
-                let _ = self.store.lock_release(&self.lease_key, &lease).await;
+                lease.release().await;
                 return result;
             }
             if Instant::now() + WAIT_POLL >= deadline {
@@ -104,10 +117,10 @@ impl Tokens {
 
     /// Drops `token` from the cache if it is still the cached one (Advoware refused it).
     pub async fn invalidate(&self, token: &str) -> Result<(), AdvowareError> {
-        // Not atomic: at worst a token stored just now is dropped and fetched again.
-        if self.cached().await?.as_deref() == Some(token) {
-            self.store.delete(&self.key).await.map_err(unavailable)?;
-        }
+        self.store
+            .delete_if_equal(&self.key, token)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -118,40 +131,46 @@ impl Tokens {
             .filter(|token| !token.is_empty()))
     }
 
+    fn recent_refusal(&self) -> Option<AdvowareError> {
+        let refused = self.refused.lock().ok()?;
+        refused
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_HOLD)
+            .map(|(_, error)| error.clone())
+    }
+
+    fn remember_refusal(&self, error: &AdvowareError) {
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused = Some((Instant::now(), error.clone()));
+        }
+    }
+
     async fn fetch(
         &self,
         settings: &Settings,
         egress: &Egress,
         token_url: &Url,
-        deadline: Instant,
+        timeout: Duration,
     ) -> Result<String, AdvowareError> {
+        if timeout.is_zero() {
+            return Err(AdvowareError::Timeout);
+        }
         let nonce = uuid::Uuid::new_v4().to_string();
         let timestamp = signing::timestamp(chrono::Utc::now());
-        let body = signing::token_request(settings, &nonce, &timestamp)
-            .ok_or_else(|| AdvowareError::Unauthorized("the API key is not base64".into()))?;
-        let timeout = settings
-            .timeout
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let body = signing::token_request(settings, &nonce, &timestamp).ok_or_else(|| {
+            AdvowareError::Unauthorized("the configured API key is not base64".into())
+        })?;
         let request = egress
             .client()
             .post(token_url.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body.to_string());
-        let answer = match egress.fetch(request, timeout).await {
-            Ok(answer) => answer,
-            Err(error) => {
-                self.metrics.advoware_token(&self.tenant, "failed");
-                return Err(match error {
-                    FetchError::Timeout => AdvowareError::Timeout,
-                    FetchError::TooLarge(n) => AdvowareError::TooLarge(n),
-                    FetchError::Invalid(m) | FetchError::Connection(m) => {
-                        AdvowareError::Connection(format!("security gateway: {m}"))
-                    }
-                });
-            }
-        };
+        let answer = egress.fetch(request, timeout).await.map_err(|error| {
+            self.metrics.advoware_token(&self.tenant, "failed");
+            fetch_error(error, "security gateway")
+        })?;
         if !(200..300).contains(&answer.status) {
-            let message = redact(&gateway_message(&answer.body), settings);
+            let message = gateway_message(&answer.body, settings);
             if answer.status >= 500 {
                 self.metrics.advoware_token(&self.tenant, "failed");
                 return Err(AdvowareError::Connection(format!(
@@ -166,29 +185,27 @@ impl Tokens {
                 %message,
                 "Advoware's security gateway refused the token request"
             );
-            return Err(AdvowareError::Unauthorized(format!(
+            let error = AdvowareError::Unauthorized(format!(
                 "the security gateway refused the token request ({}): {message}",
                 answer.status
-            )));
-        }
-        let parsed: TokenAnswer = serde_json::from_slice(&answer.body).map_err(|e| {
-            self.metrics.advoware_token(&self.tenant, "failed");
-            AdvowareError::Connection(format!(
-                "security gateway sent no usable token: {}",
-                // serde's message names the field, never the value.
-                e
-            ))
-        })?;
-        if parsed.access_token.is_empty() {
-            self.metrics.advoware_token(&self.tenant, "failed");
-            return Err(AdvowareError::Connection(
-                "security gateway sent an empty token".into(),
             ));
+            self.remember_refusal(&error);
+            return Err(error);
         }
+        let token = match serde_json::from_slice::<TokenAnswer>(&answer.body) {
+            Ok(parsed) if !parsed.access_token.trim().is_empty() => parsed,
+            // serde's message could quote the answer, token included: say only what is missing.
+            _ => {
+                self.metrics.advoware_token(&self.tenant, "failed");
+                return Err(AdvowareError::Connection(
+                    "security gateway answered without an `access_token`".into(),
+                ));
+            }
+        };
         self.metrics.advoware_token(&self.tenant, "ok");
-        let ttl = cache_ttl(settings.token_ttl, lifetime(&parsed));
+        let ttl = cache_ttl(settings.token_ttl, lifetime(&token));
         self.store
-            .set(&self.key, parsed.access_token.as_bytes(), Some(ttl))
+            .set(&self.key, token.access_token.as_bytes(), Some(ttl))
             .await
             .map_err(unavailable)?;
         tracing::info!(
@@ -196,8 +213,42 @@ impl Tokens {
             cached_for_s = ttl.as_secs(),
             "new Advoware token"
         );
-        Ok(parsed.access_token)
+        Ok(token.access_token)
     }
+}
+
+/// A held lease on the token fetch. Released when done; if the call is dropped
+/// first (its deadline passed), released from a task of its own rather than
+/// left to block the tenant until it expires.
+struct Lease(Option<(Store, String, String)>);
+
+impl Lease {
+    async fn release(mut self) {
+        if let Some((store, key, id)) = self.0.take() {
+            // A lease that cannot be released expires by itself.
+            let _ = store.lock_release(&key, &id).await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some((store, key, id)) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = store.lock_release(&key, &id).await;
+            });
+        }
+    }
+}
+
+/// The token request's timeout: the tenant's, the host's cap, and what is left of the call.
+fn fetch_timeout(settings: &Settings, egress: &Egress, deadline: Instant) -> Duration {
+    settings
+        .timeout
+        .min(egress.max_timeout())
+        .min(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// How long the gateway says the token lives, from `expires_in` (seconds, a
@@ -208,8 +259,11 @@ fn lifetime(answer: &TokenAnswer) -> Option<Duration> {
         Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().ok(),
         _ => None,
     };
-    if let Some(seconds) = seconds.filter(|s| s.is_finite() && *s > 0.0) {
-        return Some(Duration::from_secs_f64(seconds));
+    // A nonsensical lifetime (negative, huge) is ignored rather than trusted.
+    if let Some(lifetime) = seconds.and_then(|s| Duration::try_from_secs_f64(s).ok())
+        && !lifetime.is_zero()
+    {
+        return Some(lifetime);
     }
     let expires = chrono::DateTime::parse_from_rfc3339(answer.expiration_utc.as_deref()?).ok()?;
     (expires.with_timezone(&chrono::Utc) - chrono::Utc::now())
@@ -229,8 +283,9 @@ fn cache_ttl(configured: Duration, lifetime: Option<Duration>) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-/// The gateway's own words: `Message`/`message`/`error_description`, or the text, shortened.
-fn gateway_message(body: &[u8]) -> String {
+/// The gateway's own words (`Message`/`message`/`error_description`, or the
+/// text), with the secrets taken out before it is shortened.
+fn gateway_message(body: &[u8], settings: &Settings) -> String {
     let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
     let text = parsed
         .as_ref()
@@ -241,6 +296,10 @@ fn gateway_message(body: &[u8]) -> String {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let text = redact(
+        &text,
+        &[settings.password.expose(), settings.api_key.expose()],
+    );
     let text = text.trim();
     if text.is_empty() {
         return "(no message)".into();
@@ -248,19 +307,28 @@ fn gateway_message(body: &[u8]) -> String {
     text.chars().take(200).collect()
 }
 
-/// A gateway could echo what it was sent; the secrets never leave this module.
-fn redact(message: &str, settings: &Settings) -> String {
-    let mut message = message.to_owned();
-    for secret in [settings.password.expose(), settings.api_key.expose()] {
-        if !secret.is_empty() {
-            message = message.replace(secret, "[redacted]");
+/// Takes `secrets` out of `text`, also in their JSON-escaped and URL-encoded forms:
+/// a gateway could echo what it was sent.
+fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let json = serde_json::to_string(secret).unwrap_or_default();
+        let json = json.trim_matches('"').to_owned();
+        let url: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let percent =
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        for form in [secret.to_string(), json, url, percent] {
+            if !form.is_empty() {
+                text = text.replace(&form, "[redacted]");
+            }
         }
     }
-    message
+    text
 }
 
-fn unavailable(error: crate::store::StoreError) -> AdvowareError {
-    AdvowareError::Unavailable(format!("token cache: {error}"))
+fn unavailable(error: StoreError) -> AdvowareError {
+    AdvowareError::Unavailable(format!("Advoware token cache unavailable: {error}"))
 }
 
 #[cfg(test)]
@@ -287,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn lifetime_reads_either_field() {
+    fn lifetime_reads_either_field_and_ignores_nonsense() {
         let answer: TokenAnswer =
             serde_json::from_str(r#"{"access_token":"t","expires_in":"3300"}"#).unwrap();
         assert_eq!(lifetime(&answer), Some(Duration::from_secs(3300)));
@@ -299,15 +367,55 @@ mod tests {
         };
         let read = lifetime(&answer).unwrap();
         assert!(read <= Duration::from_secs(600) && read >= Duration::from_secs(590));
+        for nonsense in [r#""1e300""#, "1e20", "-5", "0"] {
+            let answer: TokenAnswer = serde_json::from_str(&format!(
+                r#"{{"access_token":"t","expires_in":{nonsense}}}"#
+            ))
+            .unwrap();
+            assert_eq!(lifetime(&answer), None, "{nonsense}");
+        }
     }
 
     #[test]
-    fn gateway_messages_are_shortened_and_redacted() {
+    fn secrets_are_redacted_in_every_form() {
+        let secret = "pä\"ss/XyZ 1+";
+        let forms = [
+            secret.to_owned(),
+            serde_json::to_string(secret).unwrap(),
+            form_urlencoded::byte_serialize(secret.as_bytes()).collect::<String>(),
+            percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        ];
+        for form in forms {
+            let clean = redact(&format!("Kennwort {form} falsch"), &[secret]);
+            assert!(clean.contains("[redacted]"), "{form} -> {clean}");
+            assert!(!clean.contains("XyZ"), "{form} -> {clean}");
+        }
+    }
+
+    #[test]
+    fn a_secret_at_the_cut_is_redacted_before_shortening() {
+        let mut settings = super::super::Settings::for_tests();
+        settings.password = crate::config::Secret::new("geheim-kennwort");
+        let body = format!(r#"{{"Message":"{}geheim-kennwort"}}"#, "x".repeat(195));
+        let message = gateway_message(body.as_bytes(), &settings);
+        assert!(!message.contains("geheim"), "{message}");
+    }
+
+    #[test]
+    fn gateway_messages_are_read_and_shortened() {
+        let settings = super::super::Settings::for_tests();
         assert_eq!(
-            gateway_message(br#"{"Message":"Falscher Name oder falsches Kennwort"}"#),
+            gateway_message(
+                br#"{"Message":"Falscher Name oder falsches Kennwort"}"#,
+                &settings
+            ),
             "Falscher Name oder falsches Kennwort"
         );
-        assert_eq!(gateway_message(b""), "(no message)");
-        assert_eq!(gateway_message(&[b'x'; 500]).len(), 200);
+        assert_eq!(gateway_message(b"", &settings), "(no message)");
+        assert_eq!(
+            gateway_message(&[b'x'; 500], &settings).chars().count(),
+            200
+        );
     }
 }

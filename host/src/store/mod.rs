@@ -153,6 +153,11 @@ impl Store {
         delegate!(self.lock_release(key, token))
     }
 
+    /// Deletes `key` only while it holds `value`, atomically (a lock release is exactly that).
+    pub async fn delete_if_equal(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        delegate!(self.lock_release(key, value))
+    }
+
     /// Takes `tokens` from the bucket at `key` if they are there, atomically.
     pub async fn rate_take(
         &self,

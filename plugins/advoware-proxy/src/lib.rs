@@ -67,8 +67,9 @@ impl Plugin for AdvowareProxy {
             AdvowareError::InvalidRequest(message) => Error::BadRequest(message),
             other => Error::from(other),
         })?;
-        // The path only: query values may hold personal data.
-        info!("proxied {} {}", method, endpoint; "status" => answer.status);
+        // The path only: query values (also one written into the endpoint) may hold personal data.
+        let path = endpoint.split('?').next().unwrap_or_default();
+        info!("proxied {} {}", method, path; "status" => answer.status);
         let mut response = Response::new(answer.status);
         for name in RESPONSE_HEADERS {
             if let Some(value) = answer.header(name) {

@@ -87,14 +87,30 @@ pub struct Recorded {
     pub method: String,
     /// Below the API base, e.g. `appointments/1001`.
     pub path: String,
+    /// The whole path as received, e.g. `/api/v1/advonet/appointments/1001`.
+    pub full_path: String,
     /// The raw query string as received.
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
+/// How the security gateway misbehaves, for testing what a client does with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenFault {
+    #[default]
+    None,
+    /// Refuses every token request, quoting the whole request (password and all) in its message.
+    EchoRequest,
+    /// Answers 200 with the new token as a bare JSON string instead of an object.
+    BareString,
+}
+
 #[derive(Default)]
 struct Faults {
+    token: TokenFault,
+    /// Discovery names a connector URL (`<base>connector/`) besides the relay.
+    connector: bool,
     latency: Duration,
     /// Statuses the next API requests answer with, one each.
     failures: VecDeque<u16>,
@@ -172,29 +188,11 @@ impl Advoware {
             addr,
             gateway: gateway.clone(),
         };
-        let api = Router::new()
-            .route("/employees", get(employees))
-            .route(
-                "/appointments",
-                get(list_appointments).post(create_appointment),
-            )
-            .route(
-                "/appointments/{fr_nr}",
-                get(read_appointment)
-                    .put(update_appointment)
-                    .delete(delete_appointment),
-            )
-            .route("/Beteiligte", get(list_parties).post(create_party))
-            .route(
-                "/Beteiligte/{bet_nr}",
-                get(read_party).put(update_party).delete(delete_party),
-            )
-            .fallback(not_found)
-            .layer(middleware::from_fn_with_state(shared.clone(), api_gate));
         let app = Router::new()
             .route("/api/v1/Token", post(token))
             .route("/AdvonetConfigurator/api/Url", get(discovery))
-            .nest("/api/v1/advonet", api)
+            .nest(RELAY_API, api(&shared, RELAY_API))
+            .nest(CONNECTOR_API, api(&shared, CONNECTOR_API))
             .layer(middleware::from_fn_with_state(shared.clone(), latency))
             .with_state(shared);
         let server = tokio::spawn(serve(listener, app.clone()));
@@ -266,6 +264,16 @@ impl Advoware {
     /// Every answer (token and API) waits this long first.
     pub fn set_latency(&self, latency: Duration) {
         self.gateway.lock().unwrap().faults.latency = latency;
+    }
+
+    /// How the security gateway misbehaves from now on.
+    pub fn set_token_fault(&self, fault: TokenFault) {
+        self.gateway.lock().unwrap().faults.token = fault;
+    }
+
+    /// Discovery names a connector (`<base_url>connector/`, serving the same API) from now on.
+    pub fn offer_connector(&self, offer: bool) {
+        self.gateway.lock().unwrap().faults.connector = offer;
     }
 
     /// The next `count` API requests answer `status` (e.g. 500, 503).
@@ -357,6 +365,35 @@ impl Drop for Advoware {
     }
 }
 
+const RELAY_API: &str = "/api/v1/advonet";
+const CONNECTOR_API: &str = "/connector/api/v1/advonet";
+
+/// The REST API, mounted at `prefix` (the relay's path or the connector's).
+fn api(shared: &Shared, prefix: &'static str) -> Router<Shared> {
+    Router::new()
+        .route("/employees", get(employees))
+        .route(
+            "/appointments",
+            get(list_appointments).post(create_appointment),
+        )
+        .route(
+            "/appointments/{fr_nr}",
+            get(read_appointment)
+                .put(update_appointment)
+                .delete(delete_appointment),
+        )
+        .route("/Beteiligte", get(list_parties).post(create_party))
+        .route(
+            "/Beteiligte/{bet_nr}",
+            get(read_party).put(update_party).delete(delete_party),
+        )
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            (shared.clone(), prefix),
+            api_gate,
+        ))
+}
+
 /// Serves `app`; aborting the task drops the listener and every connection with it,
 /// so "refuse connections" also ends kept-alive ones.
 async fn serve(listener: tokio::net::TcpListener, app: Router) {
@@ -389,16 +426,22 @@ async fn latency(State(shared): State<Shared>, request: Request, next: Next) -> 
 }
 
 /// Records the request, answers injected failures, checks the Bearer token.
-async fn api_gate(State(shared): State<Shared>, request: Request, next: Next) -> Response {
+async fn api_gate(
+    State((shared, prefix)): State<(Shared, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, "Anfrage zu groß");
     };
     let failure = {
         let mut state = shared.gateway.lock().unwrap();
+        let full_path = format!("{prefix}{}", parts.uri.path());
         state.api_requests.push(Recorded {
             method: parts.method.to_string(),
             path: parts.uri.path().trim_start_matches('/').to_owned(),
+            full_path,
             query: parts.uri.query().map(str::to_owned),
             headers: parts.headers.clone(),
             body: body.clone(),
@@ -442,7 +485,15 @@ async fn discovery(
         return refuse(StatusCode::NOT_FOUND, "Kanzlei nicht gefunden");
     }
     let base = format!("http://{}/", shared.addr);
-    Json(json!({ "relayUrl": base, "connectorUrl": null, "securityGateway": base })).into_response()
+    let connector = shared
+        .gateway
+        .lock()
+        .unwrap()
+        .faults
+        .connector
+        .then(|| format!("{base}connector/"));
+    Json(json!({ "relayUrl": base, "connectorUrl": connector, "securityGateway": base }))
+        .into_response()
 }
 
 const FIELDS: [&str; 10] = [
@@ -461,6 +512,13 @@ const FIELDS: [&str; 10] = [
 async fn token(State(shared): State<Shared>, body: Bytes) -> Response {
     let mut gateway = shared.gateway.lock().unwrap();
     gateway.token_requests += 1;
+    if gateway.faults.token == TokenFault::EchoRequest {
+        let echoed = format!(
+            "Anmeldung fehlgeschlagen für {}",
+            String::from_utf8_lossy(&body)
+        );
+        return refuse(StatusCode::UNAUTHORIZED, &echoed);
+    }
     let Ok(Value::Object(fields)) = serde_json::from_slice::<Value>(&body) else {
         return refuse(StatusCode::BAD_REQUEST, "Ungültige Anfrage");
     };
@@ -519,6 +577,9 @@ async fn token(State(shared): State<Shared>, body: Bytes) -> Response {
     let expires = Utc::now() + chrono::Duration::from_std(shared.token_lifetime).unwrap();
     gateway.tokens.insert(access_token.clone(), expires);
     gateway.issued.push(access_token.clone());
+    if gateway.faults.token == TokenFault::BareString {
+        return Json(json!(access_token)).into_response();
+    }
     Json(json!({
         "access_token": access_token,
         "token_type": "bearer",
