@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p bitbylaw-tests --bench advoware_proxy` with wrk on the
 //! PATH and Redis on 127.0.0.1:6379 (`scripts/bench.sh` sees to both).
-//! `BENCH_SECONDS` (default 10) and `BENCH_CONNECTIONS` (default 32) tune the load.
+//! `BENCH_SECONDS` (default 10) and `BENCH_CONNECTIONS` (default 32) tune the load;
+//! `BENCH_STORE=memory` keeps the token in the host instead of Redis.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,7 +43,7 @@ fn main() {
             secrets.path().join("password").display(),
             base = sim.base_url(),
         );
-        let app = TestHost::builder(Backend::Redis)
+        let app = TestHost::builder(bench_backend())
             .host_toml("[log]\nfilter = \"warn\"\n[ingress]\ntrusted_proxies = [\"127.0.0.0/8\"]\n")
             .tenant("bench", None, &tenant)
             .start()
@@ -104,4 +105,12 @@ fn wrk(url: &str, header: &str, seconds: u64, connections: u64) -> f64 {
         .find_map(|line| line.strip_prefix("Requests/sec:"))
         .and_then(|value| value.trim().parse().ok())
         .unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"))
+}
+
+/// `BENCH_STORE=memory` keeps the token cache in the host's memory instead of Redis.
+fn bench_backend() -> Backend {
+    match std::env::var("BENCH_STORE").as_deref() {
+        Ok("memory") => Backend::Memory,
+        _ => Backend::Redis,
+    }
 }

@@ -24,6 +24,12 @@ const WAIT_POLL: Duration = Duration::from_millis(20);
 /// How long a refused token request answers for the calls after it.
 const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
+/// How long this process reuses the token it last read without asking the store.
+/// Saves a store round trip per call (a quarter of the proxy's throughput on
+/// Redis); a token another instance replaced in the meantime costs one 401 and
+/// the usual retry, never an extra token request.
+const MEMO_TTL: Duration = Duration::from_secs(1);
+
 pub struct Tokens {
     tenant: String,
     store: Store,
@@ -32,6 +38,8 @@ pub struct Tokens {
     local: tokio::sync::Mutex<()>,
     /// The last refusal by the gateway, answered again until it is [`FAILURE_HOLD`] old.
     refused: std::sync::Mutex<Option<(Instant, AdvowareError)>>,
+    /// The token last read or stored here, and when.
+    memo: std::sync::Mutex<Option<(String, Instant)>>,
     metrics: Metrics,
 }
 
@@ -60,6 +68,7 @@ impl Tokens {
             lease_key: scope.lock("token")?,
             local: tokio::sync::Mutex::new(()),
             refused: std::sync::Mutex::new(None),
+            memo: std::sync::Mutex::new(None),
             metrics,
         })
     }
@@ -117,6 +126,11 @@ impl Tokens {
 
     /// Drops `token` from the cache if it is still the cached one (Advoware refused it).
     pub async fn invalidate(&self, token: &str) -> Result<(), AdvowareError> {
+        if let Ok(mut memo) = self.memo.lock()
+            && memo.as_ref().is_some_and(|(held, _)| held == token)
+        {
+            *memo = None;
+        }
         self.store
             .delete_if_equal(&self.key, token)
             .await
@@ -125,10 +139,27 @@ impl Tokens {
     }
 
     async fn cached(&self) -> Result<Option<String>, AdvowareError> {
+        if let Some(token) = self.memo.lock().ok().and_then(|memo| {
+            memo.as_ref()
+                .filter(|(_, at)| at.elapsed() < MEMO_TTL)
+                .map(|(token, _)| token.clone())
+        }) {
+            return Ok(Some(token));
+        }
         let bytes = self.store.get(&self.key).await.map_err(unavailable)?;
-        Ok(bytes
+        let token = bytes
             .and_then(|bytes| String::from_utf8(bytes).ok())
-            .filter(|token| !token.is_empty()))
+            .filter(|token| !token.is_empty());
+        if let Some(token) = &token {
+            self.remember(token);
+        }
+        Ok(token)
+    }
+
+    fn remember(&self, token: &str) {
+        if let Ok(mut memo) = self.memo.lock() {
+            *memo = Some((token.to_owned(), Instant::now()));
+        }
     }
 
     fn recent_refusal(&self) -> Option<AdvowareError> {
@@ -208,6 +239,7 @@ impl Tokens {
             .set(&self.key, token.access_token.as_bytes(), Some(ttl))
             .await
             .map_err(unavailable)?;
+        self.remember(&token.access_token);
         tracing::info!(
             tenant = %self.tenant,
             cached_for_s = ttl.as_secs(),
