@@ -6,12 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TokenFault};
-use bitbylaw_tests::{Backend, TestHost, redis_connection};
+use bitbylaw_tests::{Backend, LogCapture, TestHost, redis_connection};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -37,12 +36,25 @@ impl Secrets {
 
 /// `[advoware]` for `sim`'s account with explicit URLs, plus the proxy plugin granted it.
 fn tenant(sim: &Advoware, secrets: &Secrets, extra_advoware: &str) -> String {
+    let urls = format!(
+        "api_url = \"{0}\"\nsecurity_gateway = \"{0}\"",
+        sim.base_url()
+    );
+    tenant_finding_advoware_by(&urls, sim, secrets, extra_advoware)
+}
+
+/// The same, with `urls` saying where Advoware is (explicit URLs or `discovery_url`).
+fn tenant_finding_advoware_by(
+    urls: &str,
+    sim: &Advoware,
+    secrets: &Secrets,
+    extra_advoware: &str,
+) -> String {
     let account = sim.account();
     format!(
         r#"
 [advoware]
-api_url = "{base}"
-security_gateway = "{base}"
+{urls}
 app_id = "{app_id}"
 kanzlei = "{kanzlei}"
 database = "{database}"
@@ -55,7 +67,6 @@ password = {{ file = "{password}" }}
 component = "{{component:advoware-proxy}}"
 advoware = true
 "#,
-        base = sim.base_url(),
         app_id = account.app_id,
         kanzlei = account.kanzlei,
         database = account.database,
@@ -464,30 +475,8 @@ async fn a_call_deadline_shorter_than_advoware_timeout_still_answers_504_from_th
 async fn the_api_base_can_be_discovered() {
     let sim = simulator().await;
     let secrets = Secrets::new(sim.account());
-    let account = sim.account();
-    let tenant = format!(
-        r#"
-[advoware]
-discovery_url = "{discovery}"
-app_id = "{app_id}"
-kanzlei = "{kanzlei}"
-database = "{database}"
-user = "{user}"
-api_key = {{ file = "{api_key}" }}
-password = {{ file = "{password}" }}
-
-[plugins.advoware-proxy]
-component = "{{component:advoware-proxy}}"
-advoware = true
-"#,
-        discovery = sim.discovery_url(),
-        app_id = account.app_id,
-        kanzlei = account.kanzlei,
-        database = account.database,
-        user = account.user,
-        api_key = secrets.path("api_key"),
-        password = secrets.path("password"),
-    );
+    let discovery = format!("discovery_url = \"{}\"", sim.discovery_url());
+    let tenant = tenant_finding_advoware_by(&discovery, &sim, &secrets, "");
     let app = TestHost::builder(Backend::Memory)
         .tenant("firm-a", Some(KEY), &tenant)
         .start()
@@ -543,28 +532,9 @@ async fn a_plugin_not_granted_advoware_cannot_use_it() {
     assert_eq!(sim.token_requests(), 0);
 }
 
-/// Everything the subscriber writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    bitbylaw::telemetry::init_with_writer(bitbylaw::config::LogFormat::Json, "debug", move || {
-        writer.clone()
-    });
+    let capture = LogCapture::install(bitbylaw::config::LogFormat::Json, "debug");
     let sim = simulator().await;
     let secrets = Secrets::new(sim.account());
     let app = start(Backend::Redis, &sim, &secrets, "").await;
@@ -621,17 +591,9 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
     );
     answers.push((status, body));
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains("bitbylaw_advoware_token_requests_total"));
-    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let logs = capture.text();
     assert!(
         logs.contains("new Advoware token"),
         "the client logs at all"

@@ -187,15 +187,7 @@ async fn dead_letters_and_replay(backend: Backend) {
     assert_eq!(purged["purged"], 2);
     assert!(dead_letters(&app).await.is_empty());
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"bitbylaw_events_handled_total{tenant="firm-a",plugin="flaky",topic="flaky",outcome="dead"} 3"#),
         "{metrics}"

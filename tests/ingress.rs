@@ -314,15 +314,7 @@ async fn health_ready_and_metrics() {
     );
 
     app.get("/hello/a", "key-a").await;
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(
             r#"bitbylaw_http_requests_total{tenant="firm-a",plugin="hello",route="/hello/{name}",status="200"} 1"#

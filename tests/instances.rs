@@ -140,15 +140,7 @@ component = "{component:hello}"
         "only {served} requests were served while the guest looped"
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics
             .contains("bitbylaw_deadline_hits_total{tenant=\"firm-a\",plugin=\"endless-loop\"} 1"),
@@ -246,15 +238,7 @@ async fn egress_outside_the_allowlist_is_refused() {
             .contains(&other.to_string())
     );
 
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(metrics.contains(
         "bitbylaw_egress_refused_total{tenant=\"firm-a\",plugin=\"forbidden-egress\"} 1"
     ));

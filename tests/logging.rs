@@ -3,46 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use bitbylaw::config::LogFormat;
-use bitbylaw_tests::{Backend, TestHost};
-use serde_json::Value;
-
-/// Everything the subscriber writes, kept for the test to read.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn lines(&self) -> Vec<Value> {
-        let text = String::from_utf8(self.0.lock().unwrap().clone()).unwrap();
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
+use bitbylaw_tests::{Backend, LogCapture, TestHost};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_logs_carry_tenant_plugin_and_request_id_and_no_secrets() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    bitbylaw::telemetry::init_with_writer(LogFormat::Json, "info", move || writer.clone());
+    let capture = LogCapture::install(LogFormat::Json, "info");
 
     let secret_dir = tempfile::tempdir().unwrap();
     let token_file = secret_dir.path().join("token");

@@ -177,6 +177,18 @@ impl TestHost {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A GET with the API key in the `apikey` header.
     pub async fn get(&self, path: &str, api_key: &str) -> reqwest::Response {
         self.client
@@ -368,5 +380,42 @@ impl Traffic {
     pub async fn stop(self) -> Vec<(u16, String)> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.task.await.unwrap()
+    }
+}
+
+/// Everything the host logs in this test process, kept for the test to read.
+/// The subscriber is global: install it once per test binary, before the host starts.
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    pub fn install(format: bitbylaw::config::LogFormat, filter: &str) -> Self {
+        let capture = Self::default();
+        let writer = capture.clone();
+        bitbylaw::telemetry::init_with_writer(format, filter, move || writer.clone());
+        capture
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// Each line as JSON (for `LogFormat::Json`).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        self.text()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
