@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TokenFault};
-use bitbylaw_tests::{Backend, LogCapture, TestHost, redis_connection};
+use bitbylaw_tests::{Backend, LogCapture, TestHost, keys_with_prefix, redis_connection};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -351,8 +351,10 @@ async fn wrong_credentials_cost_one_token_request_for_many_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_is_kept_53_minutes_or_less_when_it_lives_less() {
     let ttl_ms = |app: &TestHost| -> i64 {
+        let keys = keys_with_prefix(&format!("{}:{{firm-a}}:@advoware:kv:token", app.prefix));
+        assert_eq!(keys.len(), 1, "{keys:?}");
         redis::cmd("PTTL")
-            .arg(format!("{}:{{firm-a}}:@advoware:kv:token", app.prefix))
+            .arg(&keys[0])
             .query(&mut redis_connection())
             .unwrap()
     };
@@ -469,6 +471,45 @@ async fn a_call_deadline_shorter_than_advoware_timeout_still_answers_504_from_th
         body["error"], "gateway_timeout",
         "the proxy's answer, not the host's deadline"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_signs_in_with_its_own_account() {
+    let sim_a = simulator().await;
+    let mut other = Account::default();
+    other.kanzlei = "KANZLEI2".into();
+    other.user = "MK".into();
+    other.password = "anderes-kennwort".into();
+    let sim_b = Advoware::start(other, Duration::from_secs(3300)).await;
+    let (secrets_a, secrets_b) = (Secrets::new(sim_a.account()), Secrets::new(sim_b.account()));
+    let app = TestHost::builder(Backend::Redis)
+        .tenant("firm-a", Some("key-a"), &tenant(&sim_a, &secrets_a, ""))
+        .tenant("firm-b", Some("key-b"), &tenant(&sim_b, &secrets_b, ""))
+        .start()
+        .await;
+    for (key, calls) in [("key-a", 3), ("key-b", 2)] {
+        for _ in 0..calls {
+            let response = app
+                .client
+                .get(app.url("/advoware/proxy?endpoint=employees"))
+                .header("apikey", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    }
+    assert_eq!((sim_a.token_requests(), sim_a.api_requests().len()), (1, 3));
+    assert_eq!((sim_b.token_requests(), sim_b.api_requests().len()), (1, 2));
+    let token_of = |sim: &Advoware| sim.issued_tokens()[0].clone();
+    let bearer = |sim: &Advoware| {
+        sim.api_requests()[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(bearer(&sim_a), format!("Bearer {}", token_of(&sim_a)));
+    assert_eq!(bearer(&sim_b), format!("Bearer {}", token_of(&sim_b)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

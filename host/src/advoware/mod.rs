@@ -121,7 +121,7 @@ impl Client {
             .map_err(|e| anyhow::anyhow!("advoware: {e}"))?;
         Ok(Arc::new(Self {
             tenant: tenant.to_owned(),
-            tokens: token::Tokens::new(tenant, store, &scope, metrics.clone())?,
+            tokens: token::Tokens::new(tenant, &settings, store, &scope, metrics.clone())?,
             settings,
             egress,
             metrics,

@@ -55,17 +55,21 @@ struct TokenAnswer {
 }
 
 impl Tokens {
+    /// The cache key names the account (not its secrets): a tenant file switched to
+    /// another user or firm does not pick up the old account's token.
     pub fn new(
         tenant: &str,
+        settings: &Settings,
         store: Store,
         scope: &Scope,
         metrics: Metrics,
     ) -> Result<Self, StoreError> {
+        let account = account_id(settings);
         Ok(Self {
             tenant: tenant.to_owned(),
             store,
-            key: scope.kv("token")?,
-            lease_key: scope.lock("token")?,
+            key: scope.kv(&format!("token:{account}"))?,
+            lease_key: scope.lock(&format!("token:{account}"))?,
             local: tokio::sync::Mutex::new(()),
             refused: std::sync::Mutex::new(None),
             memo: std::sync::Mutex::new(None),
@@ -273,6 +277,24 @@ impl Drop for Lease {
             });
         }
     }
+}
+
+/// A short digest of who signs in where: what a token belongs to.
+fn account_id(settings: &Settings) -> String {
+    use sha2::{Digest, Sha256};
+    let url = |url: &Option<Url>| url.as_ref().map(Url::as_str).unwrap_or_default().to_owned();
+    let identity = [
+        settings.app_id.clone(),
+        settings.kanzlei.clone(),
+        settings.database.clone(),
+        settings.user.clone(),
+        settings.role.to_string(),
+        settings.product.to_string(),
+        url(&settings.security_gateway),
+        url(&settings.discovery_url),
+    ]
+    .join("\n");
+    hex::encode(&Sha256::digest(identity.as_bytes())[..8])
 }
 
 /// The token request's timeout: the tenant's, the host's cap, and what is left of the call.
