@@ -324,9 +324,11 @@ async fn a_second_401_ends_in_502_without_a_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_credentials_cost_one_token_request_for_many_calls() {
-    let mut account = Account::default();
     let sim = simulator().await;
-    account.password = "wrong-pass-9".into();
+    let account = Account {
+        password: "wrong-pass-9".into(),
+        ..Account::default()
+    };
     let secrets = Secrets::new(&account);
     let app = Arc::new(start(Backend::Redis, &sim, &secrets, "").await);
     let calls = (0..20).map(|_| {
@@ -476,10 +478,12 @@ async fn a_call_deadline_shorter_than_advoware_timeout_still_answers_504_from_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_tenant_signs_in_with_its_own_account() {
     let sim_a = simulator().await;
-    let mut other = Account::default();
-    other.kanzlei = "KANZLEI2".into();
-    other.user = "MK".into();
-    other.password = "anderes-kennwort".into();
+    let other = Account {
+        kanzlei: "KANZLEI2".into(),
+        user: "MK".into(),
+        password: "anderes-kennwort".into(),
+        ..Account::default()
+    };
     let sim_b = Advoware::start(other, Duration::from_secs(3300)).await;
     let (secrets_a, secrets_b) = (Secrets::new(sim_a.account()), Secrets::new(sim_b.account()));
     let app = TestHost::builder(Backend::Redis)
