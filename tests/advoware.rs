@@ -87,6 +87,20 @@ async fn simulator() -> Advoware {
     Advoware::start(Account::default(), Duration::from_secs(3300)).await
 }
 
+/// A simulator, the tenant's secrets for it, and a host serving the proxy against it
+/// (`extra` goes into `[advoware]`). Keep the secrets alive as long as the host.
+async fn proxied(backend: Backend, extra: &str) -> (Advoware, Secrets, TestHost) {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let app = start(backend, &sim, &secrets, extra).await;
+    (sim, secrets, app)
+}
+
+/// `GET /advoware/proxy?endpoint=employees`, the call most tests need.
+async fn employees(app: &TestHost) -> (u16, Value) {
+    proxy(app, Method::GET, "endpoint=employees", None).await
+}
+
 /// One proxied call: `query` is the raw query string after `/advoware/proxy?`.
 async fn proxy(app: &TestHost, method: Method, query: &str, body: Option<&[u8]>) -> (u16, Value) {
     let mut request = app
@@ -112,11 +126,9 @@ async fn proxy(app: &TestHost, method: Method, query: &str, body: Option<&[u8]>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_method_round_trips_with_query_and_body_unchanged() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    let (sim, _secrets, app) = proxied(Backend::Redis, "").await;
 
-    let (status, employees) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, employees) = employees(&app).await;
     assert_eq!(status, 200, "{employees}");
     assert_eq!(employees[0]["kuerzel"], "SB");
 
@@ -228,11 +240,9 @@ async fn every_method_round_trips_with_query_and_body_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_calls_need_one_token() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    let (sim, _secrets, app) = proxied(Backend::Redis, "").await;
     for _ in 0..100 {
-        let (status, _) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+        let (status, _) = employees(&app).await;
         assert_eq!(status, 200);
     }
     assert_eq!(sim.api_requests().len(), 100);
@@ -258,7 +268,7 @@ async fn fifty_concurrent_calls_on_a_cold_cache_need_one_token_across_instances(
     }
     let calls = (0..50).map(|i| {
         let app = instances[i % 2].clone();
-        tokio::spawn(async move { proxy(&app, Method::GET, "endpoint=employees", None).await })
+        tokio::spawn(async move { employees(&app).await })
     });
     for call in futures::future::join_all(calls).await {
         let (status, body) = call.unwrap();
@@ -270,16 +280,11 @@ async fn fifty_concurrent_calls_on_a_cold_cache_need_one_token_across_instances(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_replaced_and_the_call_retried_once() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Redis, &sim, &secrets, "").await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    let (sim, _secrets, app) = proxied(Backend::Redis, "").await;
+    assert_eq!(employees(&app).await.0, 200);
     sim.revoke_all_tokens();
 
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sim.token_requests(), 2);
     let requests = sim.api_requests();
@@ -289,21 +294,16 @@ async fn a_revoked_token_is_replaced_and_the_call_retried_once() {
         requests[2].headers["authorization"]
     );
     // The new token is cached for the calls after.
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    assert_eq!(employees(&app).await.0, 200);
     assert_eq!(sim.token_requests(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_401_ends_in_502_without_a_loop() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Memory, &sim, &secrets, "").await;
+    let (sim, _secrets, app) = proxied(Backend::Memory, "").await;
     sim.refuse_all_tokens(true);
 
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], "bad_gateway");
     let message = body["message"].as_str().unwrap();
@@ -316,7 +316,7 @@ async fn a_second_401_ends_in_502_without_a_loop() {
     assert_eq!(sim.token_requests(), 2);
 
     // The account is the problem, not the token: the next call does not fetch another.
-    let (status, _) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, _) = employees(&app).await;
     assert_eq!(status, 502);
     assert_eq!(sim.api_requests().len(), 3);
     assert_eq!(sim.token_requests(), 2);
@@ -333,7 +333,7 @@ async fn wrong_credentials_cost_one_token_request_for_many_calls() {
     let app = Arc::new(start(Backend::Redis, &sim, &secrets, "").await);
     let calls = (0..20).map(|_| {
         let app = app.clone();
-        tokio::spawn(async move { proxy(&app, Method::GET, "endpoint=employees", None).await })
+        tokio::spawn(async move { employees(&app).await })
     });
     for call in futures::future::join_all(calls).await {
         let (status, body) = call.unwrap();
@@ -360,13 +360,8 @@ async fn the_token_is_kept_53_minutes_or_less_when_it_lives_less() {
             .query(&mut redis_connection())
             .unwrap()
     };
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Redis, &sim, &secrets, "").await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    let (_sim, _secrets, app) = proxied(Backend::Redis, "").await;
+    assert_eq!(employees(&app).await.0, 200);
     let kept = ttl_ms(&app);
     assert!((3_170_000..=3_180_000).contains(&kept), "{kept} ms");
 
@@ -374,19 +369,14 @@ async fn the_token_is_kept_53_minutes_or_less_when_it_lives_less() {
     let short = Advoware::start(Account::default(), Duration::from_secs(120)).await;
     let secrets = Secrets::new(short.account());
     let app = start(Backend::Redis, &short, &secrets, "").await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    assert_eq!(employees(&app).await.0, 200);
     let kept = ttl_ms(&app);
     assert!((100_000..=108_000).contains(&kept), "{kept} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_leaving_the_api_base_are_refused() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Memory, &sim, &secrets, "").await;
+    let (sim, _secrets, app) = proxied(Backend::Memory, "").await;
     for query in [
         "",
         "endpoint=",
@@ -411,23 +401,18 @@ async fn endpoints_leaving_the_api_base_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Memory, &sim, &secrets, "timeout_ms = 500").await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    let (sim, _secrets, app) = proxied(Backend::Memory, "timeout_ms = 500").await;
+    assert_eq!(employees(&app).await.0, 200);
 
     // Advoware's own 5xx comes back as Advoware sent it.
     sim.fail_next(1, 503);
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 503);
     assert_eq!(body["Message"], "Interner Serverfehler");
 
     // No answer in time: 504.
     sim.set_latency(Duration::from_secs(2));
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"], "gateway_timeout");
     sim.set_latency(Duration::ZERO);
@@ -435,7 +420,7 @@ async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
     // Connection refused (or a kept-alive one reset): 502 naming the system's error,
     // and back to normal once Advoware listens again.
     sim.refuse_connections();
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(body["error"], "bad_gateway");
     assert!(
@@ -443,10 +428,7 @@ async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
         "{body}"
     );
     sim.accept_connections().await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    assert_eq!(employees(&app).await.0, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,12 +444,9 @@ async fn a_call_deadline_shorter_than_advoware_timeout_still_answers_504_from_th
         .tenant("firm-a", Some(KEY), &tenant)
         .start()
         .await;
-    assert_eq!(
-        proxy(&app, Method::GET, "endpoint=employees", None).await.0,
-        200
-    );
+    assert_eq!(employees(&app).await.0, 200);
     sim.set_latency(Duration::from_secs(3));
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 504, "{body}");
     assert_eq!(
         body["error"], "gateway_timeout",
@@ -526,7 +505,7 @@ async fn the_api_base_can_be_discovered() {
         .tenant("firm-a", Some(KEY), &tenant)
         .start()
         .await;
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sim.token_requests(), 1);
     assert_eq!(sim.api_requests()[0].full_path, "/api/v1/advonet/employees");
@@ -549,7 +528,7 @@ async fn a_discovered_connector_wins_over_the_relay() {
         .tenant("firm-a", Some(KEY), &tenant)
         .start()
         .await;
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         sim.api_requests()[0].full_path,
@@ -566,7 +545,7 @@ async fn a_plugin_not_granted_advoware_cannot_use_it() {
         .tenant("firm-a", Some(KEY), &tenant)
         .start()
         .await;
-    let (status, body) = proxy(&app, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&app).await;
     assert_eq!(status, 500, "{body}");
     assert!(
         body["message"]
@@ -580,17 +559,15 @@ async fn a_plugin_not_granted_advoware_cannot_use_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
     let capture = LogCapture::install(bitbylaw::config::LogFormat::Json, "debug");
-    let sim = simulator().await;
-    let secrets = Secrets::new(sim.account());
-    let app = start(Backend::Redis, &sim, &secrets, "").await;
+    let (sim, secrets, app) = proxied(Backend::Redis, "").await;
     let mut answers = Vec::new();
     let mut extra_tokens = Vec::new();
     // A normal call, a revoked token, a call that gets 401 twice.
-    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    answers.push(employees(&app).await);
     sim.revoke_all_tokens();
-    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    answers.push(employees(&app).await);
     sim.refuse_all_tokens(true);
-    answers.push(proxy(&app, Method::GET, "endpoint=employees", None).await);
+    answers.push(employees(&app).await);
     sim.refuse_all_tokens(false);
 
     // A gateway that quotes the request (password included) or answers oddly.
@@ -599,7 +576,7 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
         odd.set_token_fault(fault);
         let odd_secrets = Secrets::new(odd.account());
         let odd_app = start(Backend::Memory, &odd, &odd_secrets, "").await;
-        let (status, body) = proxy(&odd_app, Method::GET, "endpoint=employees", None).await;
+        let (status, body) = employees(&odd_app).await;
         assert_eq!(status, 502, "{fault:?}: {body}");
         if fault == TokenFault::EchoRequest {
             assert!(
@@ -625,7 +602,7 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
         .tenant("firm-a", Some(KEY), &wrong_tenant)
         .start()
         .await;
-    let (status, body) = proxy(&refused, Method::GET, "endpoint=employees", None).await;
+    let (status, body) = employees(&refused).await;
     assert_eq!(status, 502, "{body}");
     assert!(
         body["message"]
