@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything and runs the host on the demo config (embedded store) at
-# http://127.0.0.1:8080, with the Advoware simulator on 127.0.0.1:9100. Try:
+# http://127.0.0.1:8080, with the Advoware simulator on 127.0.0.1:9471. Try:
 #   curl -H 'apikey: demo-key' http://127.0.0.1:8080/hello/world
 #   curl -H 'apikey: demo-key' 'http://127.0.0.1:8080/advoware/proxy?endpoint=appointments&kuerzel=SB&from=2026-12-01&to=2026-12-31'
 set -euo pipefail
@@ -14,7 +14,7 @@ export DEMO_API_KEY="${DEMO_API_KEY:-demo-key}"
 export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
 export DEMO_ADVOWARE_PASSWORD="geheim"
 
-"${CARGO_TARGET_DIR:-target}/debug/simulators" --advoware 127.0.0.1:9100 &
+"${CARGO_TARGET_DIR:-target}/debug/simulators" --advoware 127.0.0.1:9471 &
 simulators=$!
 trap 'kill "$simulators" 2>/dev/null || true' EXIT
 "${CARGO_TARGET_DIR:-target}/debug/bitbylaw" serve --config deploy/demo/host.toml

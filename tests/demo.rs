@@ -1,5 +1,5 @@
 //! The demo from the README: `deploy/demo` as it is, the host as its own process,
-//! the Advoware simulator on the demo's port 9100 (as `scripts/demo.sh` runs it).
+//! the Advoware simulator on the demo's port 9471 (as `scripts/demo.sh` runs it).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,12 +13,12 @@ use serde_json::Value;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
     let sim = Advoware::start_on(
-        "127.0.0.1:9100".parse().unwrap(),
+        "127.0.0.1:9471".parse().unwrap(),
         Account::default(),
         Duration::from_secs(3300),
     )
     .await
-    .expect("port 9100 is the demo simulator's; is scripts/demo.sh running?");
+    .expect("port 9471 is the demo simulator's; is scripts/demo.sh running?");
     sim.seed_demo_data();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -10,7 +10,9 @@
 //! kept for an hour), check the path stays below it ([`endpoint`]), take the
 //! tenant's token ([`token`]: cached in the store, fetched once when missing),
 //! send. On 401 the token is dropped, a new one fetched and the call sent once
-//! more; a second 401 is an error, never a loop.
+//! more; a second 401 is an error, never a loop. Refusals are held for a few
+//! seconds rather than repeated, so a wrong password or missing rights cannot
+//! turn a burst of calls into a burst of token requests.
 
 mod discovery;
 mod endpoint;

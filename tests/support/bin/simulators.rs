@@ -1,6 +1,6 @@
 //! The upstream simulators as a program, for the demo and for trying plugins by hand.
 //!
-//! `simulators [--advoware 127.0.0.1:9100]` runs Advoware (configurator, security
+//! `simulators [--advoware 127.0.0.1:9471]` runs Advoware (configurator, security
 //! gateway, REST API with demo data) until Ctrl-C. The account is the simulator's
 //! default one; `deploy/demo` is configured for it.
 
@@ -13,7 +13,7 @@ use bitbylaw_tests::simulators::advoware::{Account, Advoware};
 
 #[tokio::main]
 async fn main() {
-    let mut advoware_addr: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+    let mut advoware_addr: SocketAddr = "127.0.0.1:9471".parse().unwrap();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
