@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware, TokenFault};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME, TokenFault};
 use bitbylaw_tests::{Backend, LogCapture, TestHost, keys_with_prefix, redis_connection};
 use reqwest::Method;
 use serde_json::Value;
@@ -84,7 +84,7 @@ async fn start(backend: Backend, sim: &Advoware, secrets: &Secrets, extra: &str)
 }
 
 async fn simulator() -> Advoware {
-    Advoware::start(Account::default(), Duration::from_secs(3300)).await
+    Advoware::start_default().await
 }
 
 /// A simulator, the tenant's secrets for it, and a host serving the proxy against it
@@ -463,7 +463,7 @@ async fn each_tenant_signs_in_with_its_own_account() {
         password: "anderes-kennwort".into(),
         ..Account::default()
     };
-    let sim_b = Advoware::start(other, Duration::from_secs(3300)).await;
+    let sim_b = Advoware::start(other, TOKEN_LIFETIME).await;
     let (secrets_a, secrets_b) = (Secrets::new(sim_a.account()), Secrets::new(sim_b.account()));
     let app = TestHost::builder(Backend::Redis)
         .tenant("firm-a", Some("key-a"), &tenant(&sim_a, &secrets_a, ""))

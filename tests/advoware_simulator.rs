@@ -53,7 +53,7 @@ async fn employees(sim: &Advoware, token: &str) -> u16 {
 
 #[tokio::test]
 async fn a_signed_request_gets_a_token_that_opens_the_api() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let sim = Advoware::start_default().await;
     let response =
         request_token(&sim, &Advoware::token_request(sim.account(), "n-1", &now())).await;
     assert_eq!(response.status(), 200);
@@ -71,7 +71,7 @@ async fn a_signed_request_gets_a_token_that_opens_the_api() {
 
 #[tokio::test]
 async fn wrong_signature_stale_timestamp_and_reused_nonce_are_refused() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let sim = Advoware::start_default().await;
     let account = sim.account().clone();
 
     let mut wrong_key = account.clone();
@@ -125,57 +125,58 @@ async fn tokens_expire() {
     .await;
 }
 
-/// A token for `sim`'s account and a client that sends it.
-async fn signed_in(sim: &Advoware) -> (reqwest::Client, String) {
+/// `sim`'s REST API, signed in with a fresh token.
+struct Api<'a> {
+    sim: &'a Advoware,
+    token: String,
+}
+
+async fn signed_in(sim: &Advoware) -> Api<'_> {
     let nonce = uuid::Uuid::new_v4().to_string();
     let body: Value = request_token(sim, &Advoware::token_request(sim.account(), &nonce, &now()))
         .await
         .json()
         .await
         .unwrap();
-    (
-        reqwest::Client::new(),
-        body["access_token"].as_str().unwrap().to_owned(),
-    )
+    Api {
+        sim,
+        token: body["access_token"].as_str().unwrap().to_owned(),
+    }
 }
 
-async fn call(
-    sim: &Advoware,
-    token: &str,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .request(method, format!("{}{path}", sim.api_base()))
-        .bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
+impl Api<'_> {
+    /// One call below the API base; the answer's status and JSON (null when there is none).
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.sim.api_base()))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[tokio::test]
 async fn appointments_have_the_fields_and_quirks_of_real_data() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
-    let (_, token) = signed_in(&sim).await;
+    let sim = Advoware::start_default().await;
+    let api = signed_in(&sim).await;
     use reqwest::Method;
 
     // Create: the server numbers it and stamps it; an all-day one ends at 23:59.
-    let (status, all_day) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "appointments",
-        Some(serde_json::json!({
-            "kuerzel": "SB", "text": "Fortbildung", "dauertermin": 1,
-            "datum": "2026-12-03T00:00:00", "datumBis": "2026-12-04T00:00:00", "frNr": 7
-        })),
-    )
-    .await;
+    let (status, all_day) = api
+        .call(
+            Method::POST,
+            "appointments",
+            Some(serde_json::json!({
+                "kuerzel": "SB", "text": "Fortbildung", "dauertermin": 1,
+                "datum": "2026-12-03T00:00:00", "datumBis": "2026-12-04T00:00:00", "frNr": 7
+            })),
+        )
+        .await;
     assert_eq!(status, 200);
     let fr_nr = all_day["frNr"].as_i64().unwrap();
     assert_ne!(fr_nr, 7, "the server numbers appointments");
@@ -184,26 +185,24 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     assert!(all_day["zuletztGeaendertAm"].as_str().unwrap().len() >= 19);
 
     // An endless weekly series, and one for another employee.
-    let (_, series) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "appointments",
-        Some(serde_json::json!({
-            "kuerzel": "SB", "text": "Kanzleirunde", "turnus": 1, "turnusArt": 2,
-            "datum": "2026-01-05T00:00:00", "uhrzeitVon": "08:30:00",
-            "datumBis": "2037-12-31T00:00:00", "uhrzeitBis": "09:00:00"
-        })),
-    )
-    .await;
-    let (_, other) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "appointments",
-        Some(serde_json::json!({ "anwalt": "MK", "text": "Gericht", "datum": "2026-12-03" })),
-    )
-    .await;
+    let (_, series) = api
+        .call(
+            Method::POST,
+            "appointments",
+            Some(serde_json::json!({
+                "kuerzel": "SB", "text": "Kanzleirunde", "turnus": 1, "turnusArt": 2,
+                "datum": "2026-01-05T00:00:00", "uhrzeitVon": "08:30:00",
+                "datumBis": "2037-12-31T00:00:00", "uhrzeitBis": "09:00:00"
+            })),
+        )
+        .await;
+    let (_, other) = api
+        .call(
+            Method::POST,
+            "appointments",
+            Some(serde_json::json!({ "anwalt": "MK", "text": "Gericht", "datum": "2026-12-03" })),
+        )
+        .await;
     assert_eq!(other["kuerzel"], "MK");
     assert_eq!(
         other["datumBis"], "2026-12-03",
@@ -211,14 +210,13 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     );
 
     // Read by employee and range: the series overlaps every range until 2037.
-    let (status, listed) = call(
-        &sim,
-        &token,
-        Method::GET,
-        "appointments?kuerzel=SB&from=2030-06-01&to=2030-06-30",
-        None,
-    )
-    .await;
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            "appointments?kuerzel=SB&from=2030-06-01&to=2030-06-30",
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     let numbers: Vec<_> = listed
         .as_array()
@@ -227,27 +225,25 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
         .map(|a| a["frNr"].clone())
         .collect();
     assert_eq!(numbers, vec![series["frNr"].clone()]);
-    let (_, december) = call(
-        &sim,
-        &token,
-        Method::GET,
-        "appointments?kuerzel=SB&from=2026-12-04&to=2026-12-04",
-        None,
-    )
-    .await;
+    let (_, december) = api
+        .call(
+            Method::GET,
+            "appointments?kuerzel=SB&from=2026-12-04&to=2026-12-04",
+            None,
+        )
+        .await;
     assert_eq!(
         december.as_array().unwrap().len(),
         2,
         "the multi-day one on its second day, and the series"
     );
-    let (status, _) = call(&sim, &token, Method::GET, "appointments?from=gestern", None).await;
+    let (status, _) = api
+        .call(Method::GET, "appointments?from=gestern", None)
+        .await;
     assert_eq!(status, 400);
 
     // Update keeps the number and re-stamps; delete removes; both 404 when missing.
-    let (status, updated) = call(
-        &sim,
-        &token,
-        Method::PUT,
+    let (status, updated) = api.call(Method::PUT,
         &format!("appointments/{fr_nr}"),
         Some(serde_json::json!({ "text": "Fortbildung Mietrecht", "dauertermin": 0, "uhrzeitBis": "17:00:00" })),
     )
@@ -256,128 +252,93 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     assert_eq!(updated["frNr"], fr_nr);
     assert_eq!(updated["text"], "Fortbildung Mietrecht");
     assert_eq!(updated["uhrzeitBis"], "17:00:00");
-    let (status, read) = call(
-        &sim,
-        &token,
-        Method::GET,
-        &format!("appointments/{fr_nr}"),
-        None,
-    )
-    .await;
+    let (status, read) = api
+        .call(Method::GET, &format!("appointments/{fr_nr}"), None)
+        .await;
     assert_eq!(
         (status, &read["text"]),
         (200, &Value::from("Fortbildung Mietrecht"))
     );
-    let (status, _) = call(
-        &sim,
-        &token,
-        Method::DELETE,
-        &format!("appointments/{fr_nr}"),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .call(Method::DELETE, &format!("appointments/{fr_nr}"), None)
+        .await;
     assert_eq!(status, 204);
     for method in [Method::GET, Method::DELETE] {
-        let (status, body) =
-            call(&sim, &token, method, &format!("appointments/{fr_nr}"), None).await;
+        let (status, body) = api
+            .call(method, &format!("appointments/{fr_nr}"), None)
+            .await;
         assert_eq!(status, 404);
         assert_eq!(body["Message"], "Termin nicht gefunden");
     }
-    let (status, body) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "appointments",
-        Some(serde_json::json!({ "kuerzel": "SB", "text": "ohne Datum" })),
-    )
-    .await;
+    let (status, body) = api
+        .call(
+            Method::POST,
+            "appointments",
+            Some(serde_json::json!({ "kuerzel": "SB", "text": "ohne Datum" })),
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["Message"].as_str().unwrap().contains("datum"));
 }
 
 #[tokio::test]
 async fn parties_can_be_created_read_updated_and_deleted() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
-    let (_, token) = signed_in(&sim).await;
+    let sim = Advoware::start_default().await;
+    let api = signed_in(&sim).await;
     use reqwest::Method;
-    let (status, party) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "Beteiligte",
-        Some(serde_json::json!({ "name": "Müller", "vorname": "Hans", "email": "h@example.de" })),
-    )
-    .await;
+    let (status, party) = api
+        .call(
+            Method::POST,
+            "Beteiligte",
+            Some(
+                serde_json::json!({ "name": "Müller", "vorname": "Hans", "email": "h@example.de" }),
+            ),
+        )
+        .await;
     assert_eq!(status, 200);
     let bet_nr = party["betNr"].as_i64().unwrap();
-    let (_, found) = call(&sim, &token, Method::GET, "Beteiligte?name=m%C3%BCll", None).await;
+    let (_, found) = api
+        .call(Method::GET, "Beteiligte?name=m%C3%BCll", None)
+        .await;
     assert_eq!(found.as_array().unwrap().len(), 1);
-    let (status, updated) = call(
-        &sim,
-        &token,
-        Method::PUT,
-        &format!("Beteiligte/{bet_nr}"),
-        Some(serde_json::json!({ "email": "hans@example.de", "betNr": 1 })),
-    )
-    .await;
+    let (status, updated) = api
+        .call(
+            Method::PUT,
+            &format!("Beteiligte/{bet_nr}"),
+            Some(serde_json::json!({ "email": "hans@example.de", "betNr": 1 })),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(updated["betNr"], bet_nr);
     assert_eq!(updated["email"], "hans@example.de");
     assert_eq!(updated["vorname"], "Hans");
-    let (status, _) = call(
-        &sim,
-        &token,
-        Method::DELETE,
-        &format!("Beteiligte/{bet_nr}"),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .call(Method::DELETE, &format!("Beteiligte/{bet_nr}"), None)
+        .await;
     assert_eq!(status, 204);
-    let (status, _) = call(
-        &sim,
-        &token,
-        Method::GET,
-        &format!("Beteiligte/{bet_nr}"),
-        None,
-    )
-    .await;
+    let (status, _) = api
+        .call(Method::GET, &format!("Beteiligte/{bet_nr}"), None)
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = call(
-        &sim,
-        &token,
-        Method::POST,
-        "Beteiligte",
-        Some(serde_json::json!({})),
-    )
-    .await;
+    let (status, _) = api
+        .call(Method::POST, "Beteiligte", Some(serde_json::json!({})))
+        .await;
     assert_eq!(status, 400);
 }
 
 #[tokio::test]
 async fn faults_come_on_demand() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
-    let (_, token) = signed_in(&sim).await;
+    let sim = Advoware::start_default().await;
+    let api = signed_in(&sim).await;
     use reqwest::Method;
 
     sim.fail_next(2, 500);
-    assert_eq!(
-        call(&sim, &token, Method::GET, "employees", None).await.0,
-        500
-    );
-    assert_eq!(
-        call(&sim, &token, Method::GET, "employees", None).await.0,
-        500
-    );
-    assert_eq!(
-        call(&sim, &token, Method::GET, "employees", None).await.0,
-        200
-    );
+    assert_eq!(api.call(Method::GET, "employees", None).await.0, 500);
+    assert_eq!(api.call(Method::GET, "employees", None).await.0, 500);
+    assert_eq!(api.call(Method::GET, "employees", None).await.0, 200);
 
     sim.refuse_all_tokens(true);
-    assert_eq!(
-        call(&sim, &token, Method::GET, "employees", None).await.0,
-        401
-    );
+    assert_eq!(api.call(Method::GET, "employees", None).await.0, 401);
     sim.refuse_all_tokens(false);
 
     // A kept-alive client is cut off too, and new connections are refused.
@@ -386,7 +347,7 @@ async fn faults_come_on_demand() {
     assert_eq!(
         client
             .get(&url)
-            .bearer_auth(&token)
+            .bearer_auth(&api.token)
             .send()
             .await
             .unwrap()
@@ -396,7 +357,7 @@ async fn faults_come_on_demand() {
     sim.refuse_connections();
     let error = client
         .get(&url)
-        .bearer_auth(&token)
+        .bearer_auth(&api.token)
         .send()
         .await
         .unwrap_err();
@@ -405,7 +366,7 @@ async fn faults_come_on_demand() {
     assert_eq!(
         client
             .get(&url)
-            .bearer_auth(&token)
+            .bearer_auth(&api.token)
             .send()
             .await
             .unwrap()
@@ -416,7 +377,7 @@ async fn faults_come_on_demand() {
     sim.set_latency(Duration::from_millis(400));
     let slow = reqwest::Client::new()
         .get(&url)
-        .bearer_auth(&token)
+        .bearer_auth(&api.token)
         .timeout(Duration::from_millis(100))
         .send()
         .await
@@ -426,7 +387,7 @@ async fn faults_come_on_demand() {
 
 #[tokio::test]
 async fn the_configurator_names_relay_and_gateway() {
-    let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+    let sim = Advoware::start_default().await;
     let answer: Value = reqwest::get(format!("{}?Kanzlei=KANZLEI1", sim.discovery_url()))
         .await
         .unwrap()

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
 use bitbylaw_tests::{HostProcess, wait_for};
 use serde_json::Value;
 
@@ -15,7 +15,7 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
     let sim = Advoware::start_on(
         "127.0.0.1:9471".parse().unwrap(),
         Account::default(),
-        Duration::from_secs(3300),
+        TOKEN_LIFETIME,
     )
     .await
     .expect("port 9471 is the demo simulator's; is scripts/demo.sh running?");

@@ -11,9 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::process::Command;
-use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware};
+use bitbylaw_tests::simulators::advoware::Advoware;
 use bitbylaw_tests::{Backend, TestHost};
 
 fn main() {
@@ -28,7 +27,7 @@ fn main() {
         .build()
         .unwrap();
     let (sim, app, _secrets, token) = runtime.block_on(async {
-        let sim = Advoware::start(Account::default(), Duration::from_secs(3300)).await;
+        let sim = Advoware::start_default().await;
         let secrets = tempfile::tempdir().unwrap();
         let account = sim.account().clone();
         std::fs::write(secrets.path().join("key"), &account.api_key).unwrap();

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use super::settings::base_url;
-use super::{AdvowareError, Endpoints, Settings, fetch_error};
+use super::{AdvowareError, Endpoints, Settings, fetch_error, time_left};
 use crate::capabilities::http::Egress;
 
 /// Discovered URLs are asked again after this long, so a moved relay is found.
@@ -127,10 +127,7 @@ async fn discover(
     };
     url.query_pairs_mut()
         .append_pair("Kanzlei", &settings.kanzlei);
-    let timeout = settings
-        .timeout
-        .min(egress.max_timeout())
-        .min(deadline.saturating_duration_since(Instant::now()));
+    let timeout = time_left(settings, egress, deadline);
     let answer = egress
         .fetch(egress.client().get(url), timeout)
         .await
@@ -144,11 +141,15 @@ async fn discover(
     let parsed: Answer = serde_json::from_slice(&answer.body)
         .map_err(|e| failed(format!("unexpected answer: {e}")))?;
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
-    let (api_key, api_text) = match &settings.api_url {
-        Some(url) => ("api_url", url.to_string()),
+    let discovered = |key: &str, text: String| {
+        base_url(key, &text).map_err(|(key, m)| failed(format!("{key}: {m}")))
+    };
+    // What the settings give wins; the configurator fills in the rest.
+    let api = match &settings.api_url {
+        Some(url) => url.clone(),
         None => match (non_empty(parsed.connector_url), non_empty(parsed.relay_url)) {
-            (Some(connector), _) => ("connectorUrl", connector),
-            (None, Some(relay)) => ("relayUrl", relay),
+            (Some(connector), _) => discovered("connectorUrl", connector)?,
+            (None, Some(relay)) => discovered("relayUrl", relay)?,
             (None, None) => {
                 return Err(failed(
                     "answer names neither connectorUrl nor relayUrl".into(),
@@ -156,14 +157,12 @@ async fn discover(
             }
         },
     };
-    let gateway_text = settings
-        .security_gateway
-        .as_ref()
-        .map(|url| url.to_string())
-        .or_else(|| non_empty(parsed.security_gateway))
-        .ok_or_else(|| failed("answer names no securityGateway".into()))?;
-    let api = base_url(api_key, &api_text).map_err(|(key, m)| failed(format!("{key}: {m}")))?;
-    let gateway = base_url("securityGateway", &gateway_text)
-        .map_err(|(key, m)| failed(format!("{key}: {m}")))?;
+    let gateway = match &settings.security_gateway {
+        Some(url) => url.clone(),
+        None => match non_empty(parsed.security_gateway) {
+            Some(gateway) => discovered("securityGateway", gateway)?,
+            None => return Err(failed("answer names no securityGateway".into())),
+        },
+    };
     endpoints(&api, &gateway, &settings.api_path).map_err(failed)
 }

@@ -16,6 +16,7 @@
 
 mod discovery;
 mod endpoint;
+mod recent;
 mod settings;
 mod signing;
 mod token;
@@ -80,6 +81,15 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 /// How long a token refused right after issue is not replaced on a 401.
 const REFUSED_FRESH_HOLD: Duration = Duration::from_secs(10);
 
+/// How long one outbound request may take: the tenant's timeout, the host's
+/// cap, and no longer than what is left before `deadline`.
+fn time_left(settings: &Settings, egress: &Egress, deadline: Instant) -> Duration {
+    settings
+        .timeout
+        .min(egress.max_timeout())
+        .min(deadline.saturating_duration_since(Instant::now()))
+}
+
 /// An outbound failure as the client reports it; `what` names the other side.
 fn fetch_error(error: FetchError, what: &str) -> AdvowareError {
     match error {
@@ -105,7 +115,7 @@ pub struct Client {
     /// once instead of fetching yet another token: the account's rights, not the
     /// token, are the problem, and a caller repeating such calls must not turn
     /// each into a token request.
-    refused_fresh: std::sync::Mutex<Option<(String, Instant)>>,
+    refused_fresh: recent::Recent<String>,
 }
 
 impl Client {
@@ -128,7 +138,7 @@ impl Client {
             egress,
             metrics,
             endpoints,
-            refused_fresh: std::sync::Mutex::new(None),
+            refused_fresh: recent::Recent::new(REFUSED_FRESH_HOLD),
         }))
     }
 
@@ -176,7 +186,7 @@ impl Client {
         if first.status != 401 {
             return Ok(first);
         }
-        if self.was_refused_fresh(&token) {
+        if self.refused_fresh.get().as_deref() == Some(token.as_str()) {
             return Err(refused_fresh_error());
         }
         tracing::info!(
@@ -193,20 +203,10 @@ impl Client {
                 tenant = %self.tenant,
                 "Advoware refused a freshly issued token too; not retrying"
             );
-            if let Ok(mut refused) = self.refused_fresh.lock() {
-                *refused = Some((token, Instant::now()));
-            }
+            self.refused_fresh.set(token);
             return Err(refused_fresh_error());
         }
         Ok(second)
-    }
-
-    fn was_refused_fresh(&self, token: &str) -> bool {
-        self.refused_fresh.lock().is_ok_and(|refused| {
-            refused
-                .as_ref()
-                .is_some_and(|(refused, at)| refused == token && at.elapsed() < REFUSED_FRESH_HOLD)
-        })
     }
 
     async fn token(
@@ -227,12 +227,8 @@ impl Client {
         token: &str,
         deadline: Instant,
     ) -> Result<Fetched, AdvowareError> {
-        let timeout = request
-            .timeout
-            .unwrap_or(self.settings.timeout)
-            .min(self.settings.timeout)
-            .min(self.egress.max_timeout())
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let left = time_left(&self.settings, &self.egress, deadline);
+        let timeout = request.timeout.map_or(left, |asked| asked.min(left));
         if timeout.is_zero() {
             return Err(AdvowareError::Timeout);
         }

@@ -79,16 +79,7 @@ impl Settings {
         let discovery_url = config
             .discovery_url
             .as_deref()
-            .map(|text| {
-                let url = Url::parse(text).map_err(|e| {
-                    (
-                        "discovery_url".to_owned(),
-                        format!("`{text}` is not a URL: {e}"),
-                    )
-                })?;
-                check_url("discovery_url", &url)?;
-                Ok::<_, SettingError>(url)
-            })
+            .map(|text| http_url("discovery_url", text))
             .transpose()?;
         if (api_url.is_none() || security_gateway.is_none()) && discovery_url.is_none() {
             return Err((
@@ -152,9 +143,7 @@ impl Settings {
 
 /// An http(s) URL that paths are appended to: it ends in `/`, has no query.
 pub(super) fn base_url(key: &str, text: &str) -> Result<Url, SettingError> {
-    let mut url =
-        Url::parse(text).map_err(|e| (key.to_owned(), format!("`{text}` is not a URL: {e}")))?;
-    check_url(key, &url)?;
+    let mut url = http_url(key, text)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err((key.into(), format!("`{text}`: a base URL has no query")));
     }
@@ -165,7 +154,10 @@ pub(super) fn base_url(key: &str, text: &str) -> Result<Url, SettingError> {
     Ok(url)
 }
 
-fn check_url(key: &str, url: &Url) -> Result<(), SettingError> {
+/// An http(s) URL without credentials.
+fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
+    let url =
+        Url::parse(text).map_err(|e| (key.to_owned(), format!("`{text}` is not a URL: {e}")))?;
     // Credentials first: the other messages print the URL.
     if !url.username().is_empty() || url.password().is_some() {
         return Err((key.into(), "a URL here holds no credentials".into()));
@@ -173,7 +165,7 @@ fn check_url(key: &str, url: &Url) -> Result<(), SettingError> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err((key.into(), format!("`{url}`: only http and https URLs")));
     }
-    Ok(())
+    Ok(url)
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{AdvowareError, Settings, fetch_error, signing};
+use super::recent::Recent;
+use super::{AdvowareError, Settings, fetch_error, signing, time_left};
 use crate::capabilities::http::Egress;
 use crate::metrics::Metrics;
 use crate::store::{Scope, Store, StoreError};
@@ -36,10 +37,10 @@ pub struct Tokens {
     key: String,
     lease_key: String,
     local: tokio::sync::Mutex<()>,
-    /// The last refusal by the gateway, answered again until it is [`FAILURE_HOLD`] old.
-    refused: std::sync::Mutex<Option<(Instant, AdvowareError)>>,
-    /// The token last read or stored here, and when.
-    memo: std::sync::Mutex<Option<(String, Instant)>>,
+    /// The last refusal by the gateway, answered again for [`FAILURE_HOLD`].
+    refused: Recent<AdvowareError>,
+    /// The token last read or stored here, reused for [`MEMO_TTL`].
+    memo: Recent<String>,
     metrics: Metrics,
 }
 
@@ -71,8 +72,8 @@ impl Tokens {
             key: scope.kv(&format!("token:{account}"))?,
             lease_key: scope.lock(&format!("token:{account}"))?,
             local: tokio::sync::Mutex::new(()),
-            refused: std::sync::Mutex::new(None),
-            memo: std::sync::Mutex::new(None),
+            refused: Recent::new(FAILURE_HOLD),
+            memo: Recent::new(MEMO_TTL),
             metrics,
         })
     }
@@ -94,10 +95,10 @@ impl Tokens {
         if let Some(token) = self.cached().await? {
             return Ok(token);
         }
-        if let Some(refusal) = self.recent_refusal() {
+        if let Some(refusal) = self.refused.get() {
             return Err(refusal);
         }
-        let timeout = fetch_timeout(settings, egress, deadline);
+        let timeout = time_left(settings, egress, deadline);
         // The lease outlives the fetch a little, so a slow store does not let a second one start.
         let lease_ttl = timeout + Duration::from_secs(2);
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
@@ -130,11 +131,7 @@ impl Tokens {
 
     /// Drops `token` from the cache if it is still the cached one (Advoware refused it).
     pub async fn invalidate(&self, token: &str) -> Result<(), AdvowareError> {
-        if let Ok(mut memo) = self.memo.lock()
-            && memo.as_ref().is_some_and(|(held, _)| held == token)
-        {
-            *memo = None;
-        }
+        self.memo.forget(token);
         self.store
             .delete_if_equal(&self.key, token)
             .await
@@ -143,11 +140,7 @@ impl Tokens {
     }
 
     async fn cached(&self) -> Result<Option<String>, AdvowareError> {
-        if let Some(token) = self.memo.lock().ok().and_then(|memo| {
-            memo.as_ref()
-                .filter(|(_, at)| at.elapsed() < MEMO_TTL)
-                .map(|(token, _)| token.clone())
-        }) {
+        if let Some(token) = self.memo.get() {
             return Ok(Some(token));
         }
         let bytes = self.store.get(&self.key).await.map_err(unavailable)?;
@@ -155,29 +148,9 @@ impl Tokens {
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .filter(|token| !token.is_empty());
         if let Some(token) = &token {
-            self.remember(token);
+            self.memo.set(token.clone());
         }
         Ok(token)
-    }
-
-    fn remember(&self, token: &str) {
-        if let Ok(mut memo) = self.memo.lock() {
-            *memo = Some((token.to_owned(), Instant::now()));
-        }
-    }
-
-    fn recent_refusal(&self) -> Option<AdvowareError> {
-        let refused = self.refused.lock().ok()?;
-        refused
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < FAILURE_HOLD)
-            .map(|(_, error)| error.clone())
-    }
-
-    fn remember_refusal(&self, error: &AdvowareError) {
-        if let Ok(mut refused) = self.refused.lock() {
-            *refused = Some((Instant::now(), error.clone()));
-        }
     }
 
     async fn fetch(
@@ -224,7 +197,7 @@ impl Tokens {
                 "the security gateway refused the token request ({}): {message}",
                 answer.status
             ));
-            self.remember_refusal(&error);
+            self.refused.set(error.clone());
             return Err(error);
         }
         let token = match serde_json::from_slice::<TokenAnswer>(&answer.body) {
@@ -243,7 +216,7 @@ impl Tokens {
             .set(&self.key, token.access_token.as_bytes(), Some(ttl))
             .await
             .map_err(unavailable)?;
-        self.remember(&token.access_token);
+        self.memo.set(token.access_token.clone());
         tracing::info!(
             tenant = %self.tenant,
             cached_for_s = ttl.as_secs(),
@@ -295,14 +268,6 @@ fn account_id(settings: &Settings) -> String {
     ]
     .join("\n");
     hex::encode(&Sha256::digest(identity.as_bytes())[..8])
-}
-
-/// The token request's timeout: the tenant's, the host's cap, and what is left of the call.
-fn fetch_timeout(settings: &Settings, egress: &Egress, deadline: Instant) -> Duration {
-    settings
-        .timeout
-        .min(egress.max_timeout())
-        .min(deadline.saturating_duration_since(Instant::now()))
 }
 
 /// How long the gateway says the token lives, from `expires_in` (seconds, a

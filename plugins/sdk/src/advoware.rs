@@ -8,10 +8,6 @@
 //! let employees = advoware::Request::get("employees").send()?.json::<Vec<Employee>>()?;
 //! ```
 
-use std::time::Duration;
-
-use serde::Serialize;
-
 use crate::Error;
 use crate::bindings::bitbylaw::plugin::advoware as wit;
 use crate::http::HttpResponse;
@@ -39,50 +35,13 @@ impl Request {
         }
     }
 
-    pub fn get(path: impl Into<String>) -> Self {
-        Self::new("GET", path)
-    }
-
-    pub fn post(path: impl Into<String>) -> Self {
-        Self::new("POST", path)
-    }
-
-    pub fn put(path: impl Into<String>) -> Self {
-        Self::new("PUT", path)
-    }
-
-    pub fn delete(path: impl Into<String>) -> Self {
-        Self::new("DELETE", path)
-    }
+    crate::builder::request_builder!(path);
 
     pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.inner.query.push((name.into(), value.into()));
         self
     }
 
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.inner.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.inner.body = Some(body.into());
-        self
-    }
-
-    /// A JSON body with its content type.
-    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| Error::Internal(format!("body not serialisable: {e}")))?;
-        Ok(self.header("content-type", "application/json").body(body))
-    }
-
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.inner.timeout_ms = Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
-        self
-    }
-
-    /// Any status Advoware answers with is `Ok`; check [`HttpResponse::is_success`].
     pub fn send(&self) -> Result<HttpResponse, AdvowareError> {
         wit::send(&self.inner)
     }

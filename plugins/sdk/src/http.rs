@@ -1,8 +1,5 @@
 //! Outbound HTTP through the host, limited to the origins the tenant allows this plugin.
 
-use std::time::Duration;
-
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::Error;
@@ -30,43 +27,7 @@ impl Request {
         }
     }
 
-    pub fn get(url: impl Into<String>) -> Self {
-        Self::new("GET", url)
-    }
-
-    pub fn post(url: impl Into<String>) -> Self {
-        Self::new("POST", url)
-    }
-
-    pub fn put(url: impl Into<String>) -> Self {
-        Self::new("PUT", url)
-    }
-
-    pub fn delete(url: impl Into<String>) -> Self {
-        Self::new("DELETE", url)
-    }
-
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.inner.headers.push((name.into(), value.into()));
-        self
-    }
-
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
-        self.inner.body = Some(body.into());
-        self
-    }
-
-    /// A JSON body with its content type.
-    pub fn json<T: Serialize + ?Sized>(self, value: &T) -> Result<Self, Error> {
-        let body = serde_json::to_vec(value)
-            .map_err(|e| Error::Internal(format!("body not serialisable: {e}")))?;
-        Ok(self.header("content-type", "application/json").body(body))
-    }
-
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.inner.timeout_ms = Some(u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX));
-        self
-    }
+    crate::builder::request_builder!(url);
 
     pub fn send(&self) -> Result<HttpResponse, HttpError> {
         wit::send(&self.inner)

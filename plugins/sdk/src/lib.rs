@@ -41,6 +41,7 @@ pub mod bindings {
     });
 }
 
+mod builder;
 mod error;
 mod logging;
 mod plugin;

@@ -7,9 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
 
 #[tokio::main]
 async fn main() {
@@ -30,7 +29,7 @@ async fn main() {
         }
     }
     // Tokens live about 55 minutes, as Advoware's do.
-    let advoware = Advoware::start_on(advoware_addr, Account::default(), Duration::from_secs(3300))
+    let advoware = Advoware::start_on(advoware_addr, Account::default(), TOKEN_LIFETIME)
         .await
         .unwrap_or_else(|e| {
             eprintln!("cannot listen on {advoware_addr}: {e}");

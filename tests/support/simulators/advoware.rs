@@ -39,6 +39,9 @@ use sha2::Sha512;
 /// How far a request's timestamp may be from the gateway's clock.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
 
+/// How long tokens live, as Advoware's do (about 55 minutes).
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(3300);
+
 /// Where the REST API lives below the relay URL (the reference's assumption).
 pub const API_PATH: &str = "api/v1/advonet/";
 
@@ -162,6 +165,11 @@ impl Advoware {
         Self::start_on("127.0.0.1:0".parse().unwrap(), account, token_lifetime)
             .await
             .unwrap()
+    }
+
+    /// The default account, tokens living [`TOKEN_LIFETIME`].
+    pub async fn start_default() -> Self {
+        Self::start(Account::default(), TOKEN_LIFETIME).await
     }
 
     /// On `addr` (the demo uses a fixed port).
