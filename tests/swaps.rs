@@ -45,23 +45,13 @@ async fn swapping_versions_ten_times_under_load_fails_no_request() {
             .await;
         }
     }
-    let answers = traffic.stop().await;
-    let failed: Vec<_> = answers
-        .iter()
-        .filter(|(status, _)| *status != 200)
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} requests failed: {failed:?}",
-        failed.len(),
-        answers.len()
-    );
-    assert!(answers.iter().all(|(_, v)| v == "1.0.0" || v == "2.0.0"));
-    let changes = answers.windows(2).filter(|w| w[0].1 != w[1].1).count();
+    let versions = traffic.stop_all_ok().await;
+    assert!(versions.iter().all(|v| v == "1.0.0" || v == "2.0.0"));
+    let changes = bitbylaw_tests::version_changes(&versions);
     assert!(
         changes >= 10,
         "answers changed only {changes} times over {} requests",
-        answers.len()
+        versions.len()
     );
     assert!(app.host.broken_tenants().is_empty());
 }
@@ -128,7 +118,11 @@ async fn a_broken_or_foreign_component_is_refused_and_the_old_version_keeps_serv
         (version(&app).await == "2.0.0").then_some(())
     })
     .await;
-    assert!(app.host.broken_tenants().is_empty());
+    // Cleared once the reload has finished (event delivery restarts after the swap).
+    wait_for(Duration::from_secs(10), || async {
+        app.host.broken_tenants().is_empty().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,13 +141,7 @@ async fn replacing_a_component_file_reloads_the_tenants_using_it() {
         )
         .start()
         .await;
-    let b_before = app
-        .host
-        .registry()
-        .current()
-        .tenant("firm-b")
-        .unwrap()
-        .clone();
+    let b_before = app.running("firm-b");
     assert_eq!(version(&app).await, "1.0.0");
 
     let staged = folder.path().join("greeter.wasm.new");
@@ -163,13 +151,7 @@ async fn replacing_a_component_file_reloads_the_tenants_using_it() {
         (version(&app).await == "2.0.0").then_some(())
     })
     .await;
-    let b_after = app
-        .host
-        .registry()
-        .current()
-        .tenant("firm-b")
-        .unwrap()
-        .clone();
+    let b_after = app.running("firm-b");
     assert!(
         Arc::ptr_eq(&b_before, &b_after),
         "tenant B uses another file and was not reloaded"

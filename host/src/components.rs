@@ -35,6 +35,11 @@ pub enum StoreComponentError {
     Io(#[from] std::io::Error),
 }
 
+/// Where a stored component lives: `<dir>/<package>/<version>.wasm`.
+pub fn stored_path(dir: &Path, package: &str, version: &str) -> PathBuf {
+    dir.join(package).join(format!("{version}.wasm"))
+}
+
 pub struct ComponentStore {
     dir: PathBuf,
 }
@@ -45,7 +50,7 @@ impl ComponentStore {
     }
 
     pub fn path(&self, package: &str, version: &str) -> PathBuf {
-        self.dir.join(package).join(format!("{version}.wasm"))
+        stored_path(&self.dir, package, version)
     }
 
     /// Refuses names that could leave the store's folder or confuse it.
@@ -63,16 +68,18 @@ impl ComponentStore {
         Ok(())
     }
 
-    /// Stores a component that was already checked. Storing the same bytes
-    /// again is fine; other bytes under an existing version are a conflict.
+    /// Stores a component that was already checked; `sha256` is its digest
+    /// (hex), as the check computed it. Storing the same bytes again is fine;
+    /// other bytes under an existing version are a conflict.
     pub fn put(
         &self,
         package: &str,
         version: &str,
         bytes: &[u8],
+        sha256: &str,
     ) -> Result<StoredComponent, StoreComponentError> {
         Self::check_names(package, version)?;
-        let sha256 = hex::encode(Sha256::digest(bytes));
+        let sha256 = sha256.to_owned();
         let path = self.path(package, version);
         if let Some(existing) = self.digest_of(&path) {
             if existing != sha256 {

@@ -14,7 +14,9 @@ use crate::events::schedule::{ScheduleSpec, parse_cron};
 use crate::events::{EventBus, MemoryBus, RedisBus, Subscription};
 use crate::ingress::RouteTable;
 use crate::metrics::Metrics;
-use crate::runtime::{Deployment, LoadedPlugin, PluginContext, Registry, Runtime, Tenant};
+use crate::runtime::{
+    Deployment, LoadedPlugin, PluginContext, RateLimit, Registry, Runtime, Tenant,
+};
 use crate::store::{MemoryStore, RedisStore, Scope, Store};
 
 pub struct Host {
@@ -30,6 +32,8 @@ pub struct Host {
     broken: Mutex<BTreeMap<String, String>>,
     /// Stops the tenant-file watcher when the host goes away.
     watcher: CancellationToken,
+    /// What the watcher knows of the tenant files.
+    disk: Mutex<crate::reload::DiskState>,
 }
 
 impl Drop for Host {
@@ -92,14 +96,19 @@ impl Host {
             loaded: AtomicBool::new(false),
             broken: Mutex::new(BTreeMap::new()),
             watcher: CancellationToken::new(),
+            disk: Mutex::new(crate::reload::DiskState::default()),
         });
         for error in broken {
             let id = crate::config::tenant_id(&error.file);
             host.mark_broken(&id, error.to_string());
         }
         let tenants_dir = host.config.base_dir.join(&host.config.tenants_dir);
-        // Before loading: a file edited while the tenants load is then seen as changed.
-        let on_disk = crate::reload::scan(&tenants_dir, &host.component_store_dir());
+        let watching = host.config.reload.poll_ms > 0;
+        if watching {
+            // Before loading: a file edited while the tenants load is then seen as changed.
+            let mut disk = host.disk();
+            disk.known = disk.scan(&tenants_dir, &host.component_store_dir());
+        }
         let mut loaded = Vec::with_capacity(tenants.len());
         for tenant in &tenants {
             match host.load_tenant(tenant).await {
@@ -116,14 +125,13 @@ impl Host {
                 .with_context(|| format!("starting event delivery for tenant `{}`", tenant.id))?;
         }
         host.loaded.store(true, Ordering::Release);
-        if host.config.reload.poll_ms > 0 {
+        if watching {
             tokio::spawn(crate::reload::watch(
                 Arc::downgrade(&host),
                 tenants_dir,
                 host.component_store_dir(),
                 std::time::Duration::from_millis(host.config.reload.poll_ms),
                 host.watcher.clone(),
-                on_disk,
             ));
         }
         Ok(host)
@@ -132,21 +140,16 @@ impl Host {
     /// Compiles `bytes` and checks them as a plugin: the component must fit the
     /// bitbylaw world and start and describe itself without trapping. Nothing
     /// is stored or swapped; this is what an upload goes through first.
-    pub async fn check_component(&self, bytes: Vec<u8>) -> anyhow::Result<LoadedPlugin> {
+    pub async fn check_component(&self, bytes: bytes::Bytes) -> anyhow::Result<LoadedPlugin> {
         let (component, digest) = self.runtime.load_component_bytes(bytes).await?;
-        let context = Arc::new(PluginContext {
-            tenant: "_check".into(),
-            name: "_check".into(),
-            config: BTreeMap::new(),
-            secrets: BTreeMap::new(),
-            scope: Scope::new(&self.config.store.key_prefix, "_check", "_check"),
-            store: self.store.clone(),
-            allowed_origins: HashSet::new(),
-            egress: self.egress.clone(),
-            events: self.events.clone(),
-            metrics: self.metrics.clone(),
-            advoware: None,
-        });
+        let context = Arc::new(self.context(
+            "_check",
+            "_check",
+            BTreeMap::new(),
+            BTreeMap::new(),
+            HashSet::new(),
+            None,
+        ));
         LoadedPlugin::load(
             &self.runtime,
             &component,
@@ -204,7 +207,8 @@ impl Host {
         self.reload_tenant(&config).await?;
         crate::components::write_atomically(&file, text.as_bytes())
             .with_context(|| format!("cannot write {}", file.display()))?;
-        self.lock_broken().remove(tenant);
+        // Our own write: the watcher need not load it again.
+        self.disk().record(&file, &self.component_store_dir());
         tracing::info!(%tenant, %plugin, from = %previous, to = %pin, "plugin version switched");
         Ok(previous)
     }
@@ -226,9 +230,12 @@ impl Host {
     }
 
     fn lock_broken(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        self.broken
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.broken)
+    }
+
+    /// What the watcher knows of the tenant files.
+    pub(crate) fn disk(&self) -> std::sync::MutexGuard<'_, crate::reload::DiskState> {
+        crate::sync::lock(&self.disk)
     }
 
     /// Reads a tenant file again and swaps the tenant in; on any error the
@@ -240,10 +247,7 @@ impl Host {
             Err(error) => return self.mark_broken(&id, error.to_string()),
         };
         match self.reload_tenant(&config).await {
-            Ok(()) => {
-                self.lock_broken().remove(&id);
-                tracing::info!(tenant = %id, "tenant reloaded");
-            }
+            Ok(()) => tracing::info!(tenant = %id, "tenant reloaded"),
             Err(error) => self.mark_broken(&id, format!("{error:#}")),
         }
     }
@@ -304,7 +308,9 @@ impl Host {
         self.events
             .run_tenant(&self.registry, &tenant)
             .await
-            .with_context(|| format!("restarting event delivery for tenant `{}`", tenant.id))
+            .with_context(|| format!("restarting event delivery for tenant `{}`", tenant.id))?;
+        self.lock_broken().remove(&tenant.id);
+        Ok(())
     }
 
     /// Builds a tenant from its config: secrets, components, routes.
@@ -402,17 +408,20 @@ impl Host {
             subscriptions,
             schedules,
             default_subscription: self.config.events.subscription_defaults.clone(),
-            rate: config
-                .limits
-                .requests_per_second
-                .map(|rate| crate::store::Bucket {
+            rate: config.limits.requests_per_second.map(|rate| RateLimit {
+                bucket: crate::store::Bucket {
                     capacity: config
                         .limits
                         .burst
                         .unwrap_or_else(|| rate.ceil() as u32)
                         .max(1),
                     refill_per_second: rate,
-                }),
+                },
+                key: format!(
+                    "{}rate",
+                    Scope::new(&self.config.store.key_prefix, &config.id, "ingress").base()
+                ),
+            }),
             instances: config
                 .limits
                 .max_concurrent_instances
@@ -502,19 +511,39 @@ impl Host {
             .iter()
             .map(|origin| Origin::parse(origin).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<HashSet<_>>>()?;
-        Ok(PluginContext {
-            tenant: tenant.id.clone(),
+        Ok(self.context(
+            &tenant.id,
+            name,
+            config,
+            secrets,
+            allowed_origins,
+            advoware.cloned(),
+        ))
+    }
+
+    /// A plugin's context: its own settings, and the host's shared parts.
+    fn context(
+        &self,
+        tenant: &str,
+        name: &str,
+        config: BTreeMap<String, String>,
+        secrets: BTreeMap<String, Secret>,
+        allowed_origins: HashSet<Origin>,
+        advoware: Option<Arc<crate::advoware::Client>>,
+    ) -> PluginContext {
+        PluginContext {
+            tenant: tenant.to_owned(),
             name: name.to_owned(),
             config,
             secrets,
-            scope: Scope::new(&self.config.store.key_prefix, &tenant.id, name),
+            scope: Scope::new(&self.config.store.key_prefix, tenant, name),
             store: self.store.clone(),
             allowed_origins,
             egress: self.egress.clone(),
             events: self.events.clone(),
             metrics: self.metrics.clone(),
-            advoware: advoware.cloned(),
-        })
+            advoware,
+        }
     }
 }
 

@@ -26,4 +26,5 @@ pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod store;
+mod sync;
 pub mod telemetry;

@@ -86,8 +86,15 @@ impl TestHostBuilder {
             }
             Backend::Memory => format!("[store]\nkey_prefix = \"{prefix}\"\n"),
         };
+        // Tests reload tenants themselves; the file watcher runs only where a test
+        // asks for it with its own `[reload]` table, so it cannot do their work unseen.
+        let reload = if self.host_toml.contains("[reload]") {
+            ""
+        } else {
+            "[reload]\npoll_ms = 0\n"
+        };
         let host_toml = format!(
-            "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = 64\ncache_dir = \"{}\"\n{}",
+            "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = 64\ncache_dir = \"{}\"\n{reload}{}",
             store,
             self.cache_dir.unwrap_or_else(cache_dir).display(),
             self.host_toml
@@ -170,11 +177,21 @@ impl TestHost {
 
     /// The file tenant `id` was loaded from; edit it and call `host.reload_tenant`.
     pub fn tenant_file(&self, id: &str) -> PathBuf {
-        self._dir.path().join("tenants").join(format!("{id}.toml"))
+        self.host.tenant_file(id)
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The tenant `id` as it runs now.
+    pub fn running(&self, id: &str) -> Arc<bitbylaw::runtime::Tenant> {
+        self.host
+            .registry()
+            .current()
+            .tenant(id)
+            .cloned()
+            .unwrap_or_else(|| panic!("tenant `{id}` is not running"))
     }
 
     /// The `/metrics` text.
@@ -338,9 +355,7 @@ impl Drop for HostProcess {
 /// Replaces a file the way operators should replace tenant files: write a
 /// temporary file beside it, then rename it over the old one.
 pub fn replace_file(path: &Path, text: &str) {
-    let temporary = path.with_extension("tmp-edit");
-    std::fs::write(&temporary, text).unwrap();
-    std::fs::rename(&temporary, path).unwrap();
+    bitbylaw::components::write_atomically(path, text.as_bytes()).unwrap();
 }
 
 /// Requests without pause to one URL, recording each status and the `version`
@@ -381,6 +396,27 @@ impl Traffic {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.task.await.unwrap()
     }
+
+    /// Stops, asserts that every request got 200, and returns the versions in order.
+    pub async fn stop_all_ok(self) -> Vec<String> {
+        let answers = self.stop().await;
+        let failed: Vec<_> = answers
+            .iter()
+            .filter(|(status, _)| *status != 200)
+            .collect();
+        assert!(
+            failed.is_empty(),
+            "{} of {} requests failed: {failed:?}",
+            failed.len(),
+            answers.len()
+        );
+        answers.into_iter().map(|(_, version)| version).collect()
+    }
+}
+
+/// How often the answering version changed from one request to the next.
+pub fn version_changes(versions: &[String]) -> usize {
+    versions.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
 /// Everything the host logs in this test process, kept for the test to read.

@@ -484,7 +484,7 @@ impl PluginConfig {
             (None, Some(version)) => {
                 let package = self.package.as_deref().unwrap_or(plugin);
                 (
-                    store.join(package).join(format!("{version}.wasm")),
+                    crate::components::stored_path(store, package, version),
                     "version",
                 )
             }

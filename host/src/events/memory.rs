@@ -14,6 +14,7 @@ use crate::config::EventsConfig;
 use crate::metrics::Metrics;
 use crate::runtime::{Registry, Tenant};
 use crate::store::{Store, StoreError};
+use crate::sync::lock;
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -376,10 +377,4 @@ impl Worker {
             }
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

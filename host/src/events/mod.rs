@@ -184,11 +184,7 @@ impl Workers {
 
     /// Stops `tenant`'s tasks.
     pub fn stop(&self, tenant: &str) {
-        let token = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(tenant);
+        let token = crate::sync::lock(&self.tenants).remove(tenant);
         if let Some(token) = token {
             token.cancel();
         }
@@ -197,11 +193,7 @@ impl Workers {
     /// A fresh token for `tenant`'s tasks; the previous tasks of the tenant stop.
     pub fn restart(&self, tenant: &str) -> CancellationToken {
         let token = self.shutdown.child_token();
-        let previous = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(tenant.to_owned(), token.clone());
+        let previous = crate::sync::lock(&self.tenants).insert(tenant.to_owned(), token.clone());
         if let Some(previous) = previous {
             previous.cancel();
         }

@@ -179,7 +179,7 @@ async fn upload_component(
     ComponentStore::check_names(&package, &version).map_err(refused)?;
     let started = std::time::Instant::now();
     // Checked before it is stored: a component that cannot serve never lands.
-    let plugin = host.check_component(body.to_vec()).await.map_err(|error| {
+    let plugin = host.check_component(body.clone()).await.map_err(|error| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_component",
@@ -188,7 +188,9 @@ async fn upload_component(
         )
     })?;
     let store = ComponentStore::new(host.component_store_dir());
-    let stored = store.put(&package, &version, &body).map_err(refused)?;
+    let stored = store
+        .put(&package, &version, &body, &plugin.digest)
+        .map_err(refused)?;
     tracing::info!(%package, %version, sha256 = %stored.sha256, "component stored");
     let description = &plugin.description;
     Ok((
@@ -228,6 +230,7 @@ async fn list_tenants(State(host): State<Arc<Host>>) -> Answer {
     let mut tenants = serde_json::Map::new();
     for tenant in deployment.tenants() {
         let config = crate::config::load_tenant(&host.tenant_file(&tenant.id)).ok();
+        let all_routes = tenant.routes.describe();
         let plugins: serde_json::Map<String, serde_json::Value> = tenant
             .plugins
             .iter()
@@ -236,10 +239,8 @@ async fn list_tenants(State(host): State<Arc<Host>>) -> Answer {
                     .as_ref()
                     .and_then(|c| c.plugins.get(name))
                     .map(|p| serde_json::json!({ "version": p.version, "component": p.component }));
-                let routes: Vec<String> = tenant
-                    .routes
-                    .describe()
-                    .into_iter()
+                let routes: Vec<String> = all_routes
+                    .iter()
                     .filter(|(_, _, owner)| owner == name)
                     .map(|(method, path, _)| format!("{method} {path}"))
                     .collect();
@@ -280,10 +281,8 @@ struct SwitchRequest {
 }
 
 fn history_key(host: &Host, tenant: &str, plugin: &str) -> String {
-    format!(
-        "{}:{{{tenant}}}:host:pins:{plugin}",
-        host.config().store.key_prefix
-    )
+    let scope = crate::store::Scope::new(&host.config().store.key_prefix, tenant, "host");
+    format!("{}pins:{plugin}", scope.base())
 }
 
 async fn load_history(host: &Host, key: &str) -> Result<Vec<Pin>, ApiError> {

@@ -46,15 +46,11 @@ impl Refusal {
 /// the request goes through: an outage of the limiter must not become an outage
 /// of every tenant.
 pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, Refusal> {
-    let Some(bucket) = tenant.rate else {
+    let Some(limit) = &tenant.rate else {
         return Ok(RateHeaders::default());
     };
-    let key = format!(
-        "{}:{{{}}}:ingress:rate",
-        host.config().store.key_prefix,
-        tenant.id
-    );
-    let decision = match host.store().rate_take(&key, bucket, 1).await {
+    let bucket = limit.bucket;
+    let decision = match host.store().rate_take(&limit.key, bucket, 1).await {
         Ok(decision) => decision,
         Err(error) => {
             tracing::warn!(tenant = %tenant.id, %error, "rate limiter unavailable; request let through");
@@ -64,15 +60,15 @@ pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, R
     let missing = f64::from(bucket.capacity) - f64::from(decision.remaining);
     let until_full = Duration::from_secs_f64(missing.max(0.0) / bucket.refill_per_second);
     let mut headers = vec![
-        header("ratelimit-limit", bucket.capacity.to_string()),
-        header("ratelimit-remaining", decision.remaining.to_string()),
-        header("ratelimit-reset", seconds_up(until_full).to_string()),
+        header("ratelimit-limit", u64::from(bucket.capacity)),
+        header("ratelimit-remaining", u64::from(decision.remaining)),
+        header("ratelimit-reset", seconds_up(until_full)),
     ];
     if decision.allowed {
-        return Ok(RateHeaders(headers.into_iter().flatten().collect()));
+        return Ok(RateHeaders(headers));
     }
     let retry = seconds_up(decision.retry_after).max(1);
-    headers.push(header("retry-after", retry.to_string()));
+    headers.push(header("retry-after", retry));
     Err(Refusal {
         status: StatusCode::TOO_MANY_REQUESTS,
         code: "rate_limited",
@@ -80,7 +76,7 @@ pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, R
             "tenant over its rate of {} requests per second; retry in {retry} s",
             bucket.refill_per_second
         ),
-        headers: RateHeaders(headers.into_iter().flatten().collect()),
+        headers: RateHeaders(headers),
     })
 }
 
@@ -95,16 +91,13 @@ pub fn take_instance(tenant: &Tenant) -> Result<Option<OwnedSemaphorePermit>, Re
             status: StatusCode::SERVICE_UNAVAILABLE,
             code: "too_busy",
             message: "all of the tenant's plugin instances are busy; retry shortly".into(),
-            headers: RateHeaders(header("retry-after", "1".into()).into_iter().collect()),
+            headers: RateHeaders(vec![header("retry-after", 1)]),
         }),
     }
 }
 
-fn header(name: &'static str, value: String) -> Option<(HeaderName, HeaderValue)> {
-    Some((
-        HeaderName::from_static(name),
-        HeaderValue::from_str(&value).ok()?,
-    ))
+fn header(name: &'static str, value: u64) -> (HeaderName, HeaderValue) {
+    (HeaderName::from_static(name), HeaderValue::from(value))
 }
 
 fn seconds_up(duration: Duration) -> u64 {

@@ -57,10 +57,10 @@ impl ComponentCache {
         let bytes = tokio::fs::read(path)
             .await
             .with_context(|| format!("cannot read component `{}`", path.display()))?;
-        self.load_bytes(bytes).await
+        self.load_bytes(bytes.into()).await
     }
 
-    pub async fn load_bytes(&self, bytes: Vec<u8>) -> anyhow::Result<(Component, String)> {
+    pub async fn load_bytes(&self, bytes: bytes::Bytes) -> anyhow::Result<(Component, String)> {
         let digest = hex::encode(Sha256::digest(&bytes));
         if let Some(component) = self.lock().get(&digest) {
             return Ok((component.clone(), digest));
@@ -81,9 +81,7 @@ impl ComponentCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
-        self.loaded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.loaded)
     }
 }
 

@@ -21,7 +21,7 @@ pub use cache::{CacheStats, ComponentCache};
 pub use context::PluginContext;
 pub use plugin::LoadedPlugin;
 pub use pool::{CallError, InstancePool};
-pub use registry::{Deployment, Registry, Tenant};
+pub use registry::{Deployment, RateLimit, Registry, Tenant};
 pub use state::{CallContext, HostState};
 
 use crate::config::RuntimeConfig;
@@ -70,7 +70,7 @@ impl Runtime {
     /// Compiles a component from bytes (cached by digest like files).
     pub async fn load_component_bytes(
         &self,
-        bytes: Vec<u8>,
+        bytes: bytes::Bytes,
     ) -> anyhow::Result<(Component, String)> {
         self.cache.load_bytes(bytes).await
     }

@@ -190,9 +190,7 @@ impl InstancePool {
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
         // Only plain pushes and pops happen under this lock; a poisoned one is still usable.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::sync::lock(&self.idle)
     }
 }
 

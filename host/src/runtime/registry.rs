@@ -87,9 +87,16 @@ pub struct Tenant {
     /// Settings for a subscription this tenant does not list (should not happen).
     pub default_subscription: SubscriptionSettings,
     /// Request rate through the ingress, when limited.
-    pub rate: Option<crate::store::Bucket>,
+    pub rate: Option<RateLimit>,
     /// Plugin calls running at once in this host instance, when limited.
     pub instances: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// A tenant's ingress bucket and its store key, built once when the tenant loads.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    pub bucket: crate::store::Bucket,
+    pub key: String,
 }
 
 impl Tenant {

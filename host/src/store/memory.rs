@@ -41,10 +41,7 @@ impl MemoryStore {
     fn live(&self, key: &str) -> MutexGuard<'_, HashMap<String, Entry>> {
         // A poisoned lock only means another call panicked mid-update of a plain map;
         // the map itself is still consistent, so keep serving.
-        let mut map = self
-            .entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut map = crate::sync::lock(&self.entries);
         let calls = self
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
