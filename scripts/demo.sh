@@ -14,7 +14,17 @@ export DEMO_API_KEY="${DEMO_API_KEY:-demo-key}"
 export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
 export DEMO_ADVOWARE_PASSWORD="geheim"
 
-"${CARGO_TARGET_DIR:-target}/debug/simulators" --advoware 127.0.0.1:9471 &
+target="${CARGO_TARGET_DIR:-target}"
+case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
+# The plugins go into the component store as version "demo" (see deploy/demo/host.toml).
+export BITBYLAW_RUNTIME__CACHE_DIR="$target/component-cache"
+export BITBYLAW_COMPONENTS__DIR="$target/demo-components"
+for plugin in hello advoware-proxy; do
+  mkdir -p "$BITBYLAW_COMPONENTS__DIR/$plugin"
+  cp "$target/wasm32-wasip2/release/${plugin//-/_}.wasm" "$BITBYLAW_COMPONENTS__DIR/$plugin/demo.wasm"
+done
+
+"$target/debug/simulators" --advoware 127.0.0.1:9471 &
 simulators=$!
 trap 'kill "$simulators" 2>/dev/null || true' EXIT
-"${CARGO_TARGET_DIR:-target}/debug/bitbylaw" serve --config deploy/demo/host.toml
+"$target/debug/bitbylaw" serve --config deploy/demo/host.toml

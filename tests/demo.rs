@@ -1,5 +1,6 @@
-//! The demo from the README: `deploy/demo` as it is, the host as its own process,
-//! the Advoware simulator on the demo's port 9471 (as `scripts/demo.sh` runs it).
+//! The demo from the README: `deploy/demo` as it is, the host as its own process
+//! with the environment `scripts/demo.sh` sets, the Advoware simulator on the
+//! demo's port 9471.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
-use bitbylaw_tests::{HostProcess, wait_for};
+use bitbylaw_tests::{HostProcess, cache_dir, component, wait_for};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,12 +31,23 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let account = Account::default();
     let listen = format!("127.0.0.1:{port}");
-    // What scripts/demo.sh exports.
+    // What scripts/demo.sh does: the built plugins into a component store as version "demo".
+    let store = dir.path().join("components");
+    for plugin in ["hello", "advoware-proxy"] {
+        std::fs::create_dir_all(store.join(plugin)).unwrap();
+        std::fs::copy(component(plugin), store.join(plugin).join("demo.wasm")).unwrap();
+    }
+    let (store, cache) = (
+        store.display().to_string(),
+        cache_dir().display().to_string(),
+    );
     let host = HostProcess::spawn(
         &config,
         &dir.path().join("host.log"),
         &[
             ("BITBYLAW_LISTEN", listen.as_str()),
+            ("BITBYLAW_COMPONENTS__DIR", store.as_str()),
+            ("BITBYLAW_RUNTIME__CACHE_DIR", cache.as_str()),
             ("DEMO_API_KEY", "demo-key"),
             ("DEMO_ADVOWARE_API_KEY", account.api_key.as_str()),
             ("DEMO_ADVOWARE_PASSWORD", account.password.as_str()),

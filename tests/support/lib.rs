@@ -147,7 +147,7 @@ fn expand_components(toml: &str) -> String {
 }
 
 /// Compiled components are cached across tests (and runs) like in production.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/component-cache")
 }
 
