@@ -614,7 +614,10 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
     answers.push((status, body));
 
     let metrics = app.metrics().await;
-    assert!(metrics.contains("bitbylaw_advoware_token_requests_total"));
+    assert!(
+        metrics
+            .contains("bitbylaw_upstream_token_requests_total{tenant=\"firm-a\",kind=\"advoware\"")
+    );
     let logs = capture.text();
     assert!(
         logs.contains("new Advoware token"),
@@ -647,4 +650,76 @@ async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
             "`{secret}` in the metrics"
         );
     }
+}
+
+/// The account declared as `[upstreams.<name>]` and granted by name serves the
+/// plugin granted it; a plugin that imports the interface without the grant
+/// still loads, gets `not-configured`, and the admin API shows both its
+/// imports and its grants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_declared_under_upstreams_is_granted_by_name() {
+    let sim = simulator().await;
+    let secrets = Secrets::new(sim.account());
+    let declared = tenant(&sim, &secrets, "")
+        .replace("[advoware]", "[upstreams.kanzlei]\nkind = \"advoware\"")
+        .replace("advoware = true", "upstreams = [\"kanzlei\"]");
+    let text = format!(
+        "{declared}\n[plugins.second-proxy]\ncomponent = \"{{component:advoware-proxy}}\"\nroute_prefix = \"/second\"\n"
+    );
+    let admin = tempfile::tempdir().unwrap();
+    std::fs::write(admin.path().join("token"), "admin-token").unwrap();
+    let app = TestHost::builder(Backend::Redis)
+        .host_toml(&format!(
+            "[admin]\ntoken = {{ file = \"{}\" }}",
+            admin.path().join("token").display()
+        ))
+        .tenant("firm-a", Some(KEY), &text)
+        .start()
+        .await;
+
+    let (status, body) = employees(&app).await;
+    assert_eq!(status, 200, "{body}");
+    let response = app
+        .client
+        .get(app.url("/second/advoware/proxy?endpoint=employees"))
+        .header("apikey", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not use Advoware"),
+        "{body}"
+    );
+    assert_eq!(sim.token_requests(), 1);
+
+    let tenants: Value = app
+        .client
+        .get(app.url("/admin/tenants"))
+        .bearer_auth("admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plugins = &tenants["tenants"]["firm-a"]["plugins"];
+    for name in ["advoware-proxy", "second-proxy"] {
+        let imports = plugins[name]["imports"].as_array().unwrap();
+        assert!(
+            imports
+                .iter()
+                .any(|i| i.as_str().unwrap().starts_with("bitbylaw:plugin/advoware@")),
+            "{name}: {imports:?}"
+        );
+    }
+    assert_eq!(
+        plugins["advoware-proxy"]["grants"],
+        serde_json::json!([{ "account": "kanzlei", "kind": "advoware" }])
+    );
+    assert_eq!(plugins["second-proxy"]["grants"], serde_json::json!([]));
 }

@@ -133,9 +133,23 @@ shutdown_grace_ms = 5000
     }
 
     fn ticks(&self) -> Vec<i64> {
-        let mut ticks: Vec<i64> = redis_connection().smembers(self.kv("ticks")).unwrap();
+        self.tick_set("ticks")
+    }
+
+    fn tick_set(&self, name: &str) -> Vec<i64> {
+        let mut ticks: Vec<i64> = redis_connection().smembers(self.kv(name)).unwrap();
         ticks.sort();
         ticks
+    }
+
+    /// The instance holding the schedule's run lease (its consumer name first).
+    fn runner(&self) -> Option<String> {
+        redis_connection()
+            .get(format!(
+                "{}:{{firm-a}}:sched:cascade:fanout:running",
+                self.prefix
+            ))
+            .unwrap()
     }
 }
 
@@ -230,4 +244,43 @@ async fn events_of_a_killed_process_are_finished_by_the_other() {
         (cluster.pending() == 0).then_some(())
     })
     .await;
+}
+
+/// An instance killed while it runs a tick: the other instance runs that tick
+/// once the run lease has expired, and no tick runs twice at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_whose_runner_was_killed_runs_on_the_other_instance() {
+    let cluster = Cluster::new(
+        "tick_ms = 1500\n[plugins.cascade.schedules.fanout]\ncron = \"*/3 * * * * *\"",
+        "",
+    );
+    let mut a = cluster.start("a");
+    let mut b = cluster.start("b");
+    // A tick that has started and not finished, and who runs it.
+    let (tick, runner) = wait_for(Duration::from_secs(25), || async {
+        let started = cluster.tick_set("started");
+        let done = cluster.ticks();
+        let running = started.into_iter().find(|t| !done.contains(t))?;
+        Some((running, cluster.runner()?))
+    })
+    .await;
+    let survivor = if runner.starts_with("a-") {
+        a.kill();
+        &mut b
+    } else {
+        assert!(runner.starts_with("b-"), "{runner}");
+        b.kill();
+        &mut a
+    };
+    wait_for(Duration::from_secs(30), || async {
+        cluster.ticks().contains(&tick).then_some(())
+    })
+    .await;
+    assert!(survivor.terminate().success(), "{}", survivor.log_text());
+    let ticks = cluster.ticks();
+    assert_eq!(
+        cluster.counter("fires"),
+        ticks.len() as i64,
+        "a tick completed twice: {ticks:?}"
+    );
 }

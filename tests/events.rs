@@ -310,3 +310,98 @@ async fn a_schedule_override_must_name_a_declared_schedule() {
         "{error}"
     );
 }
+
+/// `concurrency = 1` and a handler that takes 600 ms, two host instances, a
+/// visibility timeout of 1.5 s: an instance takes only as many events as it has
+/// free handlers, so none waits in its hands long enough for the other to take
+/// it over, and every event runs exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_waiting_for_a_handler_is_not_taken_over_and_run_twice() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let host_toml = "[events]\nvisibility_timeout_ms = 1500\nretry_poll_ms = 20\n[plugin_defaults]\ndeadline_ms = 1200";
+    let tenant = "[plugins.flaky]\ncomponent = \"{component:flaky}\"\n[plugins.flaky.subscriptions.flaky]\nconcurrency = 1\n";
+    let start = || {
+        TestHost::builder(Backend::Redis)
+            .key_prefix(&prefix)
+            .host_toml(host_toml)
+            .tenant("firm-a", Some("k"), tenant)
+            .start()
+    };
+    let a = start().await;
+    let b = start().await;
+    for _ in 0..8 {
+        emit(&a, "slow").await;
+    }
+    wait_for(Duration::from_secs(60), || async {
+        let state = state(&a, "slow").await;
+        (state["per_event"].as_object().unwrap().len() == 8).then_some(())
+    })
+    .await;
+    // Both finish what they hold before the calls are counted.
+    a.host.events().shutdown(Duration::from_secs(30)).await;
+    b.host.events().shutdown(Duration::from_secs(30)).await;
+    let state = state(&a, "slow").await;
+    let per_event = state["per_event"].as_object().unwrap();
+    assert_eq!(per_event.len(), 8, "{state}");
+    for (id, calls) in per_event {
+        assert_eq!(calls, 1, "event {id} ran {calls} times: {state}");
+    }
+}
+
+/// Events only go to topics some plugin of the tenant subscribes to; any other
+/// would pile up in a stream nobody reads.
+async fn emit_to_an_unsubscribed_topic_is_refused(backend: Backend) {
+    let (app, _secrets) = flaky_host(backend).await;
+    let events = app.host.events();
+    assert!(events.emit("firm-a", "flaky", b"ok".to_vec()).await.is_ok());
+    let refused = events.emit("firm-a", "nobody-listens", b"x".to_vec()).await;
+    assert!(
+        matches!(&refused, Err(bitbylaw::store::StoreError::Invalid(m)) if m.contains("nobody-listens")),
+        "{refused:?}"
+    );
+    let unknown_tenant = events.emit("firm-z", "flaky", b"x".to_vec()).await;
+    assert!(unknown_tenant.is_err(), "{unknown_tenant:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_to_an_unsubscribed_topic_is_refused_redis() {
+    emit_to_an_unsubscribed_topic_is_refused(Backend::Redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emit_to_an_unsubscribed_topic_is_refused_memory() {
+    emit_to_an_unsubscribed_topic_is_refused(Backend::Memory).await;
+}
+
+/// Redis loses a topic stream with its consumer group (data loss, a fail-over
+/// to an empty replica): delivery notices, creates the group again, counts it,
+/// and the events emitted after the loss are handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_carries_on_after_redis_lost_the_consumer_group() {
+    let (app, _secrets) = flaky_host(Backend::Redis).await;
+    emit(&app, "before").await;
+    wait_for(Duration::from_secs(10), || async {
+        state(&app, "before").await["done"]
+            .as_bool()
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    let stream = format!("{}:{{firm-a}}:ev:topic:flaky", app.prefix);
+    let mut redis = bitbylaw_tests::redis_connection();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut redis).unwrap();
+
+    emit(&app, "after").await;
+    wait_for(Duration::from_secs(20), || async {
+        state(&app, "after").await["done"]
+            .as_bool()
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("bitbylaw_event_groups_recreated_total{tenant=\"firm-a\"}"),
+        "{metrics}"
+    );
+}

@@ -303,9 +303,8 @@ async fn health_ready_and_metrics() {
     let health = app.client.get(app.url("/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 
-    let ready = app.client.get(app.url("/ready")).send().await.unwrap();
-    assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    let (status, body) = app.ready_detail().await;
+    assert_eq!(status, 200);
     assert_eq!(body["store"]["backend"], "redis");
     assert_eq!(body["store"]["reachable"], true);
     assert_eq!(
@@ -398,4 +397,98 @@ async fn reloading_a_tenant_swaps_its_plugins_without_failed_requests() {
     // The other tenant was not touched.
     let b: Value = app.get("/hello/Ada", "key-b").await.json().await.unwrap();
     assert_eq!(b["message"], "Guten Tag, Ada!");
+}
+
+/// A key or Kong consumer limited to some routes (a webhook sender's, whose key
+/// travels in the query) opens only those; the firm's own key opens all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_limited_to_some_routes_opens_only_those() {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("webhook"), "webhook-key").unwrap();
+    std::fs::write(keys.path().join("full"), "full-key").unwrap();
+    let tenant = format!(
+        "api_keys = [{{ file = \"{full}\" }}, {{ key = {{ file = \"{webhook}\" }}, routes = [\"GET /hello/notes\", \"PUT /hello/notes/*\"] }}]\nkong_consumers = [\"firm-a\", {{ name = \"firm-a:webhooks\", routes = [\"GET /hello/notes\"] }}]\n{HELLO}",
+        full = keys.path().join("full").display(),
+        webhook = keys.path().join("webhook").display(),
+    );
+    let app = TestHost::builder(Backend::Memory)
+        .host_toml("[ingress]\ntrusted_proxies = [\"127.0.0.1/32\"]")
+        .tenant("firm-a", None, &tenant)
+        .start()
+        .await;
+    assert_eq!(app.get("/hello/notes", "webhook-key").await.status(), 200);
+    let in_query = app
+        .client
+        .get(app.url("/hello/notes?apikey=webhook-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        in_query.status(),
+        200,
+        "the key in the query, as webhooks send it"
+    );
+    let refused = app.get("/hello/x", "webhook-key").await;
+    assert_eq!(refused.status(), 403);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "forbidden");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("GET /hello/{name}"),
+        "{body}"
+    );
+    assert_eq!(app.get("/hello/x", "full-key").await.status(), 200);
+
+    let as_consumer = |consumer: &'static str, path: &'static str| {
+        app.client
+            .get(app.url(path))
+            .header("x-consumer-custom-id", consumer)
+            .send()
+    };
+    assert_eq!(
+        as_consumer("firm-a:webhooks", "/hello/notes")
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        as_consumer("firm-a:webhooks", "/hello/x")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        as_consumer("firm-a", "/hello/x").await.unwrap().status(),
+        200
+    );
+}
+
+/// `/metrics` and `/ready`'s detail (tenant ids, digests, errors) only for the
+/// operators' token; a bare `/ready` stays open for probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_ready_detail_need_the_ops_token() {
+    let app = hello_host(Backend::Memory).await;
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth("guess")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert!(app.metrics().await.contains("bitbylaw_"));
+
+    let probe = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(probe.status(), 200);
+    let body: Value = probe.json().await.unwrap();
+    assert_eq!(body, serde_json::json!({ "status": "ready" }));
+    let (status, detail) = app.ready_detail().await;
+    assert_eq!(status, 200);
+    assert!(detail["tenants"]["firm-a"].is_object(), "{detail}");
 }

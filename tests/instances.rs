@@ -273,3 +273,33 @@ async fn compiled_components_are_reused_from_disk_after_a_restart() {
     );
     assert_eq!(restarted.get("/noop", "k2").await.status(), 204);
 }
+
+/// Warm instances of many tenants share one budget: with 4 instance slots and
+/// 6 tenants, every tenant loads and answers, again and again, instead of the
+/// first ones keeping every slot idle and the others answering 503 for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_instances_of_many_tenants_never_take_every_slot() {
+    let tenants: Vec<String> = (0..6).map(|i| format!("firm-{i}")).collect();
+    let mut builder = TestHost::builder(Backend::Memory).max_instances(4);
+    for id in &tenants {
+        builder = builder.tenant(id, Some(&format!("key-{id}")), &counter_tenant(""));
+    }
+    let app = builder.start().await;
+    assert!(
+        app.host.broken_tenants().is_empty(),
+        "{:?}",
+        app.host.broken_tenants()
+    );
+    for round in 1..=3u64 {
+        for id in &tenants {
+            let response = app.get("/counter", &format!("key-{id}")).await;
+            assert_eq!(response.status(), 200, "{id}, round {round}");
+        }
+    }
+    let budget = app.host.runtime().idle_budget();
+    assert!(
+        budget.idle() <= 2,
+        "at most half the slots idle: {}",
+        budget.idle()
+    );
+}

@@ -211,6 +211,36 @@ async fn rate_limit_refuses_impossible_requests(f: Fixture) {
     ));
 }
 
+async fn a_set_stops_growing_at_its_cap(f: Fixture) {
+    let s = &f.store;
+    let key = f.key("big");
+    let cap = bitbylaw::store::MAX_SET_MEMBERS;
+    for batch in 0..cap / 10_000 {
+        let members: Vec<String> = (0..10_000)
+            .map(|i| format!("m{}", batch * 10_000 + i))
+            .collect();
+        assert_eq!(s.set_add(&key, &members).await.unwrap().len(), 10_000);
+    }
+    let refused = s
+        .set_add(&key, &["new-1".to_owned(), "m0".to_owned()])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        s.set_add(&key, &["m1".to_owned()]).await.unwrap(),
+        Vec::<String>::new(),
+        "members already in are fine"
+    );
+    assert_eq!(s.set_remove(&key, &["m2".to_owned()]).await.unwrap(), 1);
+    assert_eq!(
+        s.set_add(&key, &["new-1".to_owned()]).await.unwrap(),
+        ["new-1"],
+        "room again after a removal"
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -233,4 +263,5 @@ conformance!(
     lock_expires_with_its_ttl,
     rate_limit_allows_capacity_plus_refill,
     rate_limit_refuses_impossible_requests,
+    a_set_stops_growing_at_its_cap,
 );

@@ -108,16 +108,7 @@ async fn greeting(app: &TestHost, key: &str) -> String {
 }
 
 async fn broken(app: &TestHost) -> Value {
-    let ready: Value = app
-        .client
-        .get(app.url("/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    ready["broken_tenants"].clone()
+    app.ready_detail().await.1["broken_tenants"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -216,4 +207,109 @@ async fn a_broken_tenant_at_start_leaves_the_others_running() {
         200,
         "the host serves the tenants it could load"
     );
+}
+
+/// Two tenant files claiming one API key or one Kong consumer: the later one
+/// (in file order) is broken, the host starts and the other tenants run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_api_key_or_consumer_breaks_only_the_later_claimant() {
+    let claims_consumer = format!("kong_consumers = [\"firm-a\"]\n{HELLO}");
+    let app = TestHost::builder(Backend::Memory)
+        .tenant("firm-a", Some("shared-key"), &claims_consumer)
+        .tenant("firm-b", Some("shared-key"), HELLO)
+        .tenant("firm-c", Some("kc"), &claims_consumer)
+        .tenant("firm-d", Some("kd"), HELLO)
+        .start()
+        .await;
+    let broken = app.host.broken_tenants();
+    assert_eq!(
+        broken.keys().collect::<Vec<_>>(),
+        ["firm-b", "firm-c"],
+        "{broken:?}"
+    );
+    assert!(
+        broken["firm-b"].contains("tenants `firm-a` and `firm-b` share an API key"),
+        "{}",
+        broken["firm-b"]
+    );
+    assert!(
+        broken["firm-c"].contains("both claim Kong consumer `firm-a`"),
+        "{}",
+        broken["firm-c"]
+    );
+    assert!(
+        !broken["firm-b"].contains("shared-key"),
+        "the key is not told"
+    );
+    for key in ["shared-key", "kd"] {
+        assert_eq!(app.get("/hello/x", key).await.status(), 200, "{key}");
+    }
+    assert_eq!(app.get("/hello/x", "kc").await.status(), 401);
+}
+
+/// A reload whose event delivery the store cannot ready keeps the running
+/// version and its delivery (nothing is stopped first), is reported as worth
+/// another try, and goes through once the store can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_the_store_refuses_keeps_the_running_version_and_its_events() {
+    let tenant = "[plugins.hello]\ncomponent = \"{component:hello}\"\n[plugins.hello.config]\ngreeting = \"Hallo\"\n[plugins.flaky]\ncomponent = \"{component:flaky}\"\n";
+    let app = TestHost::builder(Backend::Redis)
+        .tenant("firm-a", Some("k"), tenant)
+        .start()
+        .await;
+    let greeting = || async {
+        let body: Value = app.get("/hello/x", "k").await.json().await.unwrap();
+        body["message"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(greeting().await, "Hallo, x!");
+
+    // The flaky plugin's topic stream is no stream: Redis refuses its consumer group.
+    let stream = format!("{}:{{firm-a}}:ev:topic:flaky", app.prefix);
+    let mut redis = bitbylaw_tests::redis_connection();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut redis).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&stream)
+        .arg("not a stream")
+        .query(&mut redis)
+        .unwrap();
+    let file = app.tenant_file("firm-a");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("Hallo", "Moin");
+    bitbylaw_tests::replace_file(&file, &text);
+    assert!(
+        !app.host.reload_tenant_file(&file).await,
+        "a store error is worth another try"
+    );
+    let broken = app.host.broken_tenants();
+    assert!(
+        broken["firm-a"].contains("readying event delivery"),
+        "{broken:?}"
+    );
+    assert_eq!(
+        greeting().await,
+        "Hallo, x!",
+        "the running version serves on"
+    );
+
+    // Its event delivery runs on too: a saved note reaches the handler.
+    let saved = app
+        .client
+        .put(app.url("/hello/notes/n1"))
+        .header("apikey", "k")
+        .json(&serde_json::json!({ "text": "still delivered" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status(), 200);
+    wait_for(Duration::from_secs(10), || async {
+        let ids: Value = app.get("/hello/notes", "k").await.json().await.unwrap();
+        (ids == serde_json::json!(["n1"])).then_some(())
+    })
+    .await;
+
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut redis).unwrap();
+    assert!(app.host.reload_tenant_file(&file).await);
+    assert_eq!(greeting().await, "Moin, x!");
+    assert!(app.host.broken_tenants().is_empty());
 }

@@ -13,15 +13,19 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
+/// The admin API on (token `TOKEN`) and a component store, in `dir`.
+fn admin_host(dir: &tempfile::TempDir) -> bitbylaw_tests::TestHostBuilder {
+    std::fs::write(dir.path().join("admin-token"), TOKEN).unwrap();
+    TestHost::builder(Backend::Redis).host_toml(&format!(
+        "[admin]\ntoken = {{ file = \"{}\" }}\n[components]\ndir = \"{}\"",
+        dir.path().join("admin-token").display(),
+        dir.path().join("store").display()
+    ))
+}
+
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("admin-token"), TOKEN).unwrap();
-    let app = TestHost::builder(Backend::Redis)
-        .host_toml(&format!(
-            "[admin]\ntoken = {{ file = \"{}\" }}\n[components]\ndir = \"{}\"",
-            dir.path().join("admin-token").display(),
-            dir.path().join("store").display()
-        ))
+    let app = admin_host(&dir)
         .tenant(
             "firm-a",
             Some("k"),
@@ -206,4 +210,48 @@ async fn switching_and_rolling_back_under_load_fails_no_request() {
     assert_eq!(greeter["pinned"]["version"], "2.0.0");
     assert_eq!(greeter["routes"][0], "GET /greet");
     assert_eq!(tenants["tenants"]["firm-a"]["state"], "running");
+}
+
+/// Two switches of one tenant at once (two plugins): both land in the tenant
+/// file and in the running tenant, neither overwrites the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_switches_of_one_tenant_do_not_overwrite_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = admin_host(&dir)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.greeter]\ncomponent = \"{component:greeter-v1}\"\n\n[plugins.second]\npackage = \"greeter\"\nroute_prefix = \"/two\"\ncomponent = \"{component:greeter-v1}\"\n",
+        )
+        .start()
+        .await;
+    assert_eq!(upload(&app, "greeter", "2.0.0", "greeter-v2").await.0, 201);
+    let body = serde_json::to_vec(&serde_json::json!({ "version": "2.0.0" })).unwrap();
+    let (first, second) = tokio::join!(
+        admin(
+            &app,
+            reqwest::Method::POST,
+            "/admin/tenants/firm-a/plugins/greeter/version",
+            body.clone(),
+        ),
+        admin(
+            &app,
+            reqwest::Method::POST,
+            "/admin/tenants/firm-a/plugins/second/version",
+            body,
+        ),
+    );
+    assert_eq!((first.0, second.0), (200, 200), "{first:?} {second:?}");
+    let file = std::fs::read_to_string(app.tenant_file("firm-a")).unwrap();
+    let parsed: toml::Table = file.parse().unwrap();
+    for plugin in ["greeter", "second"] {
+        assert_eq!(
+            parsed["plugins"][plugin]["version"].as_str(),
+            Some("2.0.0"),
+            "{plugin} in:\n{file}"
+        );
+    }
+    assert_eq!(greeting_version(&app, "k").await, "2.0.0");
+    let body: Value = app.get("/two/greet", "k").await.json().await.unwrap();
+    assert_eq!(body["version"], "2.0.0");
 }

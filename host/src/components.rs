@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{is_identifier, is_version};
+use crate::config::{PluginConfig, is_identifier, is_version};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StoredComponent {
@@ -38,6 +38,25 @@ pub enum StoreComponentError {
 /// Where a stored component lives: `<dir>/<package>/<version>.wasm`.
 pub fn stored_path(dir: &Path, package: &str, version: &str) -> PathBuf {
     dir.join(package).join(format!("{version}.wasm"))
+}
+
+/// Where a tenant's plugin's component is, and the key that says so: the file
+/// named by `component` (relative to the tenant file's folder), or
+/// `<store>/<package>/<version>.wasm` for a `version` from the component store.
+pub fn plugin_component(
+    config: &PluginConfig,
+    plugin: &str,
+    tenant_dir: &Path,
+    store: &Path,
+) -> (PathBuf, &'static str) {
+    match (&config.component, &config.version) {
+        (Some(file), _) => (tenant_dir.join(file), "component"),
+        (None, Some(version)) => {
+            let package = config.package.as_deref().unwrap_or(plugin);
+            (stored_path(store, package, version), "version")
+        }
+        (None, None) => (PathBuf::new(), "component"),
+    }
 }
 
 pub struct ComponentStore {

@@ -14,17 +14,19 @@
 //! # Ok(()) }
 //! ```
 
-pub mod advoware;
 pub mod capabilities;
 pub mod components;
 pub mod config;
 pub mod events;
 pub mod host;
 pub mod ingress;
-pub mod metrics;
+pub mod pins;
 pub mod reload;
 pub mod runtime;
 pub mod server;
-pub mod store;
-mod sync;
+mod startup;
 pub mod telemetry;
+pub mod tenants;
+pub mod upstreams;
+
+pub use bitbylaw_core::{egress, metrics, store};

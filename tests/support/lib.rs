@@ -13,6 +13,9 @@ pub mod simulators;
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
+/// The operators' token (`ops.token`) of every test host.
+pub const OPS_TOKEN: &str = "test-ops-token";
+
 /// The compiled test or example component `name` (`target/wasm32-wasip2/release/<name>.wasm`).
 pub fn component(name: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -41,6 +44,8 @@ pub struct TestHostBuilder {
     key_prefix: Option<String>,
     cache_dir: Option<PathBuf>,
     host_toml: String,
+    max_instances: Option<u32>,
+    redis_url: Option<String>,
     tenants: Vec<(String, String, Option<String>)>,
 }
 
@@ -59,6 +64,18 @@ impl TestHostBuilder {
     }
 
     /// Extra lines for `host.toml` (sections such as `[plugin_defaults]`).
+    /// Redis at `url` instead of the machine's (for tests that stop it).
+    pub fn redis_url(mut self, url: &str) -> Self {
+        self.redis_url = Some(url.to_owned());
+        self
+    }
+
+    /// The pooling allocator's slots (`runtime.max_instances`; 64 unless set).
+    pub fn max_instances(mut self, slots: u32) -> Self {
+        self.max_instances = Some(slots);
+        self
+    }
+
     pub fn host_toml(mut self, text: &str) -> Self {
         self.host_toml.push_str(text);
         self.host_toml.push('\n');
@@ -81,9 +98,10 @@ impl TestHostBuilder {
             .key_prefix
             .unwrap_or_else(|| format!("test-{}", uuid::Uuid::new_v4().simple()));
         let store = match self.backend {
-            Backend::Redis => {
-                format!("[store]\nredis_url = \"{REDIS_URL}\"\nkey_prefix = \"{prefix}\"\n")
-            }
+            Backend::Redis => format!(
+                "[store]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n",
+                self.redis_url.as_deref().unwrap_or(REDIS_URL)
+            ),
             Backend::Memory => format!("[store]\nkey_prefix = \"{prefix}\"\n"),
         };
         // Tests reload tenants themselves; the file watcher runs only where a test
@@ -94,11 +112,24 @@ impl TestHostBuilder {
             "[reload]\npoll_ms = 0\n"
         };
         let host_toml = format!(
-            "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = 64\ncache_dir = \"{}\"\n{reload}{}",
+            "listen = \"127.0.0.1:0\"\n{}\n[runtime]\nmax_instances = {}\ncache_dir = \"{}\"\n{reload}{}",
             store,
+            self.max_instances.unwrap_or(64),
             self.cache_dir.unwrap_or_else(cache_dir).display(),
             self.host_toml
         );
+        // Every test host has an operators' token, so tests can read `/metrics`
+        // and `/ready`'s detail as an operator would.
+        let host_toml = if host_toml.contains("[ops]") {
+            host_toml
+        } else {
+            let token_file = dir.path().join("ops-token");
+            std::fs::write(&token_file, OPS_TOKEN).unwrap();
+            format!(
+                "{host_toml}\n[ops]\ntoken = {{ file = \"{}\" }}\n",
+                token_file.display()
+            )
+        };
         let host_file = dir.path().join("host.toml");
         std::fs::write(&host_file, host_toml).unwrap();
         for (id, toml, api_key) in &self.tenants {
@@ -171,6 +202,8 @@ impl TestHost {
             key_prefix: None,
             cache_dir: None,
             host_toml: String::new(),
+            max_instances: None,
+            redis_url: None,
             tenants: Vec::new(),
         }
     }
@@ -185,7 +218,7 @@ impl TestHost {
     }
 
     /// The tenant `id` as it runs now.
-    pub fn running(&self, id: &str) -> Arc<bitbylaw::runtime::Tenant> {
+    pub fn running(&self, id: &str) -> Arc<bitbylaw::tenants::Tenant> {
         self.host
             .registry()
             .current()
@@ -198,12 +231,25 @@ impl TestHost {
     pub async fn metrics(&self) -> String {
         self.client
             .get(self.url("/metrics"))
+            .bearer_auth(OPS_TOKEN)
             .send()
             .await
             .unwrap()
             .text()
             .await
             .unwrap()
+    }
+
+    /// `/ready` with its detail (tenants, broken tenants, store), as an operator reads it.
+    pub async fn ready_detail(&self) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .get(self.url("/ready"))
+            .bearer_auth(OPS_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
     }
 
     /// A GET with the API key in the `apikey` header.

@@ -1,7 +1,7 @@
 //! `config` and `secrets`: the plugin's own settings and secrets for the current tenant.
 
-use super::generated::bitbylaw::plugin::{config, secrets};
-use crate::runtime::HostState;
+use super::HostState;
+use bitbylaw_bindings::{config, secrets};
 
 impl config::Host for HostState {
     fn get(&mut self, key: String) -> Option<String> {

@@ -1,8 +1,23 @@
 //! `events`: emit to the plugins of the same tenant that subscribe to the topic.
 
-use super::WitStoreError;
-use super::generated::bitbylaw::plugin::events::Host;
-use crate::runtime::HostState;
+use std::future::Future;
+use std::pin::Pin;
+
+use super::HostState;
+use super::{IntoWit, WitStoreError};
+use bitbylaw_bindings::events::Host;
+
+/// Where plugins' events go. The event bus implements it; capabilities know
+/// nothing more of the bus than this.
+pub trait Emitter: Send + Sync {
+    /// Queues an event for `tenant`'s subscribers of `topic`; returns its id.
+    fn emit<'a>(
+        &'a self,
+        tenant: &'a str,
+        topic: &'a str,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, crate::store::StoreError>> + Send + 'a>>;
+}
 
 /// Largest event payload; events carry references, not documents.
 const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
@@ -24,6 +39,6 @@ impl Host for HostState {
             .emit(&self.plugin.tenant, &topic, payload)
             .await
             .map(|_id| ())
-            .map_err(Into::into)
+            .wit()
     }
 }

@@ -2,17 +2,17 @@
 
 use std::time::Duration;
 
-use super::WitStoreError;
-use super::generated::bitbylaw::plugin::kv::Host;
-use crate::runtime::HostState;
+use super::HostState;
+use super::{IntoWit, WitStoreError};
+use bitbylaw_bindings::kv::Host;
 
 /// Largest value a plugin may store; bigger belongs in a real document store.
 const MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Host for HostState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.get(&key).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.get(&key).await.wit()
     }
 
     async fn set(
@@ -29,19 +29,19 @@ impl Host for HostState {
         if ttl_ms == Some(0) {
             return Err(WitStoreError::Invalid("ttl-ms must be at least 1".into()));
         }
-        let key = self.plugin.scope.kv(&key)?;
+        let key = self.plugin.scope.kv(&key).wit()?;
         let ttl = ttl_ms.map(Duration::from_millis);
-        Ok(self.plugin.store.set(&key, &value, ttl).await?)
+        self.plugin.store.set(&key, &value, ttl).await.wit()
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.delete(&key).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.delete(&key).await.wit()
     }
 
     async fn incr(&mut self, key: String, delta: i64) -> Result<i64, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.incr(&key, delta).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.incr(&key, delta).await.wit()
     }
 
     async fn set_add(
@@ -49,8 +49,8 @@ impl Host for HostState {
         key: String,
         members: Vec<String>,
     ) -> Result<Vec<String>, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.set_add(&key, &members).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.set_add(&key, &members).await.wit()
     }
 
     async fn set_remove(
@@ -58,12 +58,12 @@ impl Host for HostState {
         key: String,
         members: Vec<String>,
     ) -> Result<u32, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.set_remove(&key, &members).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.set_remove(&key, &members).await.wit()
     }
 
     async fn set_members(&mut self, key: String) -> Result<Vec<String>, WitStoreError> {
-        let key = self.plugin.scope.kv(&key)?;
-        Ok(self.plugin.store.set_members(&key).await?)
+        let key = self.plugin.scope.kv(&key).wit()?;
+        self.plugin.store.set_members(&key).await.wit()
     }
 }

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use super::WitStoreError;
-use super::generated::bitbylaw::plugin::lock::Host;
-use crate::runtime::HostState;
+use super::HostState;
+use super::{IntoWit, WitStoreError};
+use bitbylaw_bindings::lock::Host;
 
 fn ttl(ttl_ms: u64) -> Result<Duration, WitStoreError> {
     if ttl_ms == 0 {
@@ -20,9 +20,14 @@ impl Host for HostState {
         ttl_ms: u64,
     ) -> Result<Option<String>, WitStoreError> {
         let ttl = ttl(ttl_ms)?;
-        let key = self.plugin.scope.lock(&name)?;
+        let key = self.plugin.scope.lock(&name).wit()?;
         let token = uuid::Uuid::new_v4().simple().to_string();
-        let acquired = self.plugin.store.lock_acquire(&key, &token, ttl).await?;
+        let acquired = self
+            .plugin
+            .store
+            .lock_acquire(&key, &token, ttl)
+            .await
+            .wit()?;
         Ok(acquired.then_some(token))
     }
 
@@ -33,12 +38,12 @@ impl Host for HostState {
         ttl_ms: u64,
     ) -> Result<bool, WitStoreError> {
         let ttl = ttl(ttl_ms)?;
-        let key = self.plugin.scope.lock(&name)?;
-        Ok(self.plugin.store.lock_extend(&key, &token, ttl).await?)
+        let key = self.plugin.scope.lock(&name).wit()?;
+        self.plugin.store.lock_extend(&key, &token, ttl).await.wit()
     }
 
     async fn release(&mut self, name: String, token: String) -> Result<bool, WitStoreError> {
-        let key = self.plugin.scope.lock(&name)?;
-        Ok(self.plugin.store.lock_release(&key, &token).await?)
+        let key = self.plugin.scope.lock(&name).wit()?;
+        self.plugin.store.lock_release(&key, &token).await.wit()
     }
 }

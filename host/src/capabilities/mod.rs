@@ -1,59 +1,69 @@
-//! What a plugin may call: one module per WIT interface of `wit/plugin.wit`.
+//! What a plugin may call: one module per WIT interface of `wit/plugin.wit`
+//! that the host serves itself. Upstream accounts (`advoware`, ...) are served
+//! by their kinds' crates ([`crate::upstreams`]).
 //!
-//! Each module implements the generated `Host` trait for [`HostState`], using
-//! only the plugin's own context ([`PluginContext`]) and the current call
-//! ([`CallContext`]), so every capability is scoped to one tenant and plugin by
-//! construction. Errors a guest should handle are WIT variants; nothing here traps.
+//! Each instance's store carries a [`HostState`]: the plugin's own context
+//! ([`PluginContext`], shared by its instances) and the current call
+//! ([`CallContext`]). Each module implements the generated `Host` trait for it,
+//! so every capability is scoped to one tenant and plugin by construction.
+//! Errors a guest should handle are WIT variants; nothing here traps. The
+//! host-side logic is plain async Rust, tested without Wasm in `tests/capabilities.rs`.
 
-pub mod advoware;
 pub mod config;
+mod context;
 pub mod events;
 pub mod http;
 pub mod kv;
 pub mod lock;
 pub mod log;
 pub mod rate_limit;
+mod state;
 
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::runtime::HostState;
+use bitbylaw_bindings as wit;
 
-/// The bindings generated from the WIT world; only this module runs `bindgen!`.
-pub(crate) mod generated {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "plugin",
-        imports: {
-            "bitbylaw:plugin/kv": async,
-            "bitbylaw:plugin/lock": async,
-            "bitbylaw:plugin/rate-limit": async,
-            "bitbylaw:plugin/events": async,
-            "bitbylaw:plugin/http": async,
-            "bitbylaw:plugin/advoware": async,
-        },
-        exports: { default: async },
-    });
-}
+pub use context::PluginContext;
+pub use events::Emitter;
+pub use state::{CallContext, HostState};
 
-pub use generated::Plugin as PluginBindings;
-pub use generated::PluginPre as PluginBindingsPre;
-pub use generated::bitbylaw::plugin::types::StoreError as WitStoreError;
-pub use generated::exports::bitbylaw::plugin::handler as wit_handler;
+pub use bitbylaw_bindings::handler as wit_handler;
+pub use bitbylaw_bindings::types::StoreError as WitStoreError;
+pub use bitbylaw_bindings::{Plugin as PluginBindings, PluginPre as PluginBindingsPre};
 
-/// Adds WASI (clocks, random, stderr for panic messages) and every bitbylaw interface.
+/// Adds WASI (clocks, random, stderr for panic messages), every interface the
+/// host serves itself, and every upstream kind's.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    generated::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    type Own = HasSelf<HostState>;
+    fn own(state: &mut HostState) -> &mut HostState {
+        state
+    }
+    wit::types::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::log::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::config::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::secrets::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::kv::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::lock::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::rate_limit::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::events::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::http::add_to_linker::<HostState, Own>(linker, own)?;
+    crate::upstreams::add_to_linker(linker)?;
     Ok(())
 }
 
-impl generated::bitbylaw::plugin::types::Host for HostState {}
+impl wit::types::Host for HostState {}
 
-impl From<crate::store::StoreError> for WitStoreError {
-    fn from(error: crate::store::StoreError) -> Self {
-        match error {
+/// A store result as the guest sees it.
+pub trait IntoWit<T> {
+    fn wit(self) -> Result<T, WitStoreError>;
+}
+
+impl<T> IntoWit<T> for Result<T, crate::store::StoreError> {
+    fn wit(self) -> Result<T, WitStoreError> {
+        self.map_err(|error| match error {
             crate::store::StoreError::Unavailable(m) => WitStoreError::Unavailable(m),
             crate::store::StoreError::Invalid(m) => WitStoreError::Invalid(m),
-        }
+        })
     }
 }

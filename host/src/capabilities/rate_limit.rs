@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::WitStoreError;
-use super::generated::bitbylaw::plugin::rate_limit::{Bucket as WitBucket, Decision, Host};
-use crate::runtime::HostState;
+use super::HostState;
+use super::{IntoWit, WitStoreError};
 use crate::store::{Bucket, RateDecision, Store, StoreError};
+use bitbylaw_bindings::rate_limit::{Bucket as WitBucket, Decision, Host};
 
 impl Host for HostState {
     async fn take(
@@ -17,7 +17,7 @@ impl Host for HostState {
         tokens: u32,
         max_wait_ms: u64,
     ) -> Result<Decision, WitStoreError> {
-        let key = self.plugin.scope.bucket(&name)?;
+        let key = self.plugin.scope.bucket(&name).wit()?;
         let bucket = Bucket {
             capacity: bucket.capacity,
             refill_per_second: bucket.refill_per_second,
@@ -25,7 +25,9 @@ impl Host for HostState {
         // Never wait past the call's own deadline: the caller would be gone by then.
         let wait_until =
             (Instant::now() + Duration::from_millis(max_wait_ms)).min(self.call.deadline);
-        let decision = take_waiting(&self.plugin.store, &key, bucket, tokens, wait_until).await?;
+        let decision = take_waiting(&self.plugin.store, &key, bucket, tokens, wait_until)
+            .await
+            .wit()?;
         Ok(Decision {
             allowed: decision.allowed,
             remaining: decision.remaining,

@@ -109,6 +109,7 @@ pub fn parse_tenant(file: &Path, id: &str, text: &str) -> Result<TenantConfig, C
     tenant.id = id.to_owned();
     tenant.base_dir = parent_dir(file);
     tenant.file = file.to_owned();
+    read_accounts(file, &mut tenant)?;
     check_tenant(file, &tenant)?;
     Ok(tenant)
 }
@@ -288,24 +289,22 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
-    if let Some(advoware) = &tenant.advoware {
-        crate::advoware::Settings::check(advoware).map_err(|(key, message)| {
-            ConfigError::new(file, Some(format!("advoware.{key}")), message)
-        })?;
-    }
     for (name, plugin) in &tenant.plugins {
-        if plugin.advoware && tenant.advoware.is_none() {
-            return Err(ConfigError::new(
-                file,
-                Some(format!("plugins.{name}.advoware")),
-                "the tenant has no `[advoware]` settings to grant",
-            ));
-        }
         if !is_identifier(name) {
             return Err(ConfigError::new(
                 file,
                 Some(format!("plugins.{name}")),
                 "plugin names may only hold letters, digits, `-` and `_`",
+            ));
+        }
+        if RESERVED_PLUGIN_NAMES.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("plugins.{name}")),
+                format!(
+                    "`{name}` is the name of the host's own keys in the store; the names {} are reserved",
+                    RESERVED_PLUGIN_NAMES.join(", ")
+                ),
             ));
         }
         match (&plugin.component, &plugin.version) {
@@ -339,34 +338,123 @@ fn check_tenant(file: &Path, tenant: &TenantConfig) -> Result<(), ConfigError> {
         if let Some(prefix) = &plugin.route_prefix {
             check_prefix(file, &format!("plugins.{name}.route_prefix"), prefix)?;
         }
-        for (index, origin) in plugin.allowed_origins.iter().enumerate() {
-            crate::capabilities::http::Origin::parse(origin).map_err(|message| {
-                ConfigError::new(
-                    file,
-                    Some(format!("plugins.{name}.allowed_origins[{index}]")),
-                    message,
-                )
-            })?;
+    }
+    Ok(())
+}
+
+/// Parses every upstream account by its kind (`[upstreams.<name>]`, and the
+/// older `[advoware]`), and turns the older `advoware = true` grant into
+/// `upstreams = ["advoware"]`. Grants must name accounts, one per kind.
+fn read_accounts(file: &Path, tenant: &mut TenantConfig) -> Result<(), ConfigError> {
+    let mut sections: Vec<(String, String, toml::Table)> =
+        std::mem::take(&mut tenant.upstream_tables)
+            .into_iter()
+            .map(|(name, table)| (name.clone(), format!("upstreams.{name}"), table))
+            .collect();
+    if let Some(mut table) = tenant.legacy_advoware.take() {
+        if sections.iter().any(|(name, _, _)| name == LEGACY_ADVOWARE) {
+            return Err(ConfigError::new(
+                file,
+                Some("advoware".into()),
+                "the tenant has `[upstreams.advoware]` too; keep one of them",
+            ));
         }
-        for (schedule, overriding) in &plugin.schedules {
-            if let Some(cron) = &overriding.cron {
-                crate::events::schedule::parse_cron(cron).map_err(|message| {
-                    ConfigError::new(
-                        file,
-                        Some(format!("plugins.{name}.schedules.{schedule}.cron")),
-                        message,
-                    )
-                })?;
+        table.insert("kind".into(), toml::Value::String(LEGACY_ADVOWARE.into()));
+        sections.push((LEGACY_ADVOWARE.into(), "advoware".into(), table));
+    }
+    for (name, section, mut table) in sections {
+        if !is_identifier(&name) {
+            return Err(ConfigError::new(
+                file,
+                Some(section),
+                "account names may only hold letters, digits, `-` and `_`",
+            ));
+        }
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(kind)) => kind,
+            _ => {
+                return Err(ConfigError::new(
+                    file,
+                    Some(format!("{section}.kind")),
+                    format!(
+                        "give the account's kind, one of {}",
+                        crate::upstreams::kind_names()
+                    ),
+                ));
+            }
+        };
+        let Some(kind) = crate::upstreams::kind(&kind) else {
+            return Err(ConfigError::new(
+                file,
+                Some(format!("{section}.kind")),
+                format!(
+                    "unknown kind `{kind}`; known: {}",
+                    crate::upstreams::kind_names()
+                ),
+            ));
+        };
+        let settings = kind.parse(table).map_err(|error| {
+            let key = match error.key {
+                Some(key) => format!("{section}.{key}"),
+                None => section.clone(),
+            };
+            ConfigError::new(file, Some(key), error.message)
+        })?;
+        tenant.accounts.insert(
+            name,
+            super::AccountConfig {
+                kind,
+                settings,
+                section,
+            },
+        );
+    }
+    for (name, plugin) in &mut tenant.plugins {
+        if plugin.advoware {
+            if !tenant.accounts.contains_key(LEGACY_ADVOWARE) {
+                return Err(ConfigError::new(
+                    file,
+                    Some(format!("plugins.{name}.advoware")),
+                    "the tenant has no `[advoware]` settings to grant",
+                ));
+            }
+            if !plugin.upstreams.iter().any(|a| a == LEGACY_ADVOWARE) {
+                plugin.upstreams.push(LEGACY_ADVOWARE.into());
             }
         }
-        for (key, value) in &plugin.config {
-            crate::runtime::config_value_to_string(value).map_err(|message| {
-                ConfigError::new(file, Some(format!("plugins.{name}.config.{key}")), message)
-            })?;
+        let mut kinds = Vec::new();
+        for (index, account) in plugin.upstreams.iter().enumerate() {
+            let key = || Some(format!("plugins.{name}.upstreams[{index}]"));
+            let Some(config) = tenant.accounts.get(account) else {
+                return Err(ConfigError::new(
+                    file,
+                    key(),
+                    format!("the tenant has no account `{account}` (`[upstreams.{account}]`)"),
+                ));
+            };
+            let kind = config.kind.name();
+            if kinds.contains(&kind) {
+                return Err(ConfigError::new(
+                    file,
+                    key(),
+                    format!(
+                        "a plugin may be granted one account of kind `{kind}`; the kind's interface names no account"
+                    ),
+                ));
+            }
+            kinds.push(kind);
         }
     }
     Ok(())
 }
+
+/// The host's own key spaces beside the plugins' (`<prefix>:{<tenant>}:<plugin>:`):
+/// events, schedules, version history, the ingress bucket. A plugin of one of
+/// these names would share keys with them.
+pub const RESERVED_PLUGIN_NAMES: [&str; 4] = ["ev", "sched", "host", "ingress"];
+
+/// The account name `[advoware]` and `advoware = true` stand for.
+const LEGACY_ADVOWARE: &str = "advoware";
 
 fn check_prefix(file: &Path, key: &str, prefix: &str) -> Result<(), ConfigError> {
     if !prefix.is_empty()
@@ -581,7 +669,7 @@ mod tests {
         );
         let file = write(dir.path(), "firm-a.toml", &text);
         let tenant = load_tenant(&file).unwrap();
-        assert!(tenant.advoware.is_some());
+        assert_eq!(tenant.accounts["advoware"].kind.name(), "advoware");
     }
 
     #[test]
@@ -596,16 +684,171 @@ mod tests {
         assert_eq!(error.key.as_deref(), Some("plugins.proxy.advoware"));
     }
 
+    const ACCOUNT: &str = "app_id = \"a\"\nkanzlei = \"k\"\ndatabase = \"d\"\nuser = \"SB\"\napi_key = { env = \"X\" }\npassword = { env = \"Y\" }\napi_url = \"https://relay:90\"\nsecurity_gateway = \"https://gw/\"\n";
+
+    fn tenant_error(text: &str) -> ConfigError {
+        let dir = tempfile::tempdir().unwrap();
+        load_tenant(&write(dir.path(), "firm-a.toml", text)).unwrap_err()
+    }
+
+    #[test]
+    fn accounts_are_declared_once_and_granted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[upstreams.kanzlei-advoware]\nkind = \"advoware\"\n{ACCOUNT}\n[plugins.proxy]\ncomponent = \"p.wasm\"\nupstreams = [\"kanzlei-advoware\"]\n[plugins.other]\ncomponent = \"o.wasm\"\n"
+        );
+        let tenant = load_tenant(&write(dir.path(), "firm-a.toml", &text)).unwrap();
+        let account = &tenant.accounts["kanzlei-advoware"];
+        assert_eq!(account.kind.name(), "advoware");
+        assert_eq!(account.section, "upstreams.kanzlei-advoware");
+        assert_eq!(tenant.plugins["proxy"].upstreams, ["kanzlei-advoware"]);
+        assert!(tenant.plugins["other"].upstreams.is_empty());
+    }
+
+    #[test]
+    fn the_older_advoware_section_is_an_account_named_advoware() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[advoware]\n{ACCOUNT}\n[plugins.proxy]\ncomponent = \"p.wasm\"\nadvoware = true\n"
+        );
+        let tenant = load_tenant(&write(dir.path(), "firm-a.toml", &text)).unwrap();
+        assert_eq!(tenant.accounts["advoware"].section, "advoware");
+        assert_eq!(tenant.plugins["proxy"].upstreams, ["advoware"]);
+
+        let both =
+            format!("[advoware]\n{ACCOUNT}\n[upstreams.advoware]\nkind = \"advoware\"\n{ACCOUNT}");
+        assert_eq!(tenant_error(&both).key.as_deref(), Some("advoware"));
+    }
+
+    #[test]
+    fn account_errors_name_the_section_and_key() {
+        let missing_kind = format!("[upstreams.crm]\n{ACCOUNT}");
+        let error = tenant_error(&missing_kind);
+        assert_eq!(error.key.as_deref(), Some("upstreams.crm.kind"));
+        assert!(error.message.contains("`advoware`"), "{}", error.message);
+
+        let unknown = format!("[upstreams.crm]\nkind = \"salesforce\"\n{ACCOUNT}");
+        let error = tenant_error(&unknown);
+        assert_eq!(error.key.as_deref(), Some("upstreams.crm.kind"));
+        assert!(
+            error.message.contains("unknown kind `salesforce`"),
+            "{}",
+            error.message
+        );
+
+        let typo = format!("[upstreams.aw]\nkind = \"advoware\"\n{ACCOUNT}timeout = 5\n");
+        let error = tenant_error(&typo);
+        assert_eq!(error.key.as_deref(), Some("upstreams.aw.timeout"));
+
+        let bad = format!("[upstreams.aw]\nkind = \"advoware\"\n{ACCOUNT}")
+            .replace("https://relay:90", "ftp://relay");
+        assert_eq!(
+            tenant_error(&bad).key.as_deref(),
+            Some("upstreams.aw.api_url")
+        );
+    }
+
+    #[test]
+    fn grants_name_existing_accounts_one_per_kind() {
+        let unknown = "[plugins.proxy]\ncomponent = \"p.wasm\"\nupstreams = [\"nope\"]\n";
+        let error = tenant_error(unknown);
+        assert_eq!(error.key.as_deref(), Some("plugins.proxy.upstreams[0]"));
+
+        let two = format!(
+            "[upstreams.a]\nkind = \"advoware\"\n{ACCOUNT}[upstreams.b]\nkind = \"advoware\"\n{ACCOUNT}[plugins.proxy]\ncomponent = \"p.wasm\"\nupstreams = [\"a\", \"b\"]\n"
+        );
+        let error = tenant_error(&two);
+        assert_eq!(error.key.as_deref(), Some("plugins.proxy.upstreams[1]"));
+        assert!(
+            error.message.contains("one account of kind `advoware`"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn plugins_cannot_take_the_names_of_the_hosts_keys() {
+        for name in RESERVED_PLUGIN_NAMES {
+            let error = tenant_error(&format!("[plugins.{name}]\ncomponent = \"p.wasm\"\n"));
+            assert_eq!(
+                error.key.as_deref(),
+                Some(format!("plugins.{name}").as_str())
+            );
+            assert!(error.message.contains("reserved"), "{}", error.message);
+        }
+    }
+
     #[test]
     fn secrets_resolve_from_files_and_never_print() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "key.txt", "s3cret\n");
-        let secret = super::super::SecretRef::File {
+        let secret = crate::config::SecretRef::File {
             file: "key.txt".into(),
         }
         .resolve(dir.path())
         .unwrap();
         assert_eq!(secret.expose(), "s3cret");
         assert_eq!(format!("{secret:?} {secret}"), "[redacted] [redacted]");
+    }
+}
+
+/// Generated tenant files: reading one never panics, and whatever is refused
+/// says which file. CI runs the default number of cases; a longer run:
+/// `PROPTEST_CASES=100000 cargo test -p bitbylaw --lib config::load::properties`.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lines of tenant files, valid and broken, to combine.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("[plugins.hello]".to_owned()),
+            Just("component = \"hello.wasm\"".to_owned()),
+            Just("version = \"1.0.0\"".to_owned()),
+            Just("upstreams = [\"advoware\"]".to_owned()),
+            Just("advoware = true".to_owned()),
+            Just("[upstreams.advoware]".to_owned()),
+            Just("kind = \"advoware\"".to_owned()),
+            Just("[advoware]".to_owned()),
+            Just("api_url = \"https://relay:90\"".to_owned()),
+            Just("security_gateway = \"https://gw/\"".to_owned()),
+            Just("app_id = \"a\"\nkanzlei = \"k\"\ndatabase = \"d\"\nuser = \"SB\"".to_owned()),
+            Just("api_key = { env = \"X\" }\npassword = { env = \"Y\" }".to_owned()),
+            Just(
+                "api_keys = [{ env = \"K\" }, { key = { env = \"W\" }, routes = [\"/vmh/*\"] }]"
+                    .to_owned()
+            ),
+            Just("kong_consumers = [\"a\", { name = \"b\", routes = [\"GET /x\"] }]".to_owned()),
+            Just("allowed_origins = [\"https://ok.example\", \"ftp://x\"]".to_owned()),
+            Just("[plugins.hello.schedules.sync]\ncron = \"61 * * * *\"".to_owned()),
+            Just("[plugins.hello.config]\nx = { a = [1, 2] }".to_owned()),
+            Just("[limits]\nrequests_per_second = -1".to_owned()),
+            Just("route_prefix = \"/a/\"".to_owned()),
+            "[a-z_.\\[\\]=\" {}0-9-]{0,30}",
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn reading_a_tenant_file_never_panics(lines in proptest::collection::vec(line(), 0..10)) {
+            let text = lines.join("\n");
+            let file = Path::new("/tenants/firm-a.toml");
+            if let Err(error) = parse_tenant(file, "firm-a", &text) {
+                prop_assert!(error.to_string().starts_with("/tenants/firm-a.toml: "), "{error}");
+            }
+        }
+
+        #[test]
+        fn a_route_rule_never_panics_and_a_prefix_rule_allows_its_own_path(text in "[A-Z]{0,6} ?/?[a-z/{}*]{0,12}") {
+            if let Ok(rule) = crate::config::RouteRule::try_from(text.clone()) {
+                let last = text.rsplit(' ').next().unwrap_or_default();
+                let path = last.strip_suffix('*').unwrap_or(last);
+                let method = text.split_once(' ').map(|(m, _)| m).unwrap_or("GET");
+                prop_assert!(rule.allows(method, path), "{text}");
+            }
+        }
     }
 }

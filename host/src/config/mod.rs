@@ -7,21 +7,26 @@
 //! can be overridden by `BITBYLAW_<KEY>` variables, `__` separating sections:
 //! `BITBYLAW_STORE__REDIS_URL=redis://...`. Every key is in `docs/configuration.md`.
 
+mod access;
+mod cron;
 mod load;
-mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 
+use bitbylaw_core::upstream::{AccountSettings, UpstreamKind};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+pub use access::{ApiKeyConfig, ConsumerConfig, RouteRule, Routes, allowed};
+pub use bitbylaw_core::secret::{Secret, SecretRef};
+pub use cron::{CronExpr, parse_cron};
 pub use load::{
     ConfigError, check_limits, check_subscription, is_identifier, is_version, load, load_host,
     load_tenant, parse_tenant, tenant_files, tenant_id,
 };
-pub use secret::{Secret, SecretRef};
 
 /// Everything the host needs to start: its own settings and the tenants'.
 #[derive(Debug, Clone)]
@@ -59,6 +64,8 @@ pub struct HostConfig {
     pub events: EventsConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub ops: OpsConfig,
     #[serde(default)]
     pub reload: ReloadConfig,
     #[serde(default)]
@@ -152,6 +159,10 @@ pub struct RuntimeConfig {
     /// Instances alive at once across all tenants (the pooling allocator's slots).
     #[serde(default = "defaults::max_instances")]
     pub max_instances: u32,
+    /// Warm instances kept idle across all tenants and plugins (default: half of
+    /// `max_instances`); each plugin keeps at most its own `max_idle_instances`.
+    #[serde(default)]
+    pub max_idle_instances: Option<usize>,
     /// Hard ceiling for one instance's linear memory; plugin limits must stay below it.
     #[serde(default = "defaults::max_memory_mb")]
     pub max_memory_mb: u64,
@@ -165,6 +176,7 @@ impl Default for RuntimeConfig {
         Self {
             cache_dir: defaults::cache_dir(),
             max_instances: defaults::max_instances(),
+            max_idle_instances: None,
             max_memory_mb: defaults::max_memory_mb(),
             epoch_tick_ms: defaults::epoch_tick_ms(),
         }
@@ -225,6 +237,17 @@ impl Default for ReloadConfig {
             poll_ms: defaults::reload_poll_ms(),
         }
     }
+}
+
+/// What operators' tools read: `/metrics` and the detail of `/ready`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsConfig {
+    /// Bearer token for `/metrics` and the detail of `/ready`. Without it,
+    /// `/metrics` is open (keep the listener private) and `/ready` answers only
+    /// its status; a bare `/ready` is always open, for probes.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
 }
 
 /// The admin API (`/admin/...`): off unless a token is configured.
@@ -355,7 +378,7 @@ impl SubscriptionOverrides {
 pub struct ScheduleOverride {
     /// Replaces the plugin's own cron expression.
     #[serde(default)]
-    pub cron: Option<String>,
+    pub cron: Option<CronExpr>,
     #[serde(default = "defaults::enabled")]
     pub enabled: bool,
 }
@@ -444,21 +467,31 @@ pub struct TenantConfig {
     /// From the file name; letters, digits, `-` and `_`.
     #[serde(skip)]
     pub id: String,
-    /// Kong consumers (their `custom_id` or `username`) that are this tenant.
+    /// Kong consumers (their `custom_id` or `username`) that are this tenant;
+    /// `{ name = ..., routes = [...] }` limits one to some routes.
     #[serde(default)]
-    pub kong_consumers: Vec<String>,
-    /// The host's own API keys for this tenant, for use without Kong.
+    pub kong_consumers: Vec<ConsumerConfig>,
+    /// The host's own API keys for this tenant, for use without Kong;
+    /// `{ key = ..., routes = [...] }` limits one to some routes.
     #[serde(default)]
-    pub api_keys: Vec<SecretRef>,
+    pub api_keys: Vec<ApiKeyConfig>,
     /// Put before every route of this tenant's plugins, e.g. `/firm-a`.
     #[serde(default)]
     pub route_prefix: String,
     /// What one tenant may use of the host, so it cannot crowd out the others.
     #[serde(default)]
     pub limits: TenantLimits,
-    /// The firm's Advoware account, for plugins granted `advoware = true`.
-    #[serde(default)]
-    pub advoware: Option<AdvowareConfig>,
+    /// The firm's accounts with upstream systems, by name: `[upstreams.<name>]`
+    /// with a `kind` and the kind's settings. Read into [`TenantConfig::accounts`].
+    #[serde(default, rename = "upstreams")]
+    pub(crate) upstream_tables: BTreeMap<String, toml::Table>,
+    /// The older form of an Advoware account: `[advoware]` is read as
+    /// `[upstreams.advoware]` with `kind = "advoware"`.
+    #[serde(default, rename = "advoware")]
+    pub(crate) legacy_advoware: Option<toml::Table>,
+    /// Every upstream account, parsed and checked (secrets still unread).
+    #[serde(skip)]
+    pub accounts: BTreeMap<String, AccountConfig>,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Folder the tenant file was read from; relative paths are taken from here.
@@ -469,69 +502,56 @@ pub struct TenantConfig {
     pub file: PathBuf,
 }
 
-impl PluginConfig {
-    /// Where the plugin's component is, and the key that says so: the file named
-    /// by `component` (relative to the tenant file's folder), or
-    /// `<store>/<package>/<version>.wasm` for a `version` from the component store.
-    pub fn component_path(
-        &self,
-        plugin: &str,
-        tenant_dir: &Path,
-        store: &Path,
-    ) -> (PathBuf, &'static str) {
-        match (&self.component, &self.version) {
-            (Some(file), _) => (tenant_dir.join(file), "component"),
-            (None, Some(version)) => {
-                let package = self.package.as_deref().unwrap_or(plugin);
-                (
-                    crate::components::stored_path(store, package, version),
-                    "version",
-                )
-            }
-            (None, None) => (PathBuf::new(), "component"),
-        }
+/// A plugin's own settings as the guest gets them: strings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PluginSettings(pub BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for PluginSettings {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = BTreeMap::<String, toml::Value>::deserialize(deserializer)?;
+        table
+            .into_iter()
+            .map(|(key, value)| {
+                setting_text(&value)
+                    .map(|text| (key.clone(), text))
+                    .map_err(|e| serde::de::Error::custom(format!("key `{key}`: {e}")))
+            })
+            .collect::<Result<_, _>>()
+            .map(PluginSettings)
     }
 }
 
-/// `[advoware]` in a tenant file: how the host's Advoware client signs in for this firm.
-/// URLs not given are asked from the configurator at `discovery_url`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdvowareConfig {
-    /// Relay or connector URL, e.g. `https://www2.advo-net.net:90/`.
-    #[serde(default)]
-    pub api_url: Option<String>,
-    /// Where the REST API lives below `api_url`.
-    #[serde(default = "defaults::advoware_api_path")]
-    pub api_path: String,
-    /// Security gateway, e.g. `https://security.advo-net.net/`; tokens come from `<it>api/v1/Token`.
-    #[serde(default)]
-    pub security_gateway: Option<String>,
-    /// Configurator asked for the URLs above (`?Kanzlei=<kanzlei>` is added), e.g.
-    /// `https://www2.advo-net.net/AdvonetConfigurator/api/Url`. Its `connectorUrl` wins over `relayUrl`.
-    #[serde(default)]
-    pub discovery_url: Option<String>,
-    /// The app id Advoware issued for this integration.
-    pub app_id: String,
-    /// The firm (Kanzlei) as Advoware names it.
-    pub kanzlei: String,
-    pub database: String,
-    /// The employee short code (Kürzel) the integration signs in as.
-    pub user: String,
-    #[serde(default = "defaults::advoware_role")]
-    pub role: u32,
-    /// 64 for third-party apps.
-    #[serde(default = "defaults::advoware_product")]
-    pub product: u32,
-    /// Base64, as Advoware hands it out.
-    pub api_key: SecretRef,
-    pub password: SecretRef,
-    /// How long a token is reused (Advoware's live about 55 minutes).
-    #[serde(default = "defaults::advoware_token_ttl_s")]
-    pub token_ttl_s: u64,
-    /// Longest one Advoware request may take (token requests included).
-    #[serde(default = "defaults::advoware_timeout_ms")]
-    pub timeout_ms: u64,
+/// Plugin settings reach the guest as strings: scalars as text, tables and lists as JSON.
+fn setting_text(value: &toml::Value) -> Result<String, String> {
+    Ok(match value {
+        toml::Value::String(text) => text.clone(),
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::Float(n) => n.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) | toml::Value::Table(_) => serde_json::to_string(value)
+            .map_err(|e| format!("cannot be given to the plugin as JSON: {e}"))?,
+    })
+}
+
+/// One upstream account of a tenant, parsed by its kind.
+#[derive(Clone)]
+pub struct AccountConfig {
+    pub kind: &'static dyn UpstreamKind,
+    pub settings: Arc<dyn AccountSettings>,
+    /// Where it stands in the tenant file (`upstreams.<name>`, or `advoware`),
+    /// for error messages.
+    pub section: String,
+}
+
+impl std::fmt::Debug for AccountConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountConfig")
+            .field("kind", &self.kind.name())
+            .field("settings", &self.settings)
+            .field("section", &self.section)
+            .finish()
+    }
 }
 
 /// `[limits]` in a tenant file. Absent keys mean no limit.
@@ -571,16 +591,21 @@ pub struct PluginConfig {
     pub disabled_routes: Vec<String>,
     /// Origins (`https://host[:port]`) the plugin may call.
     #[serde(default)]
-    pub allowed_origins: Vec<String>,
-    /// May the plugin call Advoware through the tenant's `[advoware]` account.
+    pub allowed_origins: Vec<crate::egress::Origin>,
+    /// The tenant's upstream accounts (`[upstreams.<name>]`) the plugin may use,
+    /// at most one per kind.
+    #[serde(default)]
+    pub upstreams: Vec<String>,
+    /// The older form of `upstreams = ["advoware"]`, for the `[advoware]` account.
     #[serde(default)]
     pub advoware: bool,
     /// `[plugins.<name>.limits]`: overrides of the host's `plugin_defaults`.
     #[serde(default)]
     pub limits: PluginLimitOverrides,
-    /// The plugin's own settings, handed to it through the `config` interface.
+    /// The plugin's own settings, handed to it through the `config` interface:
+    /// scalars as text, tables and lists as JSON.
     #[serde(default)]
-    pub config: toml::Table,
+    pub config: PluginSettings,
     /// The plugin's secrets, handed to it through the `secrets` interface.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretRef>,
@@ -696,21 +721,5 @@ mod defaults {
     }
     pub fn subscription_concurrency() -> usize {
         8
-    }
-    pub fn advoware_api_path() -> String {
-        "api/v1/advonet/".into()
-    }
-    pub fn advoware_role() -> u32 {
-        2
-    }
-    pub fn advoware_product() -> u32 {
-        64
-    }
-    // Tokens live about 55 minutes; 53 leaves room for clock skew and slow calls.
-    pub fn advoware_token_ttl_s() -> u64 {
-        53 * 60
-    }
-    pub fn advoware_timeout_ms() -> u64 {
-        30_000
     }
 }

@@ -12,9 +12,9 @@ use super::delivery::{self, Delivery, Outcome};
 use super::{DeadLetter, SubscriptionStats, Workers, now_ms, payload_text};
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
-use crate::runtime::{Registry, Tenant};
 use crate::store::{Store, StoreError};
-use crate::sync::lock;
+use crate::tenants::{Registry, Tenant};
+use bitbylaw_core::sync::lock;
 
 #[derive(Clone)]
 pub struct MemoryBus {
@@ -103,14 +103,11 @@ impl MemoryBus {
         Ok(id)
     }
 
-    pub async fn run_tenant(
-        &self,
-        registry: &Arc<Registry>,
-        tenant: &Arc<Tenant>,
-    ) -> Result<(), StoreError> {
+    /// Starts delivery and schedules of `tenant`; its previous ones stop.
+    pub fn start(&self, registry: &Arc<Registry>, tenant: &Arc<Tenant>) {
         let inner = &self.inner;
         *lock(&inner.registry) = Arc::downgrade(registry);
-        let token = inner.workers.restart(&tenant.id);
+        let token = inner.workers.restart(tenant);
         let mut semaphores = HashMap::new();
         for subscription in &tenant.subscriptions {
             semaphores.insert(
@@ -152,7 +149,6 @@ impl MemoryBus {
             inner.workers.global.clone(),
             token,
         );
-        Ok(())
     }
 
     pub fn stats(&self, tenant: &Tenant) -> Vec<SubscriptionStats> {

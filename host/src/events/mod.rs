@@ -14,7 +14,7 @@ mod memory;
 mod redis;
 pub mod schedule;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,22 +27,14 @@ pub use delivery::{Outcome, backoff};
 pub use memory::MemoryBus;
 pub use redis::RedisBus;
 
-use crate::runtime::{Registry, Tenant};
 use crate::store::StoreError;
+use crate::tenants::{Registry, Tenant};
 
 /// Where plugins emit to and where operators look. Cheap to clone.
 #[derive(Clone)]
 pub enum EventBus {
     Memory(MemoryBus),
     Redis(RedisBus),
-}
-
-/// A plugin's interest in a topic, with its delivery settings.
-#[derive(Debug, Clone)]
-pub struct Subscription {
-    pub plugin: String,
-    pub topic: String,
-    pub settings: crate::config::SubscriptionSettings,
 }
 
 /// Delivery figures of one subscription (a plugin's interest in a topic).
@@ -79,45 +71,71 @@ pub struct DeadLetter {
 
 impl EventBus {
     /// Queues an event for `tenant`'s subscribers of `topic`; returns its id.
+    /// A topic no plugin of the tenant subscribes to is refused: its events
+    /// would only pile up in a stream nobody reads.
     pub async fn emit(
         &self,
         tenant: &str,
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<String, StoreError> {
+        if !self.workers().subscribed(tenant, topic) {
+            return Err(StoreError::Invalid(format!(
+                "no plugin of this tenant subscribes to topic `{topic}`"
+            )));
+        }
         match self {
             EventBus::Memory(bus) => bus.emit(tenant, topic, payload).await,
             EventBus::Redis(bus) => bus.emit(tenant, topic, payload).await,
         }
     }
 
-    /// Starts (or restarts, after a reload) delivery and schedules for `tenant`.
+    /// Readies what `tenant`'s delivery needs in the store (consumer groups),
+    /// leaving what runs untouched: a reload calls it before the swap, so a
+    /// store error keeps the running version and its delivery as they are.
+    pub async fn prepare(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        match self {
+            EventBus::Memory(_) => Ok(()),
+            EventBus::Redis(bus) => bus.prepare(tenant).await,
+        }
+    }
+
+    /// Starts (or restarts, after a reload) delivery and schedules for
+    /// `tenant`, once [`EventBus::prepare`] succeeded.
+    pub fn start(&self, registry: &Arc<Registry>, tenant: &Arc<Tenant>) {
+        match self {
+            EventBus::Memory(bus) => bus.start(registry, tenant),
+            EventBus::Redis(bus) => bus.start(registry, tenant),
+        }
+    }
+
+    /// Readies and starts delivery for `tenant`.
     pub async fn run_tenant(
         &self,
         registry: &Arc<Registry>,
         tenant: &Arc<Tenant>,
     ) -> Result<(), StoreError> {
-        match self {
-            EventBus::Memory(bus) => bus.run_tenant(registry, tenant).await,
-            EventBus::Redis(bus) => bus.run_tenant(registry, tenant).await,
-        }
+        self.prepare(tenant).await?;
+        self.start(registry, tenant);
+        Ok(())
     }
 
     /// Stops delivery and schedules of a tenant that was taken out.
     pub fn stop_tenant(&self, tenant: &str) {
+        self.workers().stop(tenant);
+    }
+
+    fn workers(&self) -> &Workers {
         match self {
-            EventBus::Memory(bus) => bus.workers().stop(tenant),
-            EventBus::Redis(bus) => bus.workers().stop(tenant),
+            EventBus::Memory(bus) => bus.workers(),
+            EventBus::Redis(bus) => bus.workers(),
         }
     }
 
     /// Stops taking events and schedule ticks, lets running handlers finish for
     /// up to `grace`, and leaves the rest for other instances.
     pub async fn shutdown(&self, grace: Duration) {
-        let workers = match self {
-            EventBus::Memory(bus) => bus.workers(),
-            EventBus::Redis(bus) => bus.workers(),
-        };
+        let workers = self.workers();
         workers.shutdown.cancel();
         workers.tracker.close();
         if tokio::time::timeout(grace, workers.tracker.wait())
@@ -162,6 +180,18 @@ impl EventBus {
     }
 }
 
+impl crate::capabilities::Emitter for EventBus {
+    fn emit<'a>(
+        &'a self,
+        tenant: &'a str,
+        topic: &'a str,
+        payload: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, StoreError>> + Send + 'a>>
+    {
+        Box::pin(EventBus::emit(self, tenant, topic, payload))
+    }
+}
+
 /// The tasks of a bus: one cancellation token per tenant (so a reload restarts
 /// just that tenant), one tracker to wait for at shutdown, and the instance-wide
 /// cap on event and schedule calls.
@@ -169,8 +199,11 @@ pub(crate) struct Workers {
     pub global: Arc<Semaphore>,
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
-    tenants: Mutex<HashMap<String, CancellationToken>>,
+    tenants: Mutex<HashMap<String, Running>>,
 }
+
+/// A running tenant: its tasks' token and the topics its plugins subscribe to.
+type Running = (CancellationToken, Arc<HashSet<String>>);
 
 impl Workers {
     pub fn new(max_concurrent: usize) -> Self {
@@ -184,20 +217,34 @@ impl Workers {
 
     /// Stops `tenant`'s tasks.
     pub fn stop(&self, tenant: &str) {
-        let token = crate::sync::lock(&self.tenants).remove(tenant);
-        if let Some(token) = token {
+        let running = bitbylaw_core::sync::lock(&self.tenants).remove(tenant);
+        if let Some((token, _)) = running {
             token.cancel();
         }
     }
 
-    /// A fresh token for `tenant`'s tasks; the previous tasks of the tenant stop.
-    pub fn restart(&self, tenant: &str) -> CancellationToken {
+    /// A fresh token for `tenant`'s tasks, whose plugins subscribe to `topics`;
+    /// the previous tasks of the tenant stop.
+    pub fn restart(&self, tenant: &Tenant) -> CancellationToken {
         let token = self.shutdown.child_token();
-        let previous = crate::sync::lock(&self.tenants).insert(tenant.to_owned(), token.clone());
-        if let Some(previous) = previous {
+        let topics = tenant
+            .subscriptions
+            .iter()
+            .map(|s| s.topic.clone())
+            .collect();
+        let previous = bitbylaw_core::sync::lock(&self.tenants)
+            .insert(tenant.id.clone(), (token.clone(), Arc::new(topics)));
+        if let Some((previous, _)) = previous {
             previous.cancel();
         }
         token
+    }
+
+    /// Whether a plugin of running tenant `tenant` subscribes to `topic`.
+    pub fn subscribed(&self, tenant: &str, topic: &str) -> bool {
+        bitbylaw_core::sync::lock(&self.tenants)
+            .get(tenant)
+            .is_some_and(|(_, topics)| topics.contains(topic))
     }
 }
 

@@ -1,8 +1,11 @@
 //! Schedules: cron expressions (optional seconds field) from the plugins'
 //! self-descriptions, overridable per tenant, evaluated in the configured time
-//! zone. Each tick runs once across all host instances: the first instance to
-//! claim the tick in the store runs it. After downtime, the latest missed tick
-//! runs once at start, not once per missed tick.
+//! zone. Every instance fires every tick; the one that takes the schedule's run
+//! lease in the store runs it, unless the tick was already completed. The
+//! completion (the latest completed tick) is recorded after the run, so a tick
+//! whose runner died is run by another instance once the lease has expired:
+//! at least once per tick, normally once, and never two runs of one schedule at
+//! the same time. After downtime, the latest missed tick runs once at start.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,36 +14,28 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
-use croner::parser::{CronParser, Seconds};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::capabilities::wit_handler as wit;
 use crate::config::EventsConfig;
-use crate::runtime::{Registry, Tenant};
 use crate::store::Store;
+use crate::tenants::{Registry, ScheduleSpec, Tenant};
 
-/// How long a tick's claim is kept: long past any clock skew between instances.
-const CLAIM_TTL: Duration = Duration::from_secs(600);
+/// The run lease outlives the plugin's deadline by this much, so it only
+/// expires when its holder died.
+const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
-/// A schedule of one plugin of one tenant, as it will run.
-#[derive(Debug, Clone)]
-pub struct ScheduleSpec {
-    pub plugin: String,
-    pub name: String,
-    pub expression: String,
-    pub cron: Cron,
-}
+/// How often an instance waiting for another's run checks again.
+const LEASE_POLL: Duration = Duration::from_millis(250);
 
-/// Parses a cron expression with five or six fields (seconds first when six).
-pub fn parse_cron(expression: &str) -> Result<Cron, String> {
-    CronParser::builder()
-        .seconds(Seconds::Optional)
-        .build()
-        .parse(expression)
-        .map_err(|e| format!("invalid cron expression `{expression}`: {e}"))
-}
+/// How long a tick's completion is remembered: well past [`GIVE_UP_AFTER`].
+const DONE_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// A tick not run within this long (the schedule's runs kept taking longer
+/// than its period, or the store was down) is given up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(3600);
 
 /// The first tick strictly after `after`, in `zone`'s wall-clock time.
 pub fn next_tick(cron: &Cron, zone: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -93,7 +88,11 @@ pub fn spawn(
                 "{prefix}:{{{}}}:sched:{}:{}:",
                 tenant.id, spec.plugin, spec.name
             ),
-            instance: uuid::Uuid::new_v4().simple().to_string(),
+            instance: format!(
+                "{}-{}",
+                config.consumer_name.as_deref().unwrap_or("host"),
+                uuid::Uuid::new_v4().simple()
+            ),
             global: global.clone(),
             token: token.clone(),
             tracker: tracker.clone(),
@@ -173,37 +172,109 @@ impl Runner {
         }
     }
 
+    /// Runs `tick` here unless another instance does or did: waits while
+    /// another holds the run lease (its run, or an earlier tick's), and runs it
+    /// when the tick is still not completed once the lease is free.
     async fn fire(&self, tick: DateTime<Utc>) {
         let at = tick.timestamp_millis();
-        let claim = format!("{}tick:{at}", self.keys);
-        match self
-            .store
-            .lock_acquire(&claim, &self.instance, CLAIM_TTL)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => return, // another instance runs this tick
-            Err(error) => {
-                tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot claim the tick; skipped here");
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.completed(at).await {
+                Ok(true) => return,
+                Ok(false) => match self.try_run(at).await {
+                    Ok(true) => return,
+                    Ok(false) => {}
+                    Err(error) => {
+                        tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot take the schedule's run lease; trying again")
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot read the schedule's last run; trying again")
+                }
+            }
+            if started.elapsed() > GIVE_UP_AFTER {
+                tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %tick, "tick not run within an hour; given up");
                 return;
             }
+            tokio::select! {
+                () = self.token.cancelled() => return,
+                () = tokio::time::sleep(LEASE_POLL) => {}
+            }
         }
-        let last_key = format!("{}last", self.keys);
-        let _ = self
-            .store
-            .set(&last_key, at.to_string().as_bytes(), None)
-            .await;
-        let Ok(_permit) = self.global.clone().acquire_owned().await else {
-            return;
-        };
+    }
+
+    /// Whether tick `at` was completed (by any instance).
+    async fn completed(&self, at: i64) -> Result<bool, crate::store::StoreError> {
+        Ok(self.store.get(&self.done_key(at)).await?.is_some())
+    }
+
+    fn done_key(&self, at: i64) -> String {
+        format!("{}done:{at}", self.keys)
+    }
+
+    /// Takes the run lease and runs tick `at` if still not completed; false
+    /// when another instance holds the lease.
+    async fn try_run(&self, at: i64) -> Result<bool, crate::store::StoreError> {
         let plugin = self
             .registry
             .current()
             .tenant(&self.tenant)
             .and_then(|tenant| tenant.plugins.get(&self.spec.plugin).cloned());
         let Some(plugin) = plugin else {
-            return;
+            return Ok(true); // taken out meanwhile: nothing to run
         };
+        let Ok(_permit) = self.global.clone().acquire_owned().await else {
+            return Ok(true);
+        };
+        let lease_key = format!("{}running", self.keys);
+        let lease = Duration::from_millis(plugin.pool().limits().deadline_ms) + LEASE_MARGIN;
+        if !self
+            .store
+            .lock_acquire(&lease_key, &self.instance, lease)
+            .await?
+        {
+            return Ok(false);
+        }
+        // Under the lease: no one else runs now, so the check cannot race a run.
+        let done = match self.completed(at).await {
+            Ok(done) => done,
+            Err(error) => {
+                let _ = self.store.lock_release(&lease_key, &self.instance).await;
+                return Err(error);
+            }
+        };
+        if !done {
+            self.call(&plugin, at).await;
+            if let Err(error) = self.record_completed(at).await {
+                tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot record the completed tick; it may run again");
+            }
+        }
+        let _ = self.store.lock_release(&lease_key, &self.instance).await;
+        Ok(true)
+    }
+
+    /// Marks tick `at` completed, and moves the latest completed tick (what the
+    /// catch-up after downtime looks at) forward. Ticks can complete out of
+    /// order (one waited for a dead instance's lease), so each has its marker.
+    async fn record_completed(&self, at: i64) -> Result<(), crate::store::StoreError> {
+        self.store
+            .set(&self.done_key(at), b"1", Some(DONE_KEPT))
+            .await?;
+        let last_key = format!("{}last", self.keys);
+        let last = self
+            .store
+            .get(&last_key)
+            .await?
+            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok());
+        if last.is_none_or(|last| last < at) {
+            self.store
+                .set(&last_key, at.to_string().as_bytes(), None)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn call(&self, plugin: &crate::runtime::LoadedPlugin, at: i64) {
         let tick = wit::Tick {
             name: self.spec.name.clone(),
             scheduled_at: u64::try_from(at).unwrap_or(0),
@@ -238,6 +309,7 @@ pub fn utc(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse_cron;
 
     fn ticks(expression: &str, from: DateTime<Utc>, count: usize) -> Vec<String> {
         let cron = parse_cron(expression).unwrap();

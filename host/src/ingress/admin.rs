@@ -15,7 +15,8 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, RequestId};
 use crate::components::{ComponentStore, StoreComponentError};
-use crate::host::{Host, Pin};
+use crate::host::Host;
+use crate::pins::{self, Pin, PinError};
 
 /// Components are larger than request bodies for plugins.
 const MAX_COMPONENT_BYTES: usize = 64 * 1024 * 1024;
@@ -252,6 +253,13 @@ async fn list_tenants(State(host): State<Arc<Host>>) -> Answer {
                         "pinned": pinned,
                         "routes": routes,
                         "topics": plugin.description.topics,
+                        "imports": plugin.imports,
+                        "grants": plugin
+                            .context()
+                            .grants
+                            .list()
+                            .map(|(kind, account)| serde_json::json!({ "account": account, "kind": kind }))
+                            .collect::<Vec<_>>(),
                     }),
                 )
             })
@@ -280,29 +288,6 @@ struct SwitchRequest {
     version: String,
 }
 
-fn history_key(host: &Host, tenant: &str, plugin: &str) -> String {
-    let scope = crate::store::Scope::new(&host.config().store.key_prefix, tenant, "host");
-    format!("{}pins:{plugin}", scope.base())
-}
-
-async fn load_history(host: &Host, key: &str) -> Result<Vec<Pin>, ApiError> {
-    let stored = host.store().get(key).await.map_err(store_failed)?;
-    Ok(stored
-        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-        .unwrap_or_default())
-}
-
-async fn save_history(host: &Host, key: &str, history: &[Pin]) -> Result<(), ApiError> {
-    let bytes = serde_json::to_vec(history).unwrap_or_default();
-    host.store()
-        .set(key, &bytes, None)
-        .await
-        .map_err(store_failed)
-}
-
-/// Longest rollback history kept per plugin.
-const HISTORY: usize = 20;
-
 async fn switch_version(
     State(host): State<Arc<Host>>,
     Path((tenant, plugin)): Path<(String, String)>,
@@ -325,19 +310,12 @@ async fn switch_version(
             "",
         ));
     }
-    let pin = Pin::Version(request.version);
-    let previous = host
-        .pin_plugin(&tenant, &plugin, &pin)
+    let previous = pins::switch(&host, &tenant, &plugin, &request.version)
         .await
-        .map_err(switch_failed)?;
-    let key = history_key(&host, &tenant, &plugin);
-    let mut history = load_history(&host, &key).await?;
-    history.push(previous.clone());
-    let excess = history.len().saturating_sub(HISTORY);
-    history.drain(..excess);
-    save_history(&host, &key, &history).await?;
+        .map_err(pin_failed)?;
+    let now = Pin::Version(request.version);
     Ok(axum::Json(
-        serde_json::json!({ "tenant": tenant, "plugin": plugin, "now": pin, "previous": previous }),
+        serde_json::json!({ "tenant": tenant, "plugin": plugin, "now": now, "previous": previous }),
     ))
 }
 
@@ -346,31 +324,19 @@ async fn rollback(
     Path((tenant, plugin)): Path<(String, String)>,
 ) -> Answer {
     known(&host, &tenant)?;
-    let key = history_key(&host, &tenant, &plugin);
-    let mut history = load_history(&host, &key).await?;
-    let Some(target) = history.pop() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "no_previous_version",
-            format!("plugin `{plugin}` of tenant `{tenant}` has no earlier version to go back to"),
-            "",
-        ));
-    };
-    let replaced = host
-        .pin_plugin(&tenant, &plugin, &target)
+    let (target, replaced) = pins::rollback(&host, &tenant, &plugin)
         .await
-        .map_err(switch_failed)?;
-    save_history(&host, &key, &history).await?;
+        .map_err(pin_failed)?;
     Ok(axum::Json(
         serde_json::json!({ "tenant": tenant, "plugin": plugin, "now": target, "replaced": replaced }),
     ))
 }
 
-fn switch_failed(error: anyhow::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "switch_refused",
-        format!("{error:#}; the running version keeps serving"),
-        "",
-    )
+fn pin_failed(error: PinError) -> ApiError {
+    let (status, code) = match &error {
+        PinError::Refused(_) => (StatusCode::UNPROCESSABLE_ENTITY, "switch_refused"),
+        PinError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+        PinError::NoPrevious { .. } => (StatusCode::CONFLICT, "no_previous_version"),
+    };
+    ApiError::new(status, code, error.to_string(), "")
 }

@@ -5,13 +5,12 @@
 
 use std::time::Duration;
 
-use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::ApiError;
 use crate::host::Host;
-use crate::runtime::Tenant;
+use crate::tenants::Tenant;
 
 /// `RateLimit-*` headers for a response.
 #[derive(Default)]
@@ -25,27 +24,10 @@ impl RateHeaders {
     }
 }
 
-/// Why a request was turned away before reaching its plugin.
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    headers: RateHeaders,
-}
-
-impl Refusal {
-    pub fn into_response(self, request_id: &str) -> Response {
-        let mut response =
-            ApiError::new(self.status, self.code, self.message, request_id).into_response();
-        self.headers.apply(response.headers_mut());
-        response
-    }
-}
-
 /// Takes one request from the tenant's bucket. When the store cannot answer,
 /// the request goes through: an outage of the limiter must not become an outage
 /// of every tenant.
-pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, Refusal> {
+pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, ApiError> {
     let Some(limit) = &tenant.rate else {
         return Ok(RateHeaders::default());
     };
@@ -69,30 +51,33 @@ pub async fn take_request(host: &Host, tenant: &Tenant) -> Result<RateHeaders, R
     }
     let retry = seconds_up(decision.retry_after).max(1);
     headers.push(header("retry-after", retry));
-    Err(Refusal {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code: "rate_limited",
-        message: format!(
+    Err(ApiError::refuse(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        format!(
             "tenant over its rate of {} requests per second; retry in {retry} s",
             bucket.refill_per_second
         ),
-        headers: RateHeaders(headers),
-    })
+    )
+    .with_headers(headers))
 }
 
 /// Takes one of the tenant's instance slots, or refuses at once.
-pub fn take_instance(tenant: &Tenant) -> Result<Option<OwnedSemaphorePermit>, Refusal> {
+pub fn take_instance(tenant: &Tenant) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
     let Some(slots) = &tenant.instances else {
         return Ok(None);
     };
     match slots.clone().try_acquire_owned() {
         Ok(permit) => Ok(Some(permit)),
-        Err(_) => Err(Refusal {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            code: "too_busy",
-            message: "all of the tenant's plugin instances are busy; retry shortly".into(),
-            headers: RateHeaders(vec![header("retry-after", 1)]),
-        }),
+        Err(_) => {
+            let (name, value) = header("retry-after", 1);
+            Err(ApiError::refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_busy",
+                "all of the tenant's plugin instances are busy; retry shortly",
+            )
+            .with_header(name, value))
+        }
     }
 }
 

@@ -4,7 +4,6 @@
 mod admin;
 mod error;
 mod limits;
-mod routes;
 pub mod tenant;
 
 use std::net::SocketAddr;
@@ -21,11 +20,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 pub use error::ApiError;
-pub use routes::{RouteEntry, RouteMatch, RouteTable};
 
 use crate::capabilities::wit_handler as wit;
 use crate::host::Host;
 use crate::runtime::CallError;
+use crate::tenants::{Deployment, RouteEntry, RouteMatch, Tenant};
 
 /// The request id: Kong's `Kong-Request-ID` when present, else a new one.
 #[derive(Debug, Clone)]
@@ -52,7 +51,7 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
         .filter_map(|name| request.headers().get(*name)?.to_str().ok())
         .find(|id| is_usable_request_id(id))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
@@ -71,6 +70,14 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
     response
 }
 
+/// A UUID (version 4) from a fast generator: a request id is no secret, and
+/// asking the kernel for randomness on every request cost 3% of the request path.
+fn new_request_id() -> String {
+    uuid::Builder::from_random_bytes(fastrand::u128(..).to_le_bytes())
+        .into_uuid()
+        .to_string()
+}
+
 /// Ids are echoed in headers and logs: keep them short and printable.
 fn is_usable_request_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 200 && id.bytes().all(|b| b.is_ascii_graphic())
@@ -80,8 +87,32 @@ async fn health() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn ready(State(host): State<Arc<Host>>) -> Response {
+/// Whether `headers` bear the operators' token; false when none is set.
+fn bears_ops_token(host: &Host, headers: &http::HeaderMap) -> bool {
+    use subtle::ConstantTimeEq;
+    let Some(expected) = host.ops_token() else {
+        return false;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    given.as_bytes().ct_eq(expected.expose().as_bytes()).into()
+}
+
+/// Ready or not (200/503) for probes; tenants, digests, errors and the store's
+/// state only for a caller bearing the operators' token (`ops.token`).
+async fn ready(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Response {
     let store = host.store().ping().await;
+    if !bears_ops_token(&host, &headers) {
+        let ready = store.is_ok() && host.is_loaded();
+        let (status, text) = match ready {
+            true => (StatusCode::OK, "ready"),
+            false => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+        };
+        return (status, axum::Json(serde_json::json!({ "status": text }))).into_response();
+    }
     let deployment = host.registry().current();
     let tenants: serde_json::Map<String, serde_json::Value> = deployment
         .tenants()
@@ -121,13 +152,29 @@ async fn ready(State(host): State<Arc<Host>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn metrics(State(host): State<Arc<Host>>) -> Response {
+/// The Prometheus text; with `ops.token` set, only for a caller bearing it.
+async fn metrics(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Response {
+    if host.ops_token().is_some() && !bears_ops_token(&host, &headers) {
+        return ApiError::refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "/metrics needs `Authorization: Bearer <ops token>`",
+        )
+        .into_response();
+    }
     let deployment = host.registry().current();
     for tenant in deployment.tenants() {
         match host.events().stats(tenant).await {
-            Ok(stats) => stats
-                .iter()
-                .for_each(|s| host.metrics().subscription_stats(&tenant.id, s)),
+            Ok(stats) => stats.iter().for_each(|s| {
+                let gauges = crate::metrics::SubscriptionGauges {
+                    backlog: s.backlog,
+                    in_flight: s.in_flight,
+                    retrying: s.retrying,
+                    dead: s.dead,
+                };
+                host.metrics()
+                    .subscription_stats(&tenant.id, &s.plugin, &s.topic, gauges)
+            }),
             Err(error) => {
                 tracing::warn!(tenant = %tenant.id, %error, "cannot read event figures for /metrics")
             }
@@ -149,103 +196,170 @@ async fn metrics(State(host): State<Arc<Host>>) -> Response {
     }
 }
 
-/// Everything that is not an operational endpoint: find the tenant, the route
-/// and the plugin, and let the plugin answer.
+/// Everything that is not an operational endpoint: find the tenant, take its
+/// limits, route, read the body, and let the plugin answer. Each step either
+/// hands on what the next needs or refuses with an [`ApiError`].
 async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
     let started = Instant::now();
-    let (parts, body) = request.into_parts();
-    let request_id = parts
-        .extensions
+    let request_id = request
+        .extensions()
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    let fail = |status, code, message: String| {
-        ApiError::new(status, code, message, &request_id).into_response()
-    };
+    match serve(&host, request, &request_id, started).await {
+        Ok(response) => response,
+        Err(mut error) => {
+            error.request_id = request_id;
+            error.into_response()
+        }
+    }
+}
 
+async fn serve(
+    host: &Host,
+    request: Request,
+    request_id: &str,
+    started: Instant,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let deployment = host.registry().current();
+    let (tenant, opens) = authenticate(host, &deployment, &parts)?;
+    let rate_headers = limits::take_request(host, &tenant).await?;
+    // Held until the plugin answered: the tenant's share of instances.
+    let _instance = limits::take_instance(&tenant)?;
+    let (entry, params) = route(&tenant, &parts)?;
+    if !crate::config::allowed(&opens, parts.method.as_str(), &entry.pattern) {
+        tracing::info!(route = %entry.pattern, "request refused: the credential does not open this route");
+        return Err(ApiError::refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this key may not call {} {}", parts.method, entry.pattern),
+        ));
+    }
+    let plugin_name = &entry.plugin.context().name;
+    tracing::Span::current().record("plugin", plugin_name.as_str());
+    let body = read_body(body, &parts, host.config().ingress.max_body_bytes).await?;
+    let plugin_request = plugin_request(&parts, entry, params, body, request_id);
+
+    let mut response = match entry.plugin.handle_http(request_id, plugin_request).await {
+        Ok(answer) => plugin_response(answer)?,
+        Err(error) => {
+            tracing::error!(tenant = %tenant.id, plugin = %plugin_name, %error, "plugin call failed");
+            let mut refusal = call_failed(&error);
+            refusal.request_id = request_id.to_owned();
+            refusal.into_response()
+        }
+    };
+    rate_headers.apply(response.headers_mut());
+    entry
+        .metrics
+        .record(response.status().as_u16(), started.elapsed());
+    Ok(response)
+}
+
+/// The calling tenant (Kong's consumer from a trusted peer, or the host's API
+/// key) and the routes that credential opens.
+fn authenticate(
+    host: &Host,
+    deployment: &Deployment,
+    parts: &http::request::Parts,
+) -> Result<(Arc<Tenant>, crate::config::Routes), ApiError> {
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip());
-    let deployment = host.registry().current();
-    let tenant = match tenant::resolve(
-        &deployment,
+    let (tenant, opens) = tenant::resolve(
+        deployment,
         &host.config().ingress.trusted_proxies,
         peer,
         &parts.headers,
         parts.uri.query(),
-    ) {
-        Ok(tenant) => tenant,
-        Err(error) => {
-            tracing::info!(%error, "request refused: no tenant");
-            return fail(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string());
-        }
-    };
+    )
+    .map_err(|error| {
+        tracing::info!(%error, "request refused: no tenant");
+        ApiError::refuse(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
+    })?;
     tracing::Span::current().record("tenant", tenant.id.as_str());
+    Ok((tenant, opens))
+}
 
-    let rate_headers = match limits::take_request(&host, &tenant).await {
-        Ok(headers) => headers,
-        Err(refusal) => return refusal.into_response(&request_id),
-    };
-    // Held until the plugin answered: the tenant's share of instances.
-    let _instance = match limits::take_instance(&tenant) {
-        Ok(permit) => permit,
-        Err(refusal) => return refusal.into_response(&request_id),
-    };
+/// Path parameters by name, as the plugin gets them.
+type Params = Vec<(String, String)>;
 
-    let (entry, params) = match tenant.routes.find(&parts.method, parts.uri.path()) {
-        RouteMatch::Found { entry, params } => (entry, params),
+/// The tenant's route for this method and path, with its parameters.
+fn route<'t>(
+    tenant: &'t Tenant,
+    parts: &http::request::Parts,
+) -> Result<(&'t RouteEntry, Params), ApiError> {
+    let path = parts.uri.path();
+    match tenant.routes.find(&parts.method, path) {
+        RouteMatch::Found { entry, params } => Ok((entry, params)),
         RouteMatch::MethodNotAllowed(allowed) => {
-            let mut response = fail(
+            let refusal = ApiError::refuse(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
-                format!("{} is not served on {}", parts.method, parts.uri.path()),
+                format!("{} is not served on {path}", parts.method),
             );
-            if let Ok(value) = HeaderValue::from_str(&allowed.join(", ")) {
-                response.headers_mut().insert(header::ALLOW, value);
-            }
-            return response;
+            Err(match HeaderValue::from_str(&allowed.join(", ")) {
+                Ok(value) => refusal.with_header(header::ALLOW, value),
+                Err(_) => refusal,
+            })
         }
-        RouteMatch::NotFound => {
-            return fail(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no route for {}", parts.uri.path()),
-            );
-        }
-    };
-    let plugin_name = entry.plugin.context().name.clone();
-    tracing::Span::current().record("plugin", plugin_name.as_str());
+        RouteMatch::NotFound => Err(ApiError::refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {path}"),
+        )),
+    }
+}
 
-    let limit = host.config().ingress.max_body_bytes;
+/// The whole body, up to `limit` bytes (413 beyond, before reading when the
+/// declared length says so).
+async fn read_body(
+    body: Body,
+    parts: &http::request::Parts,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    // The rest of the body stays unread, so the connection cannot carry another
+    // request: say so, or a client may send its next one on a closing connection.
     let too_large = || {
-        fail(
+        ApiError::refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("request body is larger than {limit} bytes"),
         )
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
     };
     let declared = parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
-        return too_large();
+        return Err(too_large());
     }
-    let body = match axum::body::to_bytes(Body::new(body), limit).await {
-        Ok(bytes) => bytes,
-        Err(error) if is_length_limit(&error) => return too_large(),
-        Err(error) => {
-            return fail(
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|error| match is_length_limit(&error) {
+            true => too_large(),
+            false => ApiError::refuse(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 format!("cannot read the request body: {error}"),
-            );
-        }
-    };
+            ),
+        })
+}
 
+/// The request as the plugin gets it: without the tenant's prefix, and without
+/// credentials (auth headers, the `apikey` query parameter).
+fn plugin_request(
+    parts: &http::request::Parts,
+    entry: &RouteEntry,
+    params: Params,
+    body: bytes::Bytes,
+    request_id: &str,
+) -> wit::Request {
     let path = parts.uri.path();
-    let plugin_request = wit::Request {
+    wit::Request {
         method: parts.method.to_string(),
         path: path
             .strip_prefix(entry.prefix.as_str())
@@ -265,43 +379,25 @@ async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })
             .collect(),
-        body: body.to_vec(),
-        request_id: request_id.clone(),
-    };
+        body: body.into(),
+        request_id: request_id.to_owned(),
+    }
+}
 
-    let outcome = entry.plugin.handle_http(&request_id, plugin_request).await;
-    let response = match outcome {
-        Ok(answer) => plugin_response(answer, &request_id),
-        Err(error) => {
-            let (status, code) = match &error {
-                CallError::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
-                CallError::OutOfMemory(_) => (StatusCode::INTERNAL_SERVER_ERROR, "out_of_memory"),
-                CallError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
-                CallError::Instantiate(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable")
-                }
-            };
-            tracing::error!(tenant = %tenant.id, plugin = %plugin_name, %error, "plugin call failed");
-            // The guest's error text can hold anything it had in hand; the log has it, the caller gets the kind.
-            let message = match &error {
-                CallError::Trap(_) => {
-                    "the plugin failed; see the host log for this request id".to_owned()
-                }
-                other => other.to_string(),
-            };
-            fail(status, code, message)
-        }
+/// A failed plugin call as the caller sees it. The guest's error text can hold
+/// anything it had in hand: the log has it, the caller gets the kind.
+fn call_failed(error: &CallError) -> ApiError {
+    let (status, code) = match error {
+        CallError::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
+        CallError::OutOfMemory(_) => (StatusCode::INTERNAL_SERVER_ERROR, "out_of_memory"),
+        CallError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "plugin_failed"),
+        CallError::Instantiate(_) => (StatusCode::SERVICE_UNAVAILABLE, "plugin_unavailable"),
     };
-    let mut response = response;
-    rate_headers.apply(response.headers_mut());
-    host.metrics().request(
-        &tenant.id,
-        &plugin_name,
-        &entry.route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
-    response
+    let message = match error {
+        CallError::Trap(_) => "the plugin failed; see the host log for this request id".to_owned(),
+        other => other.to_string(),
+    };
+    ApiError::refuse(status, code, message)
 }
 
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -317,19 +413,17 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// The plugin's answer as an HTTP response; headers that are not valid, or that
 /// only the host may set (hop-by-hop, length), are left out.
-fn plugin_response(answer: wit::Response, request_id: &str) -> Response {
+fn plugin_response(answer: wit::Response) -> Result<Response, ApiError> {
     let Ok(status) = StatusCode::from_u16(answer.status) else {
         tracing::error!(
             status = answer.status,
             "plugin answered with an invalid status"
         );
-        return ApiError::new(
+        return Err(ApiError::refuse(
             StatusCode::BAD_GATEWAY,
             "invalid_plugin_response",
             format!("the plugin answered with status {}", answer.status),
-            request_id,
-        )
-        .into_response();
+        ));
     };
     let mut response = Response::new(Body::from(answer.body));
     *response.status_mut() = status;
@@ -346,7 +440,7 @@ fn plugin_response(answer: wit::Response, request_id: &str) -> Response {
         }
         response.headers_mut().append(name, value);
     }
-    response
+    Ok(response)
 }
 
 fn is_reserved(name: &HeaderName) -> bool {

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use http::HeaderMap;
 use ipnet::IpNet;
 
-use crate::runtime::{Deployment, Tenant};
+use crate::config::Routes;
+use crate::tenants::{Deployment, Tenant};
 
 /// Headers that carry credentials or Kong's consumer identity; never passed to plugins.
 pub const AUTH_HEADERS: [&str; 5] = [
@@ -32,20 +33,24 @@ pub enum AuthError {
     UnknownConsumer(String),
 }
 
+/// The calling tenant and the routes its credential opens.
 pub fn resolve(
     deployment: &Deployment,
     trusted_proxies: &[IpNet],
     peer: Option<IpAddr>,
     headers: &HeaderMap,
     query: Option<&str>,
-) -> Result<Arc<Tenant>, AuthError> {
-    let trusted = peer.is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
+) -> Result<(Arc<Tenant>, Routes), AuthError> {
+    // A dual-stack listener sees IPv4 peers as `::ffff:a.b.c.d`; match them as IPv4.
+    let trusted = peer
+        .map(|ip| ip.to_canonical())
+        .is_some_and(|ip| trusted_proxies.iter().any(|net| net.contains(&ip)));
     if trusted {
         for header in ["x-consumer-custom-id", "x-consumer-username"] {
             if let Some(consumer) = headers.get(header).and_then(|v| v.to_str().ok()) {
                 return deployment
                     .tenant_by_kong_consumer(consumer)
-                    .cloned()
+                    .map(|(tenant, routes)| (tenant.clone(), routes.clone()))
                     .ok_or_else(|| AuthError::UnknownConsumer(consumer.to_owned()));
             }
         }
@@ -60,7 +65,7 @@ pub fn resolve(
         None => Err(AuthError::Missing),
         Some(key) => deployment
             .tenant_by_api_key(&key)
-            .cloned()
+            .map(|(tenant, routes)| (tenant.clone(), routes.clone()))
             .ok_or(AuthError::InvalidKey),
     }
 }
@@ -69,4 +74,63 @@ fn query_api_key(query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(name, _)| name == API_KEY_QUERY)
         .map(|(_, value)| value.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment() -> Deployment {
+        let tenant = Tenant {
+            id: "firm-a".into(),
+            plugins: Default::default(),
+            routes: Default::default(),
+            api_keys: Vec::new(),
+            kong_consumers: vec![crate::tenants::Credential {
+                id: "firm-a".into(),
+                routes: None,
+            }],
+            subscriptions: Vec::new(),
+            schedules: Vec::new(),
+            default_subscription: Default::default(),
+            rate: None,
+            instances: None,
+        };
+        Deployment::new(vec![Arc::new(tenant)]).unwrap()
+    }
+
+    fn consumer_headers() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-consumer-custom-id", "firm-a".parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn an_ipv4_proxy_seen_through_a_dual_stack_socket_is_trusted() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.5/32".parse().unwrap()];
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        let (tenant, _) = resolve(
+            &deployment(),
+            &trusted,
+            Some(mapped),
+            &consumer_headers(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(tenant.id, "firm-a");
+
+        let other: IpAddr = "::ffff:10.0.0.6".parse().unwrap();
+        assert_eq!(
+            resolve(
+                &deployment(),
+                &trusted,
+                Some(other),
+                &consumer_headers(),
+                None
+            )
+            .err(),
+            Some(AuthError::Missing),
+            "consumer headers from anyone else are not believed"
+        );
+    }
 }

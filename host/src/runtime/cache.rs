@@ -81,7 +81,7 @@ impl ComponentCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Component>> {
-        crate::sync::lock(&self.loaded)
+        bitbylaw_core::sync::lock(&self.loaded)
     }
 }
 

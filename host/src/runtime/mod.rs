@@ -4,11 +4,9 @@
 //! loaded plugins and can swap one atomically.
 
 mod cache;
-mod context;
+mod idle;
 mod plugin;
 mod pool;
-mod registry;
-mod state;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +16,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use cache::{CacheStats, ComponentCache};
-pub use context::PluginContext;
+pub use idle::IdleBudget;
 pub use plugin::LoadedPlugin;
 pub use pool::{CallError, InstancePool};
-pub use registry::{Deployment, RateLimit, Registry, Tenant};
-pub use state::{CallContext, HostState};
+
+use crate::capabilities::HostState;
 
 use crate::config::RuntimeConfig;
 
@@ -31,6 +29,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: ComponentCache,
+    idle: Arc<IdleBudget>,
 }
 
 impl Runtime {
@@ -44,10 +43,14 @@ impl Runtime {
             .map_err(anyhow::Error::from)
             .context("linking host capabilities")?;
         let cache = ComponentCache::new(engine.clone(), cache_dir);
+        let idle_budget = config
+            .max_idle_instances
+            .unwrap_or(config.max_instances as usize / 2);
         Ok(Arc::new(Self {
             engine,
             linker,
             cache,
+            idle: Arc::new(IdleBudget::new(idle_budget)),
         }))
     }
 
@@ -57,6 +60,11 @@ impl Runtime {
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The idle instances of every pool, within one budget.
+    pub fn idle_budget(&self) -> &Arc<IdleBudget> {
+        &self.idle
     }
 
     /// Compiles (or takes from the cache) the component at `path`; returns it with its sha256.
@@ -134,17 +142,4 @@ fn spawn_epoch_ticker(engine: &Engine, tick: Duration) {
     if let Err(error) = spawned {
         tracing::error!(%error, "cannot start the epoch thread: runaway guests will only be stopped by the call deadline");
     }
-}
-
-/// Plugin settings reach the guest as strings: scalars as text, tables and lists as JSON.
-pub fn config_value_to_string(value: &toml::Value) -> Result<String, String> {
-    Ok(match value {
-        toml::Value::String(text) => text.clone(),
-        toml::Value::Integer(n) => n.to_string(),
-        toml::Value::Float(n) => n.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::Array(_) | toml::Value::Table(_) => serde_json::to_string(value)
-            .map_err(|e| format!("cannot be given to the plugin as JSON: {e}"))?,
-    })
 }

@@ -6,7 +6,8 @@ use anyhow::Context as _;
 use wasmtime::component::Component;
 
 use super::pool::{Call, Reply};
-use super::{CallError, InstancePool, PluginContext, Runtime};
+use super::{CallError, InstancePool, Runtime};
+use crate::capabilities::PluginContext;
 use crate::capabilities::wit_handler as wit;
 use crate::config::PluginLimits;
 
@@ -14,6 +15,9 @@ pub struct LoadedPlugin {
     /// sha256 of the component, so logs and the admin API can tell versions apart.
     pub digest: String,
     pub description: wit::Description,
+    /// The interfaces the component imports (`bitbylaw:plugin/kv@0.1.0`, WASI's, ...),
+    /// so operators can see what it could call beside what it was granted.
+    pub imports: Vec<String>,
     pool: InstancePool,
 }
 
@@ -28,7 +32,12 @@ impl LoadedPlugin {
         limits: PluginLimits,
     ) -> anyhow::Result<Self> {
         let pre = runtime.prepare(component)?;
-        let pool = InstancePool::new(pre, context, limits);
+        let imports = component
+            .component_type()
+            .imports(runtime.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let pool = InstancePool::new(pre, context, limits, runtime.idle_budget().clone());
         let description = match pool
             .call("load", Call::Describe)
             .await
@@ -40,6 +49,7 @@ impl LoadedPlugin {
         Ok(Self {
             digest,
             description,
+            imports,
             pool,
         })
     }

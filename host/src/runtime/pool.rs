@@ -12,8 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::Store;
 
-use super::{CallContext, HostState, PluginContext};
+use super::idle::{IdleBudget, IdleList};
 use crate::capabilities::wit_handler as wit;
+use crate::capabilities::{CallContext, HostState, PluginContext};
 use crate::capabilities::{PluginBindings, PluginBindingsPre};
 use crate::config::{InstanceMode, PluginLimits};
 
@@ -28,6 +29,13 @@ pub enum CallError {
     Trap(String),
     #[error("no instance of the plugin could be started: {0}")]
     Instantiate(String),
+}
+
+/// Why an instantiation failed: no free slot (worth evicting an idle instance
+/// elsewhere), or anything else.
+enum Instantiation {
+    NoSlot(String),
+    Failed(CallError),
 }
 
 /// One call into a plugin's `handler` export.
@@ -50,8 +58,44 @@ pub struct InstancePool {
     pre: PluginBindingsPre<HostState>,
     context: Arc<PluginContext>,
     limits: PluginLimits,
-    idle: Mutex<Vec<Instance>>,
+    idle: Arc<Idle>,
 }
+
+/// A pool's idle instances, which the runtime's [`IdleBudget`] may evict.
+struct Idle {
+    instances: Mutex<Vec<Instance>>,
+    budget: Arc<IdleBudget>,
+}
+
+impl IdleList for Idle {
+    fn len(&self) -> usize {
+        bitbylaw_core::sync::lock(&self.instances).len()
+    }
+
+    fn evict_one(&self) -> bool {
+        let evicted = bitbylaw_core::sync::lock(&self.instances).pop();
+        let found = evicted.is_some();
+        if found {
+            self.budget.release();
+        }
+        // Dropped outside the lock: freeing the slot does not hold up the pool.
+        drop(evicted);
+        found
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        let idle = bitbylaw_core::sync::lock(&self.instances).len();
+        for _ in 0..idle {
+            self.budget.release();
+        }
+    }
+}
+
+/// How often an instantiation that finds no free slot evicts an idle instance
+/// elsewhere and tries again.
+const EVICTION_TRIES: usize = 8;
 
 struct Instance {
     store: Store<HostState>,
@@ -64,12 +108,19 @@ impl InstancePool {
         pre: PluginBindingsPre<HostState>,
         context: Arc<PluginContext>,
         limits: PluginLimits,
+        budget: Arc<IdleBudget>,
     ) -> Self {
+        let idle = Arc::new(Idle {
+            instances: Mutex::new(Vec::new()),
+            budget: budget.clone(),
+        });
+        let list: Arc<dyn IdleList> = idle.clone();
+        budget.register(Arc::downgrade(&list));
         Self {
             pre,
             context,
             limits,
-            idle: Mutex::new(Vec::new()),
+            idle,
         }
     }
 
@@ -118,7 +169,26 @@ impl InstancePool {
         }
     }
 
+    /// A new instance; when the pooling allocator has no free slot, idle
+    /// instances elsewhere are dropped to make one.
     async fn instantiate(&self) -> Result<Instance, CallError> {
+        let mut tries = 0;
+        loop {
+            match self.instantiate_once().await {
+                Err(Instantiation::NoSlot(error))
+                    if tries < EVICTION_TRIES && self.idle.budget.evict_one() =>
+                {
+                    tries += 1;
+                    tracing::debug!(tenant = %self.context.tenant, plugin = %self.context.name, %error, "no free instance slot; evicted an idle instance");
+                }
+                Err(Instantiation::NoSlot(error)) => return Err(CallError::Instantiate(error)),
+                Err(Instantiation::Failed(error)) => return Err(error),
+                Ok(instance) => return Ok(instance),
+            }
+        }
+    }
+
+    async fn instantiate_once(&self) -> Result<Instance, Instantiation> {
         let started = Instant::now();
         let memory_limit = self.limits.memory_limit_mb.saturating_mul(1024 * 1024);
         let state = HostState::new(
@@ -134,9 +204,11 @@ impl InstancePool {
             .await
             .map_err(|error| {
                 if store.data().memory.exceeded {
-                    CallError::OutOfMemory(self.limits.memory_limit_mb)
+                    Instantiation::Failed(CallError::OutOfMemory(self.limits.memory_limit_mb))
+                } else if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+                    Instantiation::NoSlot(format!("{error:#}"))
                 } else {
-                    CallError::Instantiate(format!("{error:#}"))
+                    Instantiation::Failed(CallError::Instantiate(format!("{error:#}")))
                 }
             })?;
         self.context.metrics.instantiated(
@@ -155,7 +227,11 @@ impl InstancePool {
         if self.limits.instance_mode == InstanceMode::Fresh {
             return None;
         }
-        self.lock_idle().pop()
+        let instance = self.lock_idle().pop();
+        if instance.is_some() {
+            self.idle.budget.release();
+        }
+        instance
     }
 
     fn checkin(&self, instance: Instance) {
@@ -166,7 +242,7 @@ impl InstancePool {
             && memory_mb < limits.recycle_memory_mb;
         if keep {
             let mut idle = self.lock_idle();
-            if idle.len() < limits.max_idle_instances {
+            if idle.len() < limits.max_idle_instances && self.idle.budget.reserve() {
                 idle.push(instance);
             }
         }
@@ -190,7 +266,7 @@ impl InstancePool {
 
     fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
         // Only plain pushes and pops happen under this lock; a poisoned one is still usable.
-        crate::sync::lock(&self.idle)
+        bitbylaw_core::sync::lock(&self.idle.instances)
     }
 }
 

@@ -9,7 +9,7 @@
 //! `docs/plugins/advoware-proxy.md`.
 
 use bitbylaw_sdk::advoware::{self, AdvowareError};
-use bitbylaw_sdk::{Description, Error, Plugin, Request, Response, info};
+use bitbylaw_sdk::{Description, Error, Plugin, Request, Response, Router, info};
 
 struct AdvowareProxy;
 
@@ -38,46 +38,51 @@ const RESPONSE_HEADERS: [&str; 5] = [
 impl Plugin for AdvowareProxy {
     fn describe() -> Description {
         Description::new("advoware-proxy", env!("CARGO_PKG_VERSION"))
-            .route("GET", ROUTE)
-            .route("POST", ROUTE)
-            .route("PUT", ROUTE)
-            .route("DELETE", ROUTE)
     }
 
-    fn handle_http(request: Request) -> Result<Response, Error> {
-        let endpoint = endpoint(&request)?.to_owned();
-        let method = request.method().to_owned();
-        let mut upstream = advoware::Request::new(&method, endpoint.as_str());
-        for (name, value) in request.query_pairs() {
-            if name != "endpoint" {
-                upstream = upstream.query(name.as_str(), value.as_str());
-            }
-        }
-        for name in REQUEST_HEADERS {
-            if let Some(value) = request.header(name) {
-                upstream = upstream.header(name, value);
-            }
-        }
-        let body = request.into_body();
-        if !body.is_empty() || matches!(method.as_str(), "POST" | "PUT") {
-            upstream = upstream.body(body);
-        }
-        let answer = upstream.send().map_err(|error| match error {
-            // The caller's endpoint was refused (e.g. `../`): their mistake, not ours.
-            AdvowareError::InvalidRequest(message) => Error::BadRequest(message),
-            other => Error::from(other),
-        })?;
-        // The path only: query values (also one written into the endpoint) may hold personal data.
-        let path = endpoint.split('?').next().unwrap_or_default();
-        info!("proxied {} {}", method, path; "status" => answer.status);
-        let mut response = Response::new(answer.status);
-        for name in RESPONSE_HEADERS {
-            if let Some(value) = answer.header(name) {
-                response = response.with_header(name, value);
-            }
-        }
-        Ok(response.with_body(answer.body))
+    fn routes() -> Router {
+        Router::new()
+            .get(ROUTE, proxy)
+            .post(ROUTE, proxy)
+            .put(ROUTE, proxy)
+            .delete(ROUTE, proxy)
     }
+}
+
+/// One request to Advoware with the caller's method, query and body.
+fn proxy(request: Request) -> Result<Response, Error> {
+    let endpoint = endpoint(&request)?.to_owned();
+    let method = request.method().to_owned();
+    let mut upstream = advoware::Request::new(&method, endpoint.as_str());
+    for (name, value) in request.query_pairs() {
+        if name != "endpoint" {
+            upstream = upstream.query(name.as_str(), value.as_str());
+        }
+    }
+    for name in REQUEST_HEADERS {
+        if let Some(value) = request.header(name) {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let body = request.into_body();
+    if !body.is_empty() || matches!(method.as_str(), "POST" | "PUT") {
+        upstream = upstream.body(body);
+    }
+    let answer = upstream.send().map_err(|error| match error {
+        // The caller's endpoint was refused (e.g. `../`): their mistake, not ours.
+        AdvowareError::InvalidRequest(message) => Error::BadRequest(message),
+        other => Error::from(other),
+    })?;
+    // The path only: query values (also one written into the endpoint) may hold personal data.
+    let path = endpoint.split('?').next().unwrap_or_default();
+    info!("proxied {} {}", method, path; "status" => answer.status);
+    let mut response = Response::new(answer.status);
+    for name in RESPONSE_HEADERS {
+        if let Some(value) = answer.header(name) {
+            response = response.with_header(name, value);
+        }
+    }
+    Ok(response.with_body(answer.body))
 }
 
 /// The one `endpoint` query parameter, present and not empty.

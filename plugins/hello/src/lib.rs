@@ -3,7 +3,7 @@
 //! plugin itself subscribes to. Small on purpose: read it to see the SDK.
 
 use bitbylaw_sdk::{
-    Description, Error, Event, HandlerError, Plugin, Request, Response, events, info, kv,
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, events, info, kv,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,22 +16,16 @@ struct Note {
 
 impl Plugin for Hello {
     fn describe() -> Description {
-        Description::new("hello", env!("CARGO_PKG_VERSION"))
-            .route("GET", "/hello/{name}")
-            .route("PUT", "/hello/notes/{id}")
-            .route("GET", "/hello/notes/{id}")
-            .route("GET", "/hello/notes")
-            .topic(NOTE_SAVED)
+        Description::new("hello", env!("CARGO_PKG_VERSION")).topic(NOTE_SAVED)
     }
 
-    fn handle_http(request: Request) -> Result<Response, Error> {
-        match (request.method(), request.route()) {
-            ("GET", "/hello/{name}") => greet(&request),
-            ("PUT", "/hello/notes/{id}") => put_note(&request),
-            ("GET", "/hello/notes/{id}") => get_note(&request),
-            ("GET", "/hello/notes") => saved_notes(),
-            _ => Err(Error::NotFound(format!("no route {}", request.path()))),
-        }
+    /// Each route once: the host learns them from here and requests come back through here.
+    fn routes() -> Router {
+        Router::new()
+            .get("/hello/{name}", greet)
+            .put("/hello/notes/{id}", put_note)
+            .get("/hello/notes/{id}", get_note)
+            .get("/hello/notes", |_| saved_notes())
     }
 
     /// Keeps the ids of saved notes in a set, as a downstream sync would record its work.
@@ -45,7 +39,7 @@ impl Plugin for Hello {
 
 const NOTE_SAVED: &str = "hello.note-saved";
 
-fn greet(request: &Request) -> Result<Response, Error> {
+fn greet(request: Request) -> Result<Response, Error> {
     let name = request.require_param("name")?;
     let greeting = bitbylaw_sdk::config::get("greeting").unwrap_or_else(|| "Hello".to_owned());
     let visits = kv::incr("visits", 1)?;
@@ -56,7 +50,7 @@ fn greet(request: &Request) -> Result<Response, Error> {
     ))
 }
 
-fn put_note(request: &Request) -> Result<Response, Error> {
+fn put_note(request: Request) -> Result<Response, Error> {
     let id = request.require_param("id")?;
     let note: Note = request.json()?;
     if note.text.is_empty() {
@@ -67,7 +61,7 @@ fn put_note(request: &Request) -> Result<Response, Error> {
     Ok(Response::json(200, &note))
 }
 
-fn get_note(request: &Request) -> Result<Response, Error> {
+fn get_note(request: Request) -> Result<Response, Error> {
     let id = request.require_param("id")?;
     match kv::get_json::<Note>(&format!("note:{id}"))? {
         Some(note) => Ok(Response::json(200, &note)),

@@ -1,8 +1,9 @@
 //! The tenant's Advoware API, signed in by the host.
 //!
 //! The host holds the credentials and the token; a plugin names a path below
-//! the API base and gets Advoware's answer. Needs `advoware = true` for the
-//! plugin and an `[advoware]` section in the tenant file.
+//! the API base and gets Advoware's answer. Needs an account of kind `advoware`
+//! in the tenant file granted to the plugin (`upstreams = ["<account>"]`);
+//! without it every call answers `NotConfigured`.
 //!
 //! ```ignore
 //! let employees = advoware::Request::get("employees").send()?.json::<Vec<Employee>>()?;

@@ -6,19 +6,23 @@
 //! JSON error response, logging macros, and one module per host capability.
 //!
 //! ```ignore
-//! use bitbylaw_sdk::{Description, Error, Plugin, Request, Response};
+//! use bitbylaw_sdk::{Description, Error, Plugin, Request, Response, Router};
 //!
 //! struct Hello;
 //!
 //! impl Plugin for Hello {
 //!     fn describe() -> Description {
-//!         Description::new("hello", env!("CARGO_PKG_VERSION")).route("GET", "/hello/{name}")
+//!         Description::new("hello", env!("CARGO_PKG_VERSION"))
 //!     }
 //!
-//!     fn handle_http(request: Request) -> Result<Response, Error> {
-//!         let name = request.require_param("name")?;
-//!         Ok(Response::json(200, &serde_json::json!({ "greeting": format!("Hallo, {name}!") })))
+//!     fn routes() -> Router {
+//!         Router::new().get("/hello/{name}", greet)
 //!     }
+//! }
+//!
+//! fn greet(request: Request) -> Result<Response, Error> {
+//!     let name = request.require_param("name")?;
+//!     Ok(Response::json(200, &serde_json::json!({ "greeting": format!("Hallo, {name}!") })))
 //! }
 //!
 //! bitbylaw_sdk::export_plugin!(Hello);
@@ -47,6 +51,7 @@ mod logging;
 mod plugin;
 mod request;
 mod response;
+mod router;
 
 pub mod advoware;
 pub mod config;
@@ -62,6 +67,7 @@ pub use logging::{Level, log};
 pub use plugin::{Description, Event, HandlerError, Plugin, Tick};
 pub use request::Request;
 pub use response::Response;
+pub use router::{Handler, Router};
 
 /// The store's error, as returned by [`kv`], [`lock`], [`rate_limit`] and [`events`].
 pub use bindings::bitbylaw::plugin::types::StoreError;
@@ -69,7 +75,7 @@ pub use bindings::bitbylaw::plugin::types::StoreError;
 /// Items the macros need; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::plugin::{dispatch_event, dispatch_http, dispatch_schedule};
+    pub use crate::plugin::{describe, dispatch_event, dispatch_http, dispatch_schedule};
     pub use wit_bindgen;
 }
 
@@ -81,7 +87,7 @@ macro_rules! export_plugin {
 
         impl $crate::bindings::exports::bitbylaw::plugin::handler::Guest for __BitbylawExport {
             fn describe() -> $crate::bindings::exports::bitbylaw::plugin::handler::Description {
-                <$plugin as $crate::Plugin>::describe().into_wit()
+                $crate::__private::describe::<$plugin>()
             }
 
             fn handle_http(

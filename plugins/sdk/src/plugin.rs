@@ -1,20 +1,25 @@
 //! The [`Plugin`] trait and the glue between it and the generated `handler` export.
 
 use crate::bindings::exports::bitbylaw::plugin::handler as wit;
-use crate::{Error, Request, Response};
+use crate::{Error, Request, Response, Router};
 
 /// What a plugin implements. Only [`Plugin::describe`] is required; a plugin
 /// overrides the handlers for what it declares (routes, topics, schedules).
 pub trait Plugin {
-    /// Routes, topics and schedules; asked once when the host loads the plugin.
+    /// Name, version, topics and schedules; asked once when the host loads the
+    /// plugin. The routes of [`Plugin::routes`] are added to it.
     fn describe() -> Description;
 
-    /// Answers a request on one of the declared routes.
+    /// The plugin's routes with their handlers, declared once: the host is told
+    /// them and [`Plugin::handle_http`] dispatches by them.
+    fn routes() -> Router {
+        Router::new()
+    }
+
+    /// Answers a request on one of the declared routes; by default through
+    /// [`Plugin::routes`].
     fn handle_http(request: Request) -> Result<Response, Error> {
-        Err(Error::NotFound(format!(
-            "no handler for {}",
-            request.path()
-        )))
+        Self::routes().handle(request)
     }
 
     /// Handles an event of a subscribed topic.
@@ -64,7 +69,9 @@ impl Description {
         }
     }
 
-    /// Serves `method` (or `*` for any) on `path`, e.g. `/notes/{id}` or `/files/{*rest}`.
+    /// Serves `method` (or `*` for any) on `path`, e.g. `/notes/{id}` or `/files/{*rest}`,
+    /// for a plugin that dispatches in its own [`Plugin::handle_http`]; prefer
+    /// [`Plugin::routes`], which declares and dispatches in one place.
     pub fn route(mut self, method: &str, path: &str) -> Self {
         self.routes.push(wit::Route {
             method: method.to_ascii_uppercase(),
@@ -89,11 +96,13 @@ impl Description {
     }
 
     #[doc(hidden)]
-    pub fn into_wit(self) -> wit::Description {
+    pub fn into_wit(self, router: &Router) -> wit::Description {
+        let mut routes = self.routes;
+        routes.extend(router.describe());
         wit::Description {
             name: self.name,
             version: self.version,
-            routes: self.routes,
+            routes,
             topics: self.topics,
             schedules: self.schedules,
         }
@@ -113,6 +122,11 @@ fn report_panics() {
             );
         }));
     });
+}
+
+#[doc(hidden)]
+pub fn describe<P: Plugin>() -> wit::Description {
+    P::describe().into_wit(&P::routes())
 }
 
 #[doc(hidden)]

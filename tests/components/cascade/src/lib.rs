@@ -1,8 +1,10 @@
 //! The cascade of the integrations in small: a schedule fires every second; the
 //! first firing emits one `item` event per item (`items` setting, default 200);
 //! each item handler counts its item in `handled:<i>` and `handled-total`.
-//! Every firing records its tick in the set `ticks` and counts `fires`, so a
-//! test sees whether any tick ran twice. `work_ms` makes each item take time.
+//! Every firing records its tick in the set `started` when it begins, and in
+//! the set `ticks` and the count `fires` when it ends, so a test sees whether
+//! any tick ran twice or never finished. `work_ms` makes each item take time,
+//! `tick_ms` each firing.
 
 use std::time::Duration;
 
@@ -22,7 +24,12 @@ impl Plugin for Cascade {
     }
 
     fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
-        kv::set_add("ticks", &[tick.scheduled_at.to_string()]).map_err(retryable)?;
+        let at = tick.scheduled_at.to_string();
+        kv::set_add("started", std::slice::from_ref(&at)).map_err(retryable)?;
+        if let Some(ms) = config::get("tick_ms").and_then(|v| v.parse().ok()) {
+            std::thread::sleep(Duration::from_millis(ms));
+        }
+        kv::set_add("ticks", &[at]).map_err(retryable)?;
         kv::incr("fires", 1).map_err(retryable)?;
         if kv::incr("fanouts", 1).map_err(retryable)? == 1 {
             let items: u32 = config::get("items")

@@ -1,0 +1,445 @@
+//! Prometheus metrics for `/metrics`. Labels name tenants, plugins and routes,
+//! never request contents or secrets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    tenant: String,
+    plugin: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    tenant: String,
+    plugin: String,
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    tenant: String,
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    tenant: String,
+    plugin: String,
+    topic: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    tenant: String,
+    plugin: String,
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    tenant: String,
+    /// The kind of account (`advoware`, ...), so every kind shares one family.
+    kind: String,
+    /// The account's name in the tenant file.
+    account: String,
+    outcome: String,
+}
+
+/// Which upstream account a figure is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLabel {
+    pub tenant: String,
+    pub kind: String,
+    pub account: String,
+}
+
+/// One subscription's delivery figures, set before each scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriptionGauges {
+    pub backlog: u64,
+    pub in_flight: u64,
+    pub retrying: u64,
+    pub dead: u64,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// Cheap to clone; every clone records into the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: HistogramFamily<RouteLabels>,
+    guest_traps: Family<PluginLabels, Counter>,
+    deadline_hits: Family<PluginLabels, Counter>,
+    egress_refused: Family<PluginLabels, Counter>,
+    instantiation: HistogramFamily<PluginLabels>,
+    events: Family<EventLabels, Counter>,
+    event_latency: HistogramFamily<SubscriptionLabels>,
+    backlog: Family<SubscriptionLabels, Gauge>,
+    in_flight: Family<SubscriptionLabels, Gauge>,
+    retrying: Family<SubscriptionLabels, Gauge>,
+    dead: Family<SubscriptionLabels, Gauge>,
+    upstream_tokens: Family<UpstreamLabels, Counter>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    groups_recreated: Family<TenantLabels, Counter>,
+}
+
+fn request_buckets() -> Histogram {
+    // 100 µs to ~6.5 s.
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+/// Event latency: fine steps in the few-milliseconds range the goals are about.
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.015,
+        0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ])
+}
+
+fn instantiation_buckets() -> Histogram {
+    // 5 µs to ~20 ms.
+    Histogram::new(exponential_buckets(0.000005, 2.0, 13))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("bitbylaw");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let request_duration: HistogramFamily<RouteLabels> =
+            Family::new_with_constructor(request_buckets);
+        let guest_traps = Family::<PluginLabels, Counter>::default();
+        let deadline_hits = Family::<PluginLabels, Counter>::default();
+        let egress_refused = Family::<PluginLabels, Counter>::default();
+        let instantiation: HistogramFamily<PluginLabels> =
+            Family::new_with_constructor(instantiation_buckets);
+        registry.register(
+            "http_requests",
+            "HTTP requests served by plugins",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to plugin answer",
+            request_duration.clone(),
+        );
+        registry.register(
+            "guest_traps",
+            "Plugin calls that ended in a trap",
+            guest_traps.clone(),
+        );
+        registry.register(
+            "deadline_hits",
+            "Plugin calls stopped at their deadline",
+            deadline_hits.clone(),
+        );
+        registry.register(
+            "egress_refused",
+            "Outbound requests refused by the allowlist",
+            egress_refused.clone(),
+        );
+        registry.register(
+            "instantiation_duration_seconds",
+            "Time to create a plugin instance",
+            instantiation.clone(),
+        );
+        let events = Family::<EventLabels, Counter>::default();
+        let event_latency: HistogramFamily<SubscriptionLabels> =
+            Family::new_with_constructor(latency_buckets);
+        let backlog = Family::<SubscriptionLabels, Gauge>::default();
+        let in_flight = Family::<SubscriptionLabels, Gauge>::default();
+        let retrying = Family::<SubscriptionLabels, Gauge>::default();
+        let dead = Family::<SubscriptionLabels, Gauge>::default();
+        registry.register(
+            "events_handled",
+            "Event deliveries by outcome (done, retry, dead)",
+            events.clone(),
+        );
+        registry.register(
+            "event_latency_seconds",
+            "Time from emit to the end of a successful delivery",
+            event_latency.clone(),
+        );
+        registry.register(
+            "events_backlog",
+            "Events not yet taken by any instance",
+            backlog.clone(),
+        );
+        registry.register(
+            "events_in_flight",
+            "Events taken and not yet done",
+            in_flight.clone(),
+        );
+        registry.register(
+            "events_retrying",
+            "Events waiting for their next attempt",
+            retrying.clone(),
+        );
+        registry.register("events_dead", "Events in the dead letters", dead.clone());
+        let groups_recreated = Family::<TenantLabels, Counter>::default();
+        registry.register(
+            "event_groups_recreated",
+            "Consumer groups created again after Redis lost them (data loss, fail-over to an empty replica)",
+            groups_recreated.clone(),
+        );
+        let upstream_tokens = Family::<UpstreamLabels, Counter>::default();
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_token_requests",
+            "Token requests of upstream accounts by kind and outcome (ok, refused, failed)",
+            upstream_tokens.clone(),
+        );
+        registry.register(
+            "upstream_requests",
+            "Requests to upstream APIs by kind and outcome (2xx, 3xx, 4xx except 401, 401, 5xx, timeout, connection, too_large)",
+            upstream_requests.clone(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                request_duration,
+                guest_traps,
+                deadline_hits,
+                egress_refused,
+                instantiation,
+                events,
+                event_latency,
+                backlog,
+                in_flight,
+                retrying,
+                dead,
+                upstream_tokens,
+                upstream_requests,
+                groups_recreated,
+            }),
+        }
+    }
+
+    /// The request figures of one route, recorded without building labels per
+    /// request (the ingress keeps one per route of a tenant's table).
+    pub fn route(&self, tenant: &str, plugin: &str, route: &str) -> RouteMetrics {
+        RouteMetrics {
+            labels: RouteLabels {
+                tenant: tenant.to_owned(),
+                plugin: plugin.to_owned(),
+                route: route.to_owned(),
+            },
+            metrics: self.clone(),
+            duration: std::sync::OnceLock::new(),
+            by_status: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn guest_trap(&self, tenant: &str, plugin: &str) {
+        self.inner
+            .guest_traps
+            .get_or_create(&labels(tenant, plugin))
+            .inc();
+    }
+
+    pub fn deadline_hit(&self, tenant: &str, plugin: &str) {
+        self.inner
+            .deadline_hits
+            .get_or_create(&labels(tenant, plugin))
+            .inc();
+    }
+
+    pub fn egress_refused(&self, tenant: &str, plugin: &str) {
+        self.inner
+            .egress_refused
+            .get_or_create(&labels(tenant, plugin))
+            .inc();
+    }
+
+    pub fn instantiated(&self, tenant: &str, plugin: &str, elapsed: Duration) {
+        self.inner
+            .instantiation
+            .get_or_create(&labels(tenant, plugin))
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// One event delivery ended with `outcome`; `emitted_at_us` in µs since the epoch.
+    pub fn event_handled(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        topic: &str,
+        outcome: &str,
+        emitted_at_us: u64,
+    ) {
+        self.inner
+            .events
+            .get_or_create(&EventLabels {
+                tenant: tenant.to_owned(),
+                plugin: plugin.to_owned(),
+                topic: topic.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if outcome == "done" {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or_default();
+            let latency = now_us.saturating_sub(emitted_at_us) as f64 / 1_000_000.0;
+            self.inner
+                .event_latency
+                .get_or_create(&SubscriptionLabels {
+                    tenant: tenant.to_owned(),
+                    plugin: plugin.to_owned(),
+                    topic: topic.to_owned(),
+                })
+                .observe(latency);
+        }
+    }
+
+    /// Sets the delivery gauges of one subscription (done before each scrape).
+    pub fn subscription_stats(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        topic: &str,
+        stats: SubscriptionGauges,
+    ) {
+        let labels = SubscriptionLabels {
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+            topic: topic.to_owned(),
+        };
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.inner
+            .backlog
+            .get_or_create(&labels)
+            .set(as_gauge(stats.backlog));
+        self.inner
+            .in_flight
+            .get_or_create(&labels)
+            .set(as_gauge(stats.in_flight));
+        self.inner
+            .retrying
+            .get_or_create(&labels)
+            .set(as_gauge(stats.retrying));
+        self.inner
+            .dead
+            .get_or_create(&labels)
+            .set(as_gauge(stats.dead));
+    }
+
+    /// A consumer group of `tenant` was gone and created again.
+    pub fn event_group_recreated(&self, tenant: &str) {
+        self.inner
+            .groups_recreated
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A token request of an upstream account ended with `outcome` (ok, refused, failed).
+    pub fn upstream_token(&self, account: &UpstreamLabel, outcome: &str) {
+        self.inner
+            .upstream_tokens
+            .get_or_create(&upstream(account, outcome))
+            .inc();
+    }
+
+    /// A request to an upstream API ended with `outcome` (a status class or a failure).
+    pub fn upstream_request(&self, account: &UpstreamLabel, outcome: &str) {
+        self.inner
+            .upstream_requests
+            .get_or_create(&upstream(account, outcome))
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition, which Prometheus scrapes as is.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)?;
+        Ok(text)
+    }
+}
+
+/// One route's request counter (by status) and duration histogram, taken from
+/// the families once and then updated in place. Series appear on first use.
+pub struct RouteMetrics {
+    labels: RouteLabels,
+    metrics: Metrics,
+    duration: std::sync::OnceLock<Histogram>,
+    by_status: std::sync::RwLock<Vec<(u16, Counter)>>,
+}
+
+impl RouteMetrics {
+    /// One request answered with `status` after `elapsed`.
+    pub fn record(&self, status: u16, elapsed: Duration) {
+        let inner = &self.metrics.inner;
+        self.duration
+            .get_or_init(|| inner.request_duration.get_or_create(&self.labels).clone())
+            .observe(elapsed.as_secs_f64());
+        let known = self.by_status.read().ok().and_then(|seen| {
+            seen.iter()
+                .find(|(s, _)| *s == status)
+                .map(|(_, c)| c.clone())
+        });
+        let counter = known.unwrap_or_else(|| {
+            let counter = inner
+                .requests
+                .get_or_create(&RequestLabels {
+                    tenant: self.labels.tenant.clone(),
+                    plugin: self.labels.plugin.clone(),
+                    route: self.labels.route.clone(),
+                    status,
+                })
+                .clone();
+            if let Ok(mut seen) = self.by_status.write() {
+                seen.push((status, counter.clone()));
+            }
+            counter
+        });
+        counter.inc();
+    }
+}
+
+fn labels(tenant: &str, plugin: &str) -> PluginLabels {
+    PluginLabels {
+        tenant: tenant.to_owned(),
+        plugin: plugin.to_owned(),
+    }
+}
+
+fn upstream(account: &UpstreamLabel, outcome: &str) -> UpstreamLabels {
+    UpstreamLabels {
+        tenant: account.tenant.clone(),
+        kind: account.kind.clone(),
+        account: account.account.clone(),
+        outcome: outcome.to_owned(),
+    }
+}

@@ -1,0 +1,304 @@
+//! The embedded backend: a map in this process. For demos and tests; state is
+//! lost on restart and not shared between host instances. Behaves like the
+//! Redis backend, expiry and atomicity included (one mutex, short sections).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Bucket, RateDecision, StoreError};
+
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Calls since the last sweep of expired entries.
+    calls: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// Expired entries nobody reads again (schedule claims, old leases) are swept
+/// out every this many calls, so the map does not grow without end.
+const SWEEP_EVERY: u32 = 1024;
+
+struct Entry {
+    value: Value,
+    expires_at: Option<Instant>,
+}
+
+enum Value {
+    Bytes(Vec<u8>),
+    Set(HashSet<String>),
+    Bucket { tokens: f64, updated: Instant },
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The map with expired entries of `key` already gone.
+    fn live(&self, key: &str) -> MutexGuard<'_, HashMap<String, Entry>> {
+        // A poisoned lock only means another call panicked mid-update of a plain map;
+        // the map itself is still consistent, so keep serving.
+        let mut map = crate::sync::lock(&self.entries);
+        let calls = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if calls % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            let now = Instant::now();
+            map.retain(|_, entry| entry.expires_at.is_none_or(|at| at > now));
+        }
+        if map
+            .get(key)
+            .and_then(|entry| entry.expires_at)
+            .is_some_and(|at| at <= Instant::now())
+        {
+            map.remove(key);
+        }
+        map
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.live(key).get(key).map(|entry| &entry.value) {
+            None => Ok(None),
+            Some(Value::Bytes(bytes)) => Ok(Some(bytes.clone())),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let expires_at = ttl.map(|ttl| Instant::now() + ttl);
+        self.live(key).insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Bytes(value.to_vec()),
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.live(key).remove(key).is_some())
+    }
+
+    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut map = self.live(key);
+        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Bytes(b"0".to_vec()),
+            expires_at: None,
+        });
+        let Value::Bytes(bytes) = &mut entry.value else {
+            return Err(wrong_type());
+        };
+        let current: i64 = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| StoreError::Invalid("value is not an integer".into()))?;
+        let next = current
+            .checked_add(delta)
+            .ok_or_else(|| StoreError::Invalid("increment would overflow".into()))?;
+        *bytes = next.to_string().into_bytes();
+        Ok(next)
+    }
+
+    pub async fn set_add(&self, key: &str, members: &[String]) -> Result<Vec<String>, StoreError> {
+        let mut map = self.live(key);
+        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Set(HashSet::new()),
+            expires_at: None,
+        });
+        let Value::Set(set) = &mut entry.value else {
+            return Err(wrong_type());
+        };
+        let new: HashSet<&String> = members.iter().filter(|m| !set.contains(*m)).collect();
+        if set.len() + new.len() > super::MAX_SET_MEMBERS {
+            return Err(super::set_full());
+        }
+        Ok(members
+            .iter()
+            .filter(|member| set.insert((*member).clone()))
+            .cloned()
+            .collect())
+    }
+
+    pub async fn set_remove(&self, key: &str, members: &[String]) -> Result<u32, StoreError> {
+        let mut map = self.live(key);
+        let Some(entry) = map.get_mut(key) else {
+            return Ok(0);
+        };
+        let Value::Set(set) = &mut entry.value else {
+            return Err(wrong_type());
+        };
+        let removed = members.iter().filter(|member| set.remove(*member)).count();
+        if set.is_empty() {
+            map.remove(key);
+        }
+        Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+    }
+
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        match self.live(key).get(key).map(|entry| &entry.value) {
+            None => Ok(Vec::new()),
+            Some(Value::Set(set)) => Ok(set.iter().cloned().collect()),
+            Some(_) => Err(wrong_type()),
+        }
+    }
+
+    pub async fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.live(key);
+        if map.contains_key(key) {
+            return Ok(false);
+        }
+        map.insert(
+            key.to_owned(),
+            Entry {
+                value: Value::Bytes(token.as_bytes().to_vec()),
+                expires_at: Some(Instant::now() + ttl),
+            },
+        );
+        Ok(true)
+    }
+
+    pub async fn lock_extend(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.live(key);
+        match map.get_mut(key) {
+            Some(entry) if matches!(&entry.value, Value::Bytes(held) if held == token.as_bytes()) =>
+            {
+                entry.expires_at = Some(Instant::now() + ttl);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        let mut map = self.live(key);
+        match map.get(key) {
+            Some(entry) if matches!(&entry.value, Value::Bytes(held) if held == token.as_bytes()) =>
+            {
+                map.remove(key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    pub async fn rate_take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        tokens: u32,
+    ) -> Result<RateDecision, StoreError> {
+        let now = Instant::now();
+        let mut map = self.live(key);
+        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
+            value: Value::Bucket {
+                tokens: f64::from(bucket.capacity),
+                updated: now,
+            },
+            expires_at: None,
+        });
+        let Value::Bucket {
+            tokens: available,
+            updated,
+        } = &mut entry.value
+        else {
+            return Err(wrong_type());
+        };
+        let elapsed = now.saturating_duration_since(*updated).as_secs_f64();
+        *available =
+            (*available + elapsed * bucket.refill_per_second).min(f64::from(bucket.capacity));
+        *updated = now;
+        let decision = token_bucket_decision(available, bucket, tokens);
+        entry.expires_at = Some(now + time_to_full(*available, bucket));
+        Ok(decision)
+    }
+}
+
+/// Deducts `tokens` when available; otherwise says how long until they are. Shared
+/// reasoning with `rate_take.lua`, which does the same in Redis.
+fn token_bucket_decision(available: &mut f64, bucket: Bucket, tokens: u32) -> RateDecision {
+    let wanted = f64::from(tokens);
+    if *available >= wanted {
+        *available -= wanted;
+        RateDecision {
+            allowed: true,
+            remaining: whole(*available),
+            retry_after: Duration::ZERO,
+        }
+    } else {
+        let retry_after = if bucket.refill_per_second > 0.0 {
+            Duration::from_secs_f64((wanted - *available) / bucket.refill_per_second)
+        } else {
+            Duration::MAX
+        };
+        RateDecision {
+            allowed: false,
+            remaining: whole(*available),
+            retry_after,
+        }
+    }
+}
+
+/// After this long an untouched bucket is full again and can be forgotten.
+fn time_to_full(available: f64, bucket: Bucket) -> Duration {
+    if bucket.refill_per_second > 0.0 {
+        let missing = (f64::from(bucket.capacity) - available).max(0.0);
+        Duration::from_secs_f64(missing / bucket.refill_per_second + 1.0)
+    } else {
+        Duration::from_secs(24 * 3600)
+    }
+}
+
+fn whole(tokens: f64) -> u32 {
+    // `as` saturates for floats, which is what we want here.
+    tokens.floor() as u32
+}
+
+fn wrong_type() -> StoreError {
+    StoreError::Invalid("the key holds another kind of value".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_nobody_reads_are_swept() {
+        let store = MemoryStore::new();
+        for n in 0..100 {
+            store
+                .set(&format!("claim:{n}"), b"x", Some(Duration::from_millis(1)))
+                .await
+                .unwrap();
+        }
+        store.set("kept", b"y", None).await.unwrap();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        for _ in 0..SWEEP_EVERY {
+            store.get("kept").await.unwrap();
+        }
+        let left = store.entries.lock().unwrap().len();
+        assert_eq!(left, 1, "only the entry without expiry is left");
+    }
+}

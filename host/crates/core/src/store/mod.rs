@@ -1,0 +1,247 @@
+//! Shared state behind one interface, with two backends:
+//! [`redis`] for production (durable, shared by every host instance) and
+//! [`memory`] for demos and single-process tests (neither durable nor shared).
+//! Both pass the same conformance suite (`tests/store_conformance.rs`).
+//!
+//! Keys are built by the host, never by plugins: [`Scope`] puts the tenant
+//! (as a Redis Cluster hash tag) and the plugin in front of every key.
+
+pub mod memory;
+pub mod redis;
+
+use std::time::Duration;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// The backend could not be reached or failed; retrying may help.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The operation cannot succeed as asked (wrong type, bad argument).
+    #[error("invalid store operation: {0}")]
+    Invalid(String),
+}
+
+/// Most members a set may hold: sets record work (ids seen, ids pending), and
+/// one that grows without bound is a plugin bug that must not fill the store.
+pub const MAX_SET_MEMBERS: usize = 100_000;
+
+fn set_full() -> StoreError {
+    StoreError::Invalid(format!(
+        "the set would hold more than {MAX_SET_MEMBERS} members"
+    ))
+}
+
+/// The outcome of taking tokens from a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateDecision {
+    pub allowed: bool,
+    /// Whole tokens left.
+    pub remaining: u32,
+    /// When refused: how long until enough tokens are there.
+    pub retry_after: Duration,
+}
+
+/// A token bucket's shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bucket {
+    pub capacity: u32,
+    pub refill_per_second: f64,
+}
+
+impl Bucket {
+    /// Refuses shapes that could never hand out `tokens`.
+    pub fn check(&self, tokens: u32) -> Result<(), StoreError> {
+        if self.capacity == 0 {
+            return Err(StoreError::Invalid(
+                "bucket capacity must be at least 1".into(),
+            ));
+        }
+        if !(self.refill_per_second.is_finite() && self.refill_per_second >= 0.0) {
+            return Err(StoreError::Invalid(
+                "refill rate must be a finite number ≥ 0".into(),
+            ));
+        }
+        if tokens == 0 || tokens > self.capacity {
+            return Err(StoreError::Invalid(format!(
+                "tokens must be between 1 and the capacity ({})",
+                self.capacity
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The state store: one of the backends. An enum rather than a trait object so
+/// calls are direct and the backends stay easy to find.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+macro_rules! delegate {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Memory(store) => store.$method($($arg),*).await,
+            Store::Redis(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Store::Memory(_) => "memory",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        delegate!(self.ping())
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        delegate!(self.get(key))
+    }
+
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.set(key, value, ttl))
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        delegate!(self.delete(key))
+    }
+
+    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        delegate!(self.incr(key, delta))
+    }
+
+    /// Adds members; returns those that were not in the set before, in the order given.
+    pub async fn set_add(&self, key: &str, members: &[String]) -> Result<Vec<String>, StoreError> {
+        delegate!(self.set_add(key, members))
+    }
+
+    pub async fn set_remove(&self, key: &str, members: &[String]) -> Result<u32, StoreError> {
+        delegate!(self.set_remove(key, members))
+    }
+
+    pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
+        delegate!(self.set_members(key))
+    }
+
+    /// Takes the lock if free; true when `token` now holds it.
+    pub async fn lock_acquire(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        delegate!(self.lock_acquire(key, token, ttl))
+    }
+
+    /// Extends the lock only while `token` holds it.
+    pub async fn lock_extend(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        delegate!(self.lock_extend(key, token, ttl))
+    }
+
+    /// Releases the lock only while `token` holds it.
+    pub async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
+        delegate!(self.lock_release(key, token))
+    }
+
+    /// Deletes `key` only while it holds `value`, atomically (a lock release is exactly that).
+    pub async fn delete_if_equal(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        delegate!(self.lock_release(key, value))
+    }
+
+    /// Takes `tokens` from the bucket at `key` if they are there, atomically.
+    pub async fn rate_take(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        tokens: u32,
+    ) -> Result<RateDecision, StoreError> {
+        bucket.check(tokens)?;
+        delegate!(self.rate_take(key, bucket, tokens))
+    }
+}
+
+/// The key space of one tenant's plugin: `<prefix>:{<tenant>}:<plugin>:`.
+/// The braces make the tenant the Redis Cluster hash tag, so all of a tenant's
+/// keys live on one shard and multi-key scripts stay possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    base: String,
+}
+
+/// Longest key a plugin may name; longer is almost certainly a bug.
+const MAX_KEY_LEN: usize = 1024;
+
+impl Scope {
+    pub fn new(prefix: &str, tenant: &str, plugin: &str) -> Self {
+        Self {
+            base: format!("{prefix}:{{{tenant}}}:{plugin}:"),
+        }
+    }
+
+    /// Everything of this tenant and plugin starts with this.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn kv(&self, key: &str) -> Result<String, StoreError> {
+        self.join("kv", key)
+    }
+
+    pub fn lock(&self, name: &str) -> Result<String, StoreError> {
+        self.join("lock", name)
+    }
+
+    pub fn bucket(&self, name: &str) -> Result<String, StoreError> {
+        self.join("rl", name)
+    }
+
+    fn join(&self, kind: &str, key: &str) -> Result<String, StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::Invalid("key must not be empty".into()));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(StoreError::Invalid(format!(
+                "key longer than {MAX_KEY_LEN} bytes"
+            )));
+        }
+        Ok(format!("{}{kind}:{key}", self.base))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_puts_tenant_in_hash_tag() {
+        let scope = Scope::new("bbl", "firm-a", "hello");
+        assert_eq!(scope.kv("visits").unwrap(), "bbl:{firm-a}:hello:kv:visits");
+        assert_eq!(scope.lock("sync").unwrap(), "bbl:{firm-a}:hello:lock:sync");
+        // A plugin naming another tenant's tag stays inside its own scope.
+        assert_eq!(
+            scope.kv("}:x:{firm-b}").unwrap(),
+            "bbl:{firm-a}:hello:kv:}:x:{firm-b}"
+        );
+        assert!(scope.kv("").is_err());
+    }
+}

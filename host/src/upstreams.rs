@@ -1,0 +1,34 @@
+//! The kinds of upstream account this host knows, each from its own crate.
+//! Adding a kind is one line in the list below (and its crate in `Cargo.toml`).
+
+use bitbylaw_core::upstream::{UpstreamKind, UpstreamState};
+use wasmtime::component::Linker;
+
+macro_rules! kinds {
+    ($($kind:path),* $(,)?) => {
+        /// Every kind, for reading tenant files.
+        pub static KINDS: &[&dyn UpstreamKind] = &[$(&$kind),*];
+
+        /// Serves every kind's WIT interface.
+        pub fn add_to_linker<T: UpstreamState>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+            $(<$kind as UpstreamKind>::add_to_linker(linker)?;)*
+            Ok(())
+        }
+    };
+}
+
+kinds![bitbylaw_advoware::Advoware];
+
+/// The kind called `name`.
+pub fn kind(name: &str) -> Option<&'static dyn UpstreamKind> {
+    KINDS.iter().copied().find(|kind| kind.name() == name)
+}
+
+/// The names of every kind, for error messages.
+pub fn kind_names() -> String {
+    KINDS
+        .iter()
+        .map(|kind| format!("`{}`", kind.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

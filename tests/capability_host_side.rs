@@ -1,0 +1,376 @@
+//! The host side of each capability, called as the generated `Host` traits are
+//! called by a guest, without compiling or running any Wasm: a plugin context
+//! is built by hand, and each test asserts what the guest would get back.
+//! The end-to-end tests (`capabilities.rs`, `advoware.rs`) cover the same
+//! interfaces through real components.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bitbylaw::capabilities::{CallContext, Emitter, HostState, PluginContext};
+use bitbylaw::egress::{Egress, Origin};
+use bitbylaw::metrics::Metrics;
+use bitbylaw::store::{MemoryStore, RedisStore, Scope, Store, StoreError};
+use bitbylaw_bindings::types::StoreError as WitStoreError;
+use bitbylaw_bindings::{advoware, config, events, http, kv, lock, rate_limit, secrets};
+use bitbylaw_core::upstream::{Grants, OpenContext, UpstreamKind, UpstreamState};
+use bitbylaw_tests::simulators::advoware::Advoware;
+use tokio::time::Instant;
+
+/// What plugins emitted, as the bus would have been handed it.
+#[derive(Default)]
+struct Recorded(Mutex<Vec<(String, String, Vec<u8>)>>);
+
+impl Emitter for Recorded {
+    fn emit<'a>(
+        &'a self,
+        tenant: &'a str,
+        topic: &'a str,
+        payload: Vec<u8>,
+    ) -> Pin<Box<dyn Future<Output = Result<String, StoreError>> + Send + 'a>> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((tenant.to_owned(), topic.to_owned(), payload));
+        Box::pin(async { Ok("event-1".to_owned()) })
+    }
+}
+
+struct Plugin {
+    tenant: &'static str,
+    name: &'static str,
+    store: Store,
+    origins: Vec<String>,
+    grants: Grants,
+    events: Arc<Recorded>,
+    metrics: Metrics,
+}
+
+impl Plugin {
+    fn new(tenant: &'static str, name: &'static str, store: &Store) -> Self {
+        Self {
+            tenant,
+            name,
+            store: store.clone(),
+            origins: Vec::new(),
+            grants: Grants::default(),
+            events: Arc::new(Recorded::default()),
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// The state one instance of the plugin carries, in a call of `deadline`.
+    fn state(&self, deadline: Duration) -> HostState {
+        let context = PluginContext {
+            tenant: self.tenant.into(),
+            name: self.name.into(),
+            config: BTreeMap::from([("greeting".into(), "Moin".into())]),
+            secrets: BTreeMap::from([("token".into(), bitbylaw::config::Secret::new("s3cret"))]),
+            scope: Scope::new("cap-test", self.tenant, self.name),
+            store: self.store.clone(),
+            allowed_origins: self
+                .origins
+                .iter()
+                .map(|o| Origin::parse(o).unwrap())
+                .collect::<HashSet<_>>(),
+            egress: Egress::new(Duration::from_secs(5), 1024).unwrap(),
+            events: self.events.clone(),
+            metrics: self.metrics.clone(),
+            grants: self.grants.clone(),
+        };
+        let mut state = HostState::new(Arc::new(context), 64 << 20);
+        state.call = CallContext {
+            request_id: "req-1".into(),
+            deadline: Instant::now() + deadline,
+        };
+        state
+    }
+}
+
+fn memory() -> Store {
+    Store::Memory(MemoryStore::new())
+}
+
+#[tokio::test]
+async fn kv_is_scoped_to_tenant_and_plugin_and_checks_its_arguments() {
+    let store = memory();
+    let mut a = Plugin::new("firm-a", "notes", &store).state(Duration::from_secs(5));
+    let mut other_plugin = Plugin::new("firm-a", "other", &store).state(Duration::from_secs(5));
+    let mut other_tenant = Plugin::new("firm-b", "notes", &store).state(Duration::from_secs(5));
+
+    kv::Host::set(&mut a, "k".into(), b"v".to_vec(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        kv::Host::get(&mut a, "k".into()).await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    assert_eq!(
+        kv::Host::get(&mut other_plugin, "k".into()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        kv::Host::get(&mut other_tenant, "k".into()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.get("cap-test:{firm-a}:notes:kv:k").await.unwrap(),
+        Some(b"v".to_vec()),
+        "the key the host built"
+    );
+
+    let added = kv::Host::set_add(&mut a, "s".into(), vec!["x".into(), "y".into()])
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    let again = kv::Host::set_add(&mut a, "s".into(), vec!["y".into(), "z".into()])
+        .await
+        .unwrap();
+    assert_eq!(again, vec!["z".to_owned()], "only the new member");
+    assert_eq!(kv::Host::incr(&mut a, "n".into(), 5).await.unwrap(), 5);
+
+    for refused in [
+        kv::Host::set(&mut a, String::new(), b"v".to_vec(), None).await,
+        kv::Host::set(&mut a, "k".into(), b"v".to_vec(), Some(0)).await,
+        kv::Host::set(&mut a, "k".into(), vec![0; 4 * 1024 * 1024 + 1], None).await,
+    ] {
+        assert!(
+            matches!(refused, Err(WitStoreError::Invalid(_))),
+            "{refused:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn locks_are_bound_to_their_token() {
+    let store = memory();
+    let mut state = Plugin::new("firm-a", "sync", &store).state(Duration::from_secs(5));
+    let token = lock::Host::acquire(&mut state, "job".into(), 10_000)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert_eq!(
+        lock::Host::acquire(&mut state, "job".into(), 10_000)
+            .await
+            .unwrap(),
+        None,
+        "held"
+    );
+    assert!(
+        !lock::Host::release(&mut state, "job".into(), "not-the-token".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        lock::Host::extend(&mut state, "job".into(), token.clone(), 10_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        lock::Host::release(&mut state, "job".into(), token)
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        lock::Host::acquire(&mut state, "job".into(), 0).await,
+        Err(WitStoreError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_rate_limit_wait_never_outlasts_the_call() {
+    let store = memory();
+    let bucket = rate_limit::Bucket {
+        capacity: 1,
+        refill_per_second: 0.1,
+    };
+    // The call has 200 ms left; the refill would take 10 s.
+    let mut state = Plugin::new("firm-a", "sync", &store).state(Duration::from_millis(200));
+    let first = rate_limit::Host::take(&mut state, "api".into(), bucket, 1, 0)
+        .await
+        .unwrap();
+    assert!(first.allowed);
+    let started = Instant::now();
+    let second = rate_limit::Host::take(&mut state, "api".into(), bucket, 1, 60_000)
+        .await
+        .unwrap();
+    assert!(!second.allowed);
+    assert!(second.retry_after_ms > 9_000, "{}", second.retry_after_ms);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered without waiting for a refill past the deadline"
+    );
+}
+
+#[tokio::test]
+async fn events_go_to_the_bus_under_the_calling_tenant() {
+    let store = memory();
+    let plugin = Plugin::new("firm-a", "crm", &store);
+    let mut state = plugin.state(Duration::from_secs(5));
+    events::Host::emit(&mut state, "party.created".into(), b"{}".to_vec())
+        .await
+        .unwrap();
+    assert!(matches!(
+        events::Host::emit(&mut state, String::new(), Vec::new()).await,
+        Err(WitStoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        events::Host::emit(&mut state, "t".into(), vec![0; 1024 * 1024 + 1]).await,
+        Err(WitStoreError::Invalid(_))
+    ));
+    let emitted = plugin.events.0.lock().unwrap().clone();
+    assert_eq!(
+        emitted,
+        vec![("firm-a".into(), "party.created".into(), b"{}".to_vec())]
+    );
+}
+
+#[tokio::test]
+async fn config_and_secrets_are_the_plugins_own() {
+    let store = memory();
+    let mut state = Plugin::new("firm-a", "hello", &store).state(Duration::from_secs(5));
+    assert_eq!(
+        config::Host::get(&mut state, "greeting".into()),
+        Some("Moin".into())
+    );
+    assert_eq!(config::Host::get(&mut state, "missing".into()), None);
+    assert_eq!(
+        secrets::Host::get(&mut state, "token".into()),
+        Some("s3cret".into())
+    );
+    assert_eq!(secrets::Host::get(&mut state, "other".into()), None);
+}
+
+#[tokio::test]
+async fn http_goes_only_to_allowed_origins() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let store = memory();
+    let mut plugin = Plugin::new("firm-a", "caller", &store);
+    plugin.origins = vec![format!("http://{addr}")];
+    let mut state = plugin.state(Duration::from_secs(5));
+    let request = |url: String| http::Request {
+        method: "GET".into(),
+        url,
+        headers: Vec::new(),
+        body: None,
+        timeout_ms: None,
+    };
+    let answer = http::Host::send(&mut state, request(format!("http://{addr}/ping")))
+        .await
+        .unwrap();
+    assert_eq!((answer.status, answer.body), (200, b"pong".to_vec()));
+
+    let refused = http::Host::send(&mut state, request("http://127.0.0.1:9/ping".into())).await;
+    assert!(
+        matches!(refused, Err(http::Error::Forbidden(_))),
+        "{refused:?}"
+    );
+    assert!(
+        plugin
+            .metrics
+            .render()
+            .unwrap()
+            .contains("bitbylaw_egress_refused_total{tenant=\"firm-a\",plugin=\"caller\"} 1")
+    );
+    let bad = http::Host::send(&mut state, request("not a url".into())).await;
+    assert!(
+        matches!(bad, Err(http::Error::InvalidRequest(_))),
+        "{bad:?}"
+    );
+}
+
+/// The Advoware kind: a plugin without the grant gets `not-configured`; with
+/// it, the call is signed in against the simulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_account_serves_only_the_plugins_granted_it() {
+    let sim = Advoware::start_default().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("key"), &sim.account().api_key).unwrap();
+    std::fs::write(secrets.path().join("password"), &sim.account().password).unwrap();
+    let account = sim.account();
+    let table: toml::Table = format!(
+        r#"
+api_url = "{url}"
+security_gateway = "{url}"
+app_id = "{app_id}"
+kanzlei = "{kanzlei}"
+database = "{database}"
+user = "{user}"
+api_key = {{ file = "key" }}
+password = {{ file = "password" }}
+"#,
+        url = sim.base_url(),
+        app_id = account.app_id,
+        kanzlei = account.kanzlei,
+        database = account.database,
+        user = account.user,
+    )
+    .parse()
+    .unwrap();
+    let settings = bitbylaw_advoware::Advoware.parse(table).unwrap();
+    let store = Store::Redis(
+        RedisStore::connect(bitbylaw_tests::REDIS_URL, None)
+            .await
+            .unwrap(),
+    );
+    let prefix = format!("cap-test-{}", uuid::Uuid::new_v4().simple());
+    let metrics = Metrics::new();
+    let egress = Egress::new(Duration::from_secs(5), 1 << 20).unwrap();
+    let client = settings
+        .open(&OpenContext {
+            tenant: "firm-a",
+            account: "main",
+            base_dir: secrets.path(),
+            store: &store,
+            key_prefix: &prefix,
+            egress: &egress,
+            metrics: &metrics,
+        })
+        .unwrap();
+
+    let request = || advoware::Request {
+        method: "GET".into(),
+        path: "employees".into(),
+        query: Vec::new(),
+        headers: Vec::new(),
+        body: None,
+        timeout_ms: None,
+    };
+    let ungranted = Plugin::new("firm-a", "other", &store);
+    let mut state = ungranted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_advoware::AdvowareCall(state.upstream_call());
+    let refused = advoware::Host::send(&mut call, request()).await;
+    assert!(
+        matches!(&refused, Err(advoware::Error::NotConfigured(m)) if m.contains("may not use Advoware")),
+        "{refused:?}"
+    );
+    assert_eq!(sim.token_requests(), 0);
+
+    let mut granted = Plugin::new("firm-a", "proxy", &store);
+    granted.grants.grant("advoware", "main", client).unwrap();
+    let mut state = granted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_advoware::AdvowareCall(state.upstream_call());
+    let answer = advoware::Host::send(&mut call, request()).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(sim.token_requests(), 1);
+    let keys =
+        bitbylaw_tests::keys_with_prefix(&format!("{prefix}:{{firm-a}}:@advoware:kv:token:main"));
+    assert_eq!(
+        keys.len(),
+        1,
+        "the token is cached under the tenant, kind and account"
+    );
+    bitbylaw_tests::delete_prefix(&prefix);
+    assert!(metrics.render().unwrap().contains(
+        "bitbylaw_upstream_requests_total{tenant=\"firm-a\",kind=\"advoware\",account=\"main\",outcome=\"2xx\"} 1"
+    ));
+}
