@@ -15,7 +15,7 @@ use std::time::Duration;
 use bitbylaw::capabilities::{CallContext, Emitter, HostState, PluginContext};
 use bitbylaw::egress::{Egress, Origin};
 use bitbylaw::metrics::Metrics;
-use bitbylaw::store::{MemoryStore, RedisStore, Scope, Store, StoreError};
+use bitbylaw::store::{MemoryStore, Quota, Scope, Store, StoreError};
 use bitbylaw_bindings::types::StoreError as WitStoreError;
 use bitbylaw_bindings::{advoware, config, events, http, kv, lock, rate_limit, secrets};
 use bitbylaw_core::upstream::{Grants, OpenContext, UpstreamKind, UpstreamState};
@@ -49,6 +49,7 @@ struct Plugin {
     grants: Grants,
     events: Arc<Recorded>,
     metrics: Metrics,
+    stored_bytes: u64,
 }
 
 impl Plugin {
@@ -61,6 +62,7 @@ impl Plugin {
             grants: Grants::default(),
             events: Arc::new(Recorded::default()),
             metrics: Metrics::new(),
+            stored_bytes: 1 << 20,
         }
     }
 
@@ -72,6 +74,7 @@ impl Plugin {
             config: BTreeMap::from([("greeting".into(), "Moin".into())]),
             secrets: BTreeMap::from([("token".into(), bitbylaw::config::Secret::new("s3cret"))]),
             scope: Scope::new("cap-test", self.tenant, self.name),
+            quota: Quota::new("cap-test", self.tenant, self.stored_bytes),
             store: self.store.clone(),
             allowed_origins: self
                 .origins
@@ -94,6 +97,80 @@ impl Plugin {
 
 fn memory() -> Store {
     Store::Memory(MemoryStore::new())
+}
+
+/// A tenant's plugins share its quota of stored bytes: growth past it is
+/// refused as `invalid` and loses nothing; deleting frees room; another
+/// tenant's room is its own. On both backends.
+async fn kv_growth_stops_at_the_tenant_quota(store: Store) {
+    let unique = |name: &str| -> &'static str {
+        Box::leak(format!("{name}-{}", uuid::Uuid::new_v4().simple()).into_boxed_str())
+    };
+    let (tenant, other_tenant) = (unique("quota"), unique("quota-other"));
+    let plugin = |name: &'static str| {
+        let mut plugin = Plugin::new(tenant, name, &store);
+        plugin.stored_bytes = 4096;
+        plugin.state(Duration::from_secs(5))
+    };
+    let (mut notes, mut sync) = (plugin("notes"), plugin("sync"));
+    kv::Host::set(&mut notes, "a".into(), vec![1; 2000], None)
+        .await
+        .unwrap();
+    kv::Host::set(&mut sync, "b".into(), vec![2; 1500], None)
+        .await
+        .unwrap();
+    let refused = kv::Host::set(&mut sync, "c".into(), vec![3; 1000], None).await;
+    assert!(
+        matches!(&refused, Err(WitStoreError::Invalid(message)) if message.contains("quota")),
+        "{refused:?}"
+    );
+    assert_eq!(kv::Host::get(&mut sync, "c".into()).await.unwrap(), None);
+    let refused = kv::Host::set_add(&mut sync, "s".into(), vec!["m".repeat(700)]).await;
+    assert!(
+        matches!(refused, Err(WitStoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    // Shrinking a key always works, and deleting frees its room for others.
+    kv::Host::set(&mut notes, "a".into(), vec![1; 10], None)
+        .await
+        .unwrap();
+    kv::Host::set(&mut sync, "c".into(), vec![3; 1000], None)
+        .await
+        .unwrap();
+    assert!(kv::Host::delete(&mut sync, "b".into()).await.unwrap());
+    kv::Host::set_add(&mut sync, "s".into(), vec!["m".repeat(700)])
+        .await
+        .unwrap();
+    assert_eq!(kv::Host::incr(&mut sync, "n".into(), 2).await.unwrap(), 2);
+    // What was kept is intact.
+    assert_eq!(
+        kv::Host::get(&mut notes, "a".into()).await.unwrap(),
+        Some(vec![1; 10])
+    );
+    // Another tenant is not charged for this one's data.
+    let mut other = Plugin::new(other_tenant, "notes", &store);
+    other.stored_bytes = 4096;
+    let mut other = other.state(Duration::from_secs(5));
+    kv::Host::set(&mut other, "a".into(), vec![1; 4000], None)
+        .await
+        .unwrap();
+    kv::Host::delete(&mut other, "a".into()).await.unwrap();
+    if let Store::Redis(_) = &store {
+        for tenant in [tenant, other_tenant] {
+            bitbylaw_tests::delete_prefix(&format!("cap-test:{{{tenant}}}"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn kv_growth_stops_at_the_tenant_quota_memory() {
+    kv_growth_stops_at_the_tenant_quota(memory()).await;
+}
+
+#[tokio::test]
+async fn kv_growth_stops_at_the_tenant_quota_redis() {
+    let store = Store::Redis(bitbylaw_tests::redis_target::connect_store().await);
+    kv_growth_stops_at_the_tenant_quota(store).await;
 }
 
 #[tokio::test]
@@ -317,11 +394,7 @@ password = {{ file = "password" }}
     .parse()
     .unwrap();
     let settings = bitbylaw_advoware::Advoware.parse(table).unwrap();
-    let store = Store::Redis(
-        RedisStore::connect(bitbylaw_tests::REDIS_URL, None)
-            .await
-            .unwrap(),
-    );
+    let store = Store::Redis(bitbylaw_tests::redis_target::connect_store().await);
     let prefix = format!("cap-test-{}", uuid::Uuid::new_v4().simple());
     let metrics = Metrics::new();
     let egress = Egress::new(Duration::from_secs(5), 1 << 20).unwrap();

@@ -30,7 +30,7 @@ impl Cluster {
 [log]
 filter = "warn,bitbylaw::events=info"
 [store]
-redis_url = "{}"
+{}
 key_prefix = "{prefix}"
 [runtime]
 cache_dir = "{}"
@@ -42,7 +42,7 @@ visibility_timeout_ms = 3000
 [ingress]
 shutdown_grace_ms = 5000
 "#,
-                bitbylaw_tests::REDIS_URL,
+                bitbylaw_tests::redis_target::store_toml(),
                 cache.display()
             ),
         )

@@ -4,18 +4,25 @@
 
 use std::time::Duration;
 
-use bitbylaw::store::{Bucket, MemoryStore, RedisStore, Store, StoreError};
-use bitbylaw_tests::{REDIS_URL, delete_prefix, wait_for};
+use bitbylaw::store::{Bucket, MemoryStore, Quota, Store, StoreError};
+use bitbylaw_tests::{delete_prefix, wait_for};
 
 /// A store and the key prefix its test owns (removed on drop for Redis).
 struct Fixture {
     store: Store,
     prefix: String,
+    /// Tenant `t`'s quota, large enough not to matter unless a test says so.
+    quota: Quota,
 }
 
 impl Fixture {
     fn key(&self, name: &str) -> String {
         format!("{}:{{t}}:p:{name}", self.prefix)
+    }
+
+    fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = Quota::new(&self.prefix, "t", bytes);
+        self
     }
 }
 
@@ -30,11 +37,16 @@ impl Drop for Fixture {
 async fn fixture(redis: bool) -> Fixture {
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
     let store = if redis {
-        Store::Redis(RedisStore::connect(REDIS_URL, None).await.unwrap())
+        Store::Redis(bitbylaw_tests::redis_target::connect_store().await)
     } else {
         Store::Memory(MemoryStore::new())
     };
-    Fixture { store, prefix }
+    let quota = Quota::new(&prefix, "t", 1 << 30);
+    Fixture {
+        store,
+        prefix,
+        quota,
+    }
 }
 
 async fn kv_roundtrip(f: Fixture) {
@@ -66,14 +78,14 @@ async fn kv_ttl_expires(f: Fixture) {
 async fn incr_counts_and_refuses_non_integers(f: Fixture) {
     let s = &f.store;
     let key = f.key("n");
-    assert_eq!(s.incr(&key, 1).await.unwrap(), 1);
-    assert_eq!(s.incr(&key, 41).await.unwrap(), 42);
-    assert_eq!(s.incr(&key, -2).await.unwrap(), 40);
+    assert_eq!(s.kv_incr(&f.quota, &key, 1).await.unwrap(), 1);
+    assert_eq!(s.kv_incr(&f.quota, &key, 41).await.unwrap(), 42);
+    assert_eq!(s.kv_incr(&f.quota, &key, -2).await.unwrap(), 40);
     assert_eq!(s.get(&key).await.unwrap().as_deref(), Some(&b"40"[..]));
     let text = f.key("text");
     s.set(&text, b"abc", None).await.unwrap();
     assert!(matches!(
-        s.incr(&text, 1).await,
+        s.kv_incr(&f.quota, &text, 1).await,
         Err(StoreError::Invalid(_))
     ));
 }
@@ -83,11 +95,13 @@ async fn sets_report_new_members(f: Fixture) {
     let key = f.key("set");
     let strings = |items: &[&str]| items.iter().map(|m| (*m).to_owned()).collect::<Vec<_>>();
     assert_eq!(
-        s.set_add(&key, &strings(&["a", "b"])).await.unwrap(),
+        s.kv_set_add(&f.quota, &key, &strings(&["a", "b"]))
+            .await
+            .unwrap(),
         strings(&["a", "b"])
     );
     assert_eq!(
-        s.set_add(&key, &strings(&["b", "c", "a", "d"]))
+        s.kv_set_add(&f.quota, &key, &strings(&["b", "c", "a", "d"]))
             .await
             .unwrap(),
         strings(&["c", "d"])
@@ -95,7 +109,12 @@ async fn sets_report_new_members(f: Fixture) {
     let mut members = s.set_members(&key).await.unwrap();
     members.sort();
     assert_eq!(members, strings(&["a", "b", "c", "d"]));
-    assert_eq!(s.set_remove(&key, &strings(&["a", "x"])).await.unwrap(), 1);
+    assert_eq!(
+        s.kv_set_remove(&f.quota, &key, &strings(&["a", "x"]))
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(
         s.set_members(&f.key("none")).await.unwrap(),
         Vec::<String>::new()
@@ -219,26 +238,88 @@ async fn a_set_stops_growing_at_its_cap(f: Fixture) {
         let members: Vec<String> = (0..10_000)
             .map(|i| format!("m{}", batch * 10_000 + i))
             .collect();
-        assert_eq!(s.set_add(&key, &members).await.unwrap().len(), 10_000);
+        assert_eq!(
+            s.kv_set_add(&f.quota, &key, &members).await.unwrap().len(),
+            10_000
+        );
     }
     let refused = s
-        .set_add(&key, &["new-1".to_owned(), "m0".to_owned()])
+        .kv_set_add(&f.quota, &key, &["new-1".to_owned(), "m0".to_owned()])
         .await;
     assert!(
         matches!(refused, Err(StoreError::Invalid(_))),
         "{refused:?}"
     );
     assert_eq!(
-        s.set_add(&key, &["m1".to_owned()]).await.unwrap(),
+        s.kv_set_add(&f.quota, &key, &["m1".to_owned()])
+            .await
+            .unwrap(),
         Vec::<String>::new(),
         "members already in are fine"
     );
-    assert_eq!(s.set_remove(&key, &["m2".to_owned()]).await.unwrap(), 1);
     assert_eq!(
-        s.set_add(&key, &["new-1".to_owned()]).await.unwrap(),
+        s.kv_set_remove(&f.quota, &key, &["m2".to_owned()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        s.kv_set_add(&f.quota, &key, &["new-1".to_owned()])
+            .await
+            .unwrap(),
         ["new-1"],
         "room again after a removal"
     );
+}
+
+/// The tenant's quota counts names plus values, refuses growth past it (and
+/// loses nothing), and gets room back when keys are deleted or expire.
+async fn quota_refuses_growth_and_frees_on_delete_and_expiry(f: Fixture) {
+    let f = f.with_quota(1000);
+    let (s, q) = (&f.store, &f.quota);
+    let refused = |result: Result<(), StoreError>| {
+        assert!(
+            matches!(&result, Err(StoreError::Invalid(message)) if message.contains("quota")),
+            "{result:?}"
+        );
+    };
+    let (a, b, c, d) = (f.key("a"), f.key("b"), f.key("c"), f.key("d"));
+    s.kv_set(q, &a, &[1; 500], None).await.unwrap();
+    refused(s.kv_set(q, &b, &[2; 600], None).await);
+    assert_eq!(s.get(&b).await.unwrap(), None, "nothing half-written");
+    s.kv_set(q, &b, &[2; 300], Some(Duration::from_millis(200)))
+        .await
+        .unwrap();
+    refused(s.kv_set(q, &c, &[3; 300], None).await);
+    // A key that expired gives its room back.
+    wait_for(Duration::from_secs(5), || async {
+        s.get(&b).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    s.kv_set(q, &c, &[3; 300], None).await.unwrap();
+    // So does a deleted one.
+    refused(s.kv_set(q, &d, &[4; 500], None).await);
+    assert!(s.kv_delete(q, &a).await.unwrap());
+    s.kv_set(q, &d, &[4; 500], None).await.unwrap();
+    // Sets count their members; a refused add adds nothing.
+    let members = vec!["m".repeat(200), "n".repeat(200)];
+    let refused_add = s.kv_set_add(q, &f.key("set"), &members).await;
+    assert!(
+        matches!(refused_add, Err(StoreError::Invalid(_))),
+        "{refused_add:?}"
+    );
+    assert!(s.set_members(&f.key("set")).await.unwrap().is_empty());
+    // Shrinking always works, and makes room.
+    s.kv_set(q, &d, &[4; 10], None).await.unwrap();
+    assert_eq!(
+        s.kv_set_add(q, &f.key("set"), &members)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(s.kv_incr(q, &f.key("n"), 3).await.unwrap(), 3);
+    assert_eq!(s.get(&c).await.unwrap().as_deref(), Some(&[3; 300][..]));
 }
 
 macro_rules! conformance {
@@ -264,4 +345,23 @@ conformance!(
     rate_limit_allows_capacity_plus_refill,
     rate_limit_refuses_impossible_requests,
     a_set_stops_growing_at_its_cap,
+    quota_refuses_growth_and_frees_on_delete_and_expiry,
 );
+
+/// The suite ran against what `TEST_REDIS_TARGET` asked for: with `cluster`,
+/// a three-node Redis Cluster (so a fallback to one Redis cannot pass unseen).
+#[tokio::test]
+async fn the_redis_target_is_the_one_asked_for() {
+    let store = bitbylaw_tests::redis_target::connect_store().await;
+    let info: Result<String, _> = ::redis::cmd("CLUSTER")
+        .arg("INFO")
+        .query_async(&mut store.connection())
+        .await;
+    if bitbylaw_tests::on_cluster() {
+        let info = info.unwrap();
+        assert!(info.contains("cluster_state:ok"), "{info}");
+        assert!(info.contains("cluster_known_nodes:3"), "{info}");
+    } else {
+        assert!(info.is_err(), "the machine's Redis runs without cluster mode");
+    }
+}

@@ -140,24 +140,36 @@ fn host_secret(
 }
 
 async fn connect_store(config: &HostConfig) -> anyhow::Result<Store> {
-    match &config.store.redis_url {
+    let store = &config.store;
+    if store.redis_url.is_none() && store.redis_cluster.is_empty() {
+        tracing::warn!(
+            "state store: in memory (no `store.redis_url`): state is lost on restart and not shared between host instances"
+        );
+        return Ok(Store::Memory(MemoryStore::new()));
+    }
+    let password = host_secret(
+        config,
+        store.redis_password.as_ref(),
+        "store.redis_password",
+    )?;
+    let redis = match &store.redis_url {
         Some(url) => {
-            let password = host_secret(
-                config,
-                config.store.redis_password.as_ref(),
-                "store.redis_password",
-            )?;
-            let store = RedisStore::connect(url, password.as_ref())
+            let redis = RedisStore::connect(url, password.as_ref())
                 .await
                 .with_context(|| format!("connecting to Redis at {url}"))?;
             tracing::info!(%url, "state store: Redis");
-            Ok(Store::Redis(store))
+            redis
         }
         None => {
-            tracing::warn!(
-                "state store: in memory (no `store.redis_url`): state is lost on restart and not shared between host instances"
-            );
-            Ok(Store::Memory(MemoryStore::new()))
+            let nodes = &store.redis_cluster;
+            let redis = RedisStore::connect_cluster(nodes, password.as_ref())
+                .await
+                .with_context(|| {
+                    format!("connecting to the Redis Cluster at {}", nodes.join(", "))
+                })?;
+            tracing::info!(nodes = %nodes.join(", "), "state store: Redis Cluster");
+            redis
         }
-    }
+    };
+    Ok(Store::Redis(redis))
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use bitbylaw::host::Host;
 
+pub mod redis_target;
 pub mod simulators;
+
+pub use redis_target::{TestConnection, on_cluster};
 
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
@@ -99,8 +102,10 @@ impl TestHostBuilder {
             .unwrap_or_else(|| format!("test-{}", uuid::Uuid::new_v4().simple()));
         let store = match self.backend {
             Backend::Redis => format!(
-                "[store]\nredis_url = \"{}\"\nkey_prefix = \"{prefix}\"\n",
-                self.redis_url.as_deref().unwrap_or(REDIS_URL)
+                "[store]\n{}\nkey_prefix = \"{prefix}\"\n",
+                self.redis_url
+                    .map(|url| format!("redis_url = \"{url}\""))
+                    .unwrap_or_else(redis_target::store_toml)
             ),
             Backend::Memory => format!("[store]\nkey_prefix = \"{prefix}\"\n"),
         };
@@ -271,12 +276,10 @@ impl Drop for TestHost {
     }
 }
 
-/// A plain Redis connection for looking at what the host wrote.
-pub fn redis_connection() -> redis::Connection {
-    redis::Client::open(REDIS_URL)
-        .unwrap()
-        .get_connection()
-        .unwrap()
+/// A plain Redis connection for looking at what the host wrote (to the
+/// cluster when the tests run on one).
+pub fn redis_connection() -> TestConnection {
+    redis_target::connect().unwrap()
 }
 
 /// Every key under `prefix`.
@@ -292,17 +295,19 @@ pub fn keys_with_prefix(prefix: &str) -> Vec<String> {
 
 /// Removes every key under `prefix` (tests clean up after themselves).
 pub fn delete_prefix(prefix: &str) {
-    let Ok(client) = redis::Client::open(REDIS_URL) else {
-        return;
-    };
-    let Ok(mut connection) = client.get_connection() else {
+    let Ok(mut connection) = redis_target::connect() else {
         return;
     };
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}:*"))
         .query(&mut connection)
         .unwrap_or_default();
-    if !keys.is_empty() {
+    if on_cluster() {
+        // Keys of several tenants live in several slots: one DEL each.
+        for key in keys {
+            let _: Result<(), _> = redis::cmd("DEL").arg(key).query(&mut connection);
+        }
+    } else if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query(&mut connection);
     }
 }

@@ -11,7 +11,7 @@ use bitbylaw_core::secret::Secret;
 use super::Emitter;
 use crate::egress::{Egress, Origin};
 use crate::metrics::Metrics;
-use crate::store::{Scope, Store};
+use crate::store::{Quota, Scope, Store};
 
 pub struct PluginContext {
     pub tenant: String,
@@ -19,6 +19,8 @@ pub struct PluginContext {
     pub config: BTreeMap<String, String>,
     pub secrets: BTreeMap<String, Secret>,
     pub scope: Scope,
+    /// The tenant's allowance of stored bytes, shared by all its plugins.
+    pub quota: Quota,
     pub store: Store,
     pub allowed_origins: HashSet<Origin>,
     pub egress: Egress,

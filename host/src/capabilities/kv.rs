@@ -31,17 +31,29 @@ impl Host for HostState {
         }
         let key = self.plugin.scope.kv(&key).wit()?;
         let ttl = ttl_ms.map(Duration::from_millis);
-        self.plugin.store.set(&key, &value, ttl).await.wit()
+        self.plugin
+            .store
+            .kv_set(&self.plugin.quota, &key, &value, ttl)
+            .await
+            .wit()
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, WitStoreError> {
         let key = self.plugin.scope.kv(&key).wit()?;
-        self.plugin.store.delete(&key).await.wit()
+        self.plugin
+            .store
+            .kv_delete(&self.plugin.quota, &key)
+            .await
+            .wit()
     }
 
     async fn incr(&mut self, key: String, delta: i64) -> Result<i64, WitStoreError> {
         let key = self.plugin.scope.kv(&key).wit()?;
-        self.plugin.store.incr(&key, delta).await.wit()
+        self.plugin
+            .store
+            .kv_incr(&self.plugin.quota, &key, delta)
+            .await
+            .wit()
     }
 
     async fn set_add(
@@ -50,7 +62,11 @@ impl Host for HostState {
         members: Vec<String>,
     ) -> Result<Vec<String>, WitStoreError> {
         let key = self.plugin.scope.kv(&key).wit()?;
-        self.plugin.store.set_add(&key, &members).await.wit()
+        self.plugin
+            .store
+            .kv_set_add(&self.plugin.quota, &key, &members)
+            .await
+            .wit()
     }
 
     async fn set_remove(
@@ -59,7 +75,11 @@ impl Host for HostState {
         members: Vec<String>,
     ) -> Result<u32, WitStoreError> {
         let key = self.plugin.scope.kv(&key).wit()?;
-        self.plugin.store.set_remove(&key, &members).await.wit()
+        self.plugin
+            .store
+            .kv_set_remove(&self.plugin.quota, &key, &members)
+            .await
+            .wit()
     }
 
     async fn set_members(&mut self, key: String) -> Result<Vec<String>, WitStoreError> {

@@ -89,6 +89,27 @@ pub fn load_host(
     Ok(host)
 }
 
+/// A Redis URL must be one, and must not carry the password.
+fn check_redis_url(file: &Path, key: &str, url: &str) -> Result<(), ConfigError> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| ConfigError::new(file, Some(key.into()), format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "redis" | "rediss") {
+        return Err(ConfigError::new(
+            file,
+            Some(key.into()),
+            "scheme must be redis:// or rediss://",
+        ));
+    }
+    if parsed.password().is_some() {
+        return Err(ConfigError::new(
+            file,
+            Some(key.into()),
+            "holds a password; put it in `store.redis_password = { env = \"...\" }` instead",
+        ));
+    }
+    Ok(())
+}
+
 /// Loads one tenant file; the tenant id is the file name without `.toml`.
 pub fn load_tenant(file: &Path) -> Result<TenantConfig, ConfigError> {
     let text = read(file)?;
@@ -124,27 +145,17 @@ fn check_host(file: &Path, host: &HostConfig) -> Result<(), ConfigError> {
         ));
     }
     if let Some(url) = &host.store.redis_url {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            ConfigError::new(
-                file,
-                Some("store.redis_url".into()),
-                format!("not a URL: {e}"),
-            )
-        })?;
-        if !matches!(parsed.scheme(), "redis" | "rediss") {
+        if !host.store.redis_cluster.is_empty() {
             return Err(ConfigError::new(
                 file,
-                Some("store.redis_url".into()),
-                "scheme must be redis:// or rediss://",
+                Some("store.redis_cluster".into()),
+                "give either `redis_url` or `redis_cluster`, not both",
             ));
         }
-        if parsed.password().is_some() {
-            return Err(ConfigError::new(
-                file,
-                Some("store.redis_url".into()),
-                "holds a password; put it in `store.redis_password = { env = \"...\" }` instead",
-            ));
-        }
+        check_redis_url(file, "store.redis_url", url)?;
+    }
+    for (index, url) in host.store.redis_cluster.iter().enumerate() {
+        check_redis_url(file, &format!("store.redis_cluster[{index}]"), url)?;
     }
     let limits = &host.plugin_defaults;
     check_limits(file, "plugin_defaults", limits, host.runtime.max_memory_mb)?;

@@ -132,6 +132,10 @@ pub struct StoreConfig {
     /// `redis://host:port/db`. Without it the host keeps state in memory: not durable, not shared.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// A Redis Cluster instead: some of its nodes (`redis://host:port`), the
+    /// client finds the rest. Excludes `redis_url`.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
     /// The Redis password, if any; kept out of the URL so it never lands in a config file.
     #[serde(default)]
     pub redis_password: Option<SecretRef>,
@@ -144,6 +148,7 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             redis_url: None,
+            redis_cluster: Vec::new(),
             redis_password: None,
             key_prefix: defaults::key_prefix(),
         }
@@ -566,6 +571,16 @@ pub struct TenantLimits {
     /// Plugin calls (each on its own instance) running at once for this tenant in one
     /// host instance. Above it: 503 with `Retry-After`.
     pub max_concurrent_instances: Option<usize>,
+    /// Bytes the tenant's plugins may keep in `kv` (keys' names plus values or
+    /// set members, shared by all plugins). Growth past it answers
+    /// `store-error.invalid`. Default 64 MiB.
+    pub stored_bytes: Option<u64>,
+}
+
+impl TenantLimits {
+    pub fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.unwrap_or(defaults::STORED_BYTES)
+    }
 }
 
 /// `[plugins.<name>]` in a tenant file.
@@ -620,6 +635,10 @@ pub struct PluginConfig {
 mod defaults {
     use std::net::SocketAddr;
     use std::path::PathBuf;
+
+    /// 64 MiB: far above what a sync's bookkeeping needs, far below what
+    /// would hurt a shared Redis.
+    pub const STORED_BYTES: u64 = 64 << 20;
 
     pub fn listen() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 8080))

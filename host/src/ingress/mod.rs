@@ -179,6 +179,12 @@ async fn metrics(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Res
                 tracing::warn!(tenant = %tenant.id, %error, "cannot read event figures for /metrics")
             }
         }
+        match host.store().stored_bytes(&tenant.quota).await {
+            Ok(bytes) => host.metrics().tenant_stored_bytes(&tenant.id, bytes),
+            Err(error) => {
+                tracing::warn!(tenant = %tenant.id, %error, "cannot read stored bytes for /metrics")
+            }
+        }
     }
     match host.metrics().render() {
         Ok(text) => (

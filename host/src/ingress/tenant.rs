@@ -95,6 +95,7 @@ mod tests {
             default_subscription: Default::default(),
             rate: None,
             instances: None,
+            quota: crate::store::Quota::new("t", "firm-a", 1 << 20),
         };
         Deployment::new(vec![Arc::new(tenant)]).unwrap()
     }

@@ -11,11 +11,11 @@ use bitbylaw_core::upstream::{Account, Grants, OpenContext};
 
 use super::{Credential, RateLimit, RouteTable, ScheduleSpec, Subscription, Tenant};
 use crate::capabilities::{Emitter, PluginContext};
-use crate::config::{HostConfig, PluginConfig, Secret, TenantConfig};
+use crate::config::{HostConfig, PluginConfig, Secret, TenantConfig, TenantLimits};
 use crate::egress::{Egress, Origin};
 use crate::metrics::Metrics;
 use crate::runtime::{LoadedPlugin, Runtime};
-use crate::store::{Scope, Store};
+use crate::store::{Quota, Scope, Store};
 
 /// The host's shared parts a tenant is built from.
 pub struct Assembler<'a> {
@@ -170,6 +170,7 @@ impl Assembler<'_> {
                 .limits
                 .max_concurrent_instances
                 .map(|n| Arc::new(tokio::sync::Semaphore::new(n))),
+            quota: self.quota(config),
         })
     }
 
@@ -275,10 +276,21 @@ impl Assembler<'_> {
             })
             .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
         let allowed_origins = plugin.allowed_origins.iter().cloned().collect();
-        Ok(self.context(&tenant.id, name, config, secrets, allowed_origins, grants))
+        let mut context = self.context(&tenant.id, name, config, secrets, allowed_origins, grants);
+        context.quota = self.quota(tenant);
+        Ok(context)
     }
 
-    /// A plugin's context: its own settings, and the host's shared parts.
+    fn quota(&self, tenant: &TenantConfig) -> Quota {
+        Quota::new(
+            &self.config.store.key_prefix,
+            &tenant.id,
+            tenant.limits.stored_bytes(),
+        )
+    }
+
+    /// A plugin's context: its own settings, and the host's shared parts
+    /// (with the default quota; a tenant's own is set by `plugin_context`).
     fn context(
         &self,
         tenant: &str,
@@ -294,6 +306,11 @@ impl Assembler<'_> {
             config,
             secrets,
             scope: Scope::new(&self.config.store.key_prefix, tenant, name),
+            quota: Quota::new(
+                &self.config.store.key_prefix,
+                tenant,
+                TenantLimits::default().stored_bytes(),
+            ),
             store: self.store.clone(),
             allowed_origins,
             egress: self.egress.clone(),

@@ -97,6 +97,8 @@ pub struct Tenant {
     pub rate: Option<RateLimit>,
     /// Plugin calls running at once in this host instance, when limited.
     pub instances: Option<Arc<tokio::sync::Semaphore>>,
+    /// The stored bytes its plugins share (`limits.stored_bytes`).
+    pub quota: crate::store::Quota,
 }
 
 /// A way in to a tenant (an API key, a Kong consumer) and the routes it opens.

@@ -104,6 +104,7 @@ struct Inner {
     upstream_tokens: Family<UpstreamLabels, Counter>,
     upstream_requests: Family<UpstreamLabels, Counter>,
     groups_recreated: Family<TenantLabels, Counter>,
+    stored_bytes: Family<TenantLabels, Gauge>,
 }
 
 fn request_buckets() -> Histogram {
@@ -210,6 +211,12 @@ impl Metrics {
             "Consumer groups created again after Redis lost them (data loss, fail-over to an empty replica)",
             groups_recreated.clone(),
         );
+        let stored_bytes = Family::<TenantLabels, Gauge>::default();
+        registry.register(
+            "tenant_stored_bytes",
+            "Bytes a tenant's plugins keep in kv, as counted against limits.stored_bytes",
+            stored_bytes.clone(),
+        );
         let upstream_tokens = Family::<UpstreamLabels, Counter>::default();
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
@@ -240,6 +247,7 @@ impl Metrics {
                 upstream_tokens,
                 upstream_requests,
                 groups_recreated,
+                stored_bytes,
             }),
         }
     }
@@ -352,6 +360,16 @@ impl Metrics {
             .dead
             .get_or_create(&labels)
             .set(as_gauge(stats.dead));
+    }
+
+    /// Sets what `tenant`'s plugins keep in kv (done before each scrape).
+    pub fn tenant_stored_bytes(&self, tenant: &str, bytes: u64) {
+        self.inner
+            .stored_bytes
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// A consumer group of `tenant` was gone and created again.

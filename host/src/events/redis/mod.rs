@@ -368,12 +368,13 @@ mod tests {
     use super::worker::Taken;
     use super::*;
     use crate::events::delivery::{Delivery, Outcome};
+    use crate::store::redis::RedisConnection;
 
     /// Emits one event to topic `t` of `firm-a` and takes it for group `p`, as
     /// an instance's reader would; returns the entry's id.
     async fn emit_and_take(
         bus: &RedisBus,
-        connection: &mut redis::aio::ConnectionManager,
+        connection: &mut RedisConnection,
         stream: &str,
     ) -> String {
         bus.emit("firm-a", "t", b"{}".to_vec()).await.unwrap();
@@ -392,7 +393,7 @@ mod tests {
         reply.keys[0].ids[0].id.clone()
     }
 
-    async fn delete_prefix(connection: &mut redis::aio::ConnectionManager, prefix: &str) {
+    async fn delete_prefix(connection: &mut RedisConnection, prefix: &str) {
         let leftover: Vec<String> = redis::cmd("KEYS")
             .arg(format!("{prefix}:*"))
             .query_async(connection)

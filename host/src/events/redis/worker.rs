@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
+use crate::store::redis::RedisConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -84,7 +84,7 @@ impl Worker {
         &self,
         source: &Source,
         error: redis::RedisError,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         block: Duration,
     ) {
         if is_no_group(&error) {
@@ -103,7 +103,7 @@ impl Worker {
     /// freed. True when an entry came.
     async fn read(
         &self,
-        connection: &mut MultiplexedConnection,
+        connection: &mut RedisConnection,
         source: &Source,
         mut slots: Vec<Slot>,
         block: bool,
@@ -363,7 +363,7 @@ impl Worker {
         }
     }
 
-    async fn connect(&self, block: Duration) -> Option<MultiplexedConnection> {
+    async fn connect(&self, block: Duration) -> Option<RedisConnection> {
         loop {
             match self
                 .inner

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Bucket, RateDecision, StoreError};
+use super::{Bucket, COUNTER_BYTES, Quota, RateDecision, StoreError};
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -24,6 +24,22 @@ const SWEEP_EVERY: u32 = 1024;
 struct Entry {
     value: Value,
     expires_at: Option<Instant>,
+    /// Bytes this entry counts against its tenant's quota (plugin keys only).
+    counted: u64,
+}
+
+impl Entry {
+    fn new(value: Value, expires_at: Option<Instant>) -> Self {
+        Self {
+            value,
+            expires_at,
+            counted: 0,
+        }
+    }
+
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
 }
 
 enum Value {
@@ -47,7 +63,7 @@ impl MemoryStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if calls % SWEEP_EVERY == SWEEP_EVERY - 1 {
             let now = Instant::now();
-            map.retain(|_, entry| entry.expires_at.is_none_or(|at| at > now));
+            map.retain(|_, entry| entry.live(now));
         }
         if map
             .get(key)
@@ -80,10 +96,7 @@ impl MemoryStore {
         let expires_at = ttl.map(|ttl| Instant::now() + ttl);
         self.live(key).insert(
             key.to_owned(),
-            Entry {
-                value: Value::Bytes(value.to_vec()),
-                expires_at,
-            },
+            Entry::new(Value::Bytes(value.to_vec()), expires_at),
         );
         Ok(())
     }
@@ -92,11 +105,43 @@ impl MemoryStore {
         Ok(self.live(key).remove(key).is_some())
     }
 
-    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+    pub async fn stored_bytes(&self, quota: &Quota) -> Result<u64, StoreError> {
+        let map = crate::sync::lock(&self.entries);
+        Ok(usage(&map, quota, Instant::now()))
+    }
+
+    pub async fn kv_set(
+        &self,
+        quota: &Quota,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
         let mut map = self.live(key);
-        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Bytes(b"0".to_vec()),
-            expires_at: None,
+        let size = counted(key, value.len());
+        fits(&map, quota, key, size)?;
+        let mut entry = Entry::new(
+            Value::Bytes(value.to_vec()),
+            ttl.map(|ttl| Instant::now() + ttl),
+        );
+        entry.counted = size;
+        map.insert(key.to_owned(), entry);
+        Ok(())
+    }
+
+    pub async fn kv_delete(&self, _quota: &Quota, key: &str) -> Result<bool, StoreError> {
+        Ok(self.live(key).remove(key).is_some())
+    }
+
+    pub async fn kv_incr(&self, quota: &Quota, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut map = self.live(key);
+        if !map.contains_key(key) {
+            fits(&map, quota, key, counted(key, 0) + COUNTER_BYTES)?;
+        }
+        let entry = map.entry(key.to_owned()).or_insert_with(|| {
+            let mut entry = Entry::new(Value::Bytes(b"0".to_vec()), None);
+            entry.counted = counted(key, 0) + COUNTER_BYTES;
+            entry
         });
         let Value::Bytes(bytes) = &mut entry.value else {
             return Err(wrong_type());
@@ -112,19 +157,41 @@ impl MemoryStore {
         Ok(next)
     }
 
-    pub async fn set_add(&self, key: &str, members: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn kv_set_add(
+        &self,
+        quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         let mut map = self.live(key);
-        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Set(HashSet::new()),
-            expires_at: None,
-        });
+        let (held, size) = match map.get(key) {
+            None => (0, counted(key, 0)),
+            Some(Entry {
+                value: Value::Set(set),
+                counted: size,
+                ..
+            }) => (set.len(), (*size).max(counted(key, 0))),
+            Some(_) => return Err(wrong_type()),
+        };
+        let new: HashSet<&String> = match map.get(key).map(|entry| &entry.value) {
+            Some(Value::Set(set)) => members.iter().filter(|m| !set.contains(*m)).collect(),
+            _ => members.iter().collect(),
+        };
+        if new.is_empty() {
+            return Ok(Vec::new());
+        }
+        if held + new.len() > super::MAX_SET_MEMBERS {
+            return Err(super::set_full());
+        }
+        let grown = size + new.iter().map(|member| member.len() as u64).sum::<u64>();
+        fits(&map, quota, key, grown)?;
+        let entry = map
+            .entry(key.to_owned())
+            .or_insert_with(|| Entry::new(Value::Set(HashSet::new()), None));
+        entry.counted = grown;
         let Value::Set(set) = &mut entry.value else {
             return Err(wrong_type());
         };
-        let new: HashSet<&String> = members.iter().filter(|m| !set.contains(*m)).collect();
-        if set.len() + new.len() > super::MAX_SET_MEMBERS {
-            return Err(super::set_full());
-        }
         Ok(members
             .iter()
             .filter(|member| set.insert((*member).clone()))
@@ -132,7 +199,12 @@ impl MemoryStore {
             .collect())
     }
 
-    pub async fn set_remove(&self, key: &str, members: &[String]) -> Result<u32, StoreError> {
+    pub async fn kv_set_remove(
+        &self,
+        _quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<u32, StoreError> {
         let mut map = self.live(key);
         let Some(entry) = map.get_mut(key) else {
             return Ok(0);
@@ -140,11 +212,16 @@ impl MemoryStore {
         let Value::Set(set) = &mut entry.value else {
             return Err(wrong_type());
         };
-        let removed = members.iter().filter(|member| set.remove(*member)).count();
+        let removed: Vec<&String> = members
+            .iter()
+            .filter(|member| set.remove(*member))
+            .collect();
+        let shrunk: u64 = removed.iter().map(|member| member.len() as u64).sum();
+        entry.counted = entry.counted.saturating_sub(shrunk).max(counted(key, 0));
         if set.is_empty() {
             map.remove(key);
         }
-        Ok(u32::try_from(removed).unwrap_or(u32::MAX))
+        Ok(u32::try_from(removed.len()).unwrap_or(u32::MAX))
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
@@ -167,10 +244,10 @@ impl MemoryStore {
         }
         map.insert(
             key.to_owned(),
-            Entry {
-                value: Value::Bytes(token.as_bytes().to_vec()),
-                expires_at: Some(Instant::now() + ttl),
-            },
+            Entry::new(
+                Value::Bytes(token.as_bytes().to_vec()),
+                Some(Instant::now() + ttl),
+            ),
         );
         Ok(true)
     }
@@ -212,12 +289,14 @@ impl MemoryStore {
     ) -> Result<RateDecision, StoreError> {
         let now = Instant::now();
         let mut map = self.live(key);
-        let entry = map.entry(key.to_owned()).or_insert_with(|| Entry {
-            value: Value::Bucket {
-                tokens: f64::from(bucket.capacity),
-                updated: now,
-            },
-            expires_at: None,
+        let entry = map.entry(key.to_owned()).or_insert_with(|| {
+            Entry::new(
+                Value::Bucket {
+                    tokens: f64::from(bucket.capacity),
+                    updated: now,
+                },
+                None,
+            )
         });
         let Value::Bucket {
             tokens: available,
@@ -274,6 +353,43 @@ fn time_to_full(available: f64, bucket: Bucket) -> Duration {
 fn whole(tokens: f64) -> u32 {
     // `as` saturates for floats, which is what we want here.
     tokens.floor() as u32
+}
+
+/// What a key holding `bytes` counts against its tenant's quota.
+fn counted(key: &str, bytes: usize) -> u64 {
+    (key.len() + bytes) as u64
+}
+
+/// Refuses to let `key` count `size` bytes when that would take its tenant
+/// past the quota. Growing only: a key may always shrink. The tenant's total
+/// is summed here (the embedded store is for demos and small tests; Redis
+/// keeps a ledger instead).
+fn fits(
+    map: &HashMap<String, Entry>,
+    quota: &Quota,
+    key: &str,
+    size: u64,
+) -> Result<(), StoreError> {
+    let now = Instant::now();
+    let held = map
+        .get(key)
+        .filter(|entry| entry.live(now))
+        .map_or(0, |entry| entry.counted);
+    if size <= held {
+        return Ok(());
+    }
+    if usage(map, quota, now) - held + size > quota.limit_bytes {
+        return Err(quota.exceeded());
+    }
+    Ok(())
+}
+
+/// Bytes the live keys of `quota`'s tenant count.
+fn usage(map: &HashMap<String, Entry>, quota: &Quota, now: Instant) -> u64 {
+    map.iter()
+        .filter(|(name, entry)| name.starts_with(&quota.tenant_base) && entry.live(now))
+        .map(|(_, entry)| entry.counted)
+        .sum()
 }
 
 fn wrong_type() -> StoreError {

@@ -35,6 +35,48 @@ fn set_full() -> StoreError {
     ))
 }
 
+/// A tenant's allowance of stored bytes for its plugins' `kv` keys, and where
+/// the ledger counting them lives. A key counts its name plus its value (or
+/// its members; a counter counts 20). Writes that would grow the total past
+/// the limit are refused as `Invalid`; shrinking and deleting always work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quota {
+    /// `<prefix>:{<tenant>}:`: every key of the tenant starts with it.
+    tenant_base: String,
+    /// Hash of counted key -> bytes, and `#total`.
+    ledger: String,
+    /// Counted keys with an expiry, by expiry time, so they leave the ledger.
+    expiring: String,
+    limit_bytes: u64,
+}
+
+impl Quota {
+    pub fn new(prefix: &str, tenant: &str, limit_bytes: u64) -> Self {
+        let tenant_base = format!("{prefix}:{{{tenant}}}:");
+        // `#` cannot start a plugin name, so these never meet a plugin's keys.
+        Self {
+            ledger: format!("{tenant_base}#usage"),
+            expiring: format!("{tenant_base}#usage-expiring"),
+            tenant_base,
+            limit_bytes,
+        }
+    }
+
+    pub fn limit_bytes(&self) -> u64 {
+        self.limit_bytes
+    }
+
+    fn exceeded(&self) -> StoreError {
+        StoreError::Invalid(format!(
+            "the tenant's stored data would exceed its quota of {} bytes (limits.stored_bytes)",
+            self.limit_bytes
+        ))
+    }
+}
+
+/// Bytes a counter counts beside its name (an `i64` in decimal, at most).
+const COUNTER_BYTES: u64 = 20;
+
 /// The outcome of taking tokens from a bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateDecision {
@@ -121,17 +163,49 @@ impl Store {
         delegate!(self.delete(key))
     }
 
-    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        delegate!(self.incr(key, delta))
+    /// What the tenant of `quota` keeps in kv, as counted against it.
+    pub async fn stored_bytes(&self, quota: &Quota) -> Result<u64, StoreError> {
+        delegate!(self.stored_bytes(quota))
+    }
+
+    /// `set` of a plugin's key, counted against the tenant's `quota`.
+    pub async fn kv_set(
+        &self,
+        quota: &Quota,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        delegate!(self.kv_set(quota, key, value, ttl))
+    }
+
+    /// `delete` of a plugin's key (value or set), freeing its part of the quota.
+    pub async fn kv_delete(&self, quota: &Quota, key: &str) -> Result<bool, StoreError> {
+        delegate!(self.kv_delete(quota, key))
+    }
+
+    /// Adds `delta` to the counter at `key` (missing counts as 0).
+    pub async fn kv_incr(&self, quota: &Quota, key: &str, delta: i64) -> Result<i64, StoreError> {
+        delegate!(self.kv_incr(quota, key, delta))
     }
 
     /// Adds members; returns those that were not in the set before, in the order given.
-    pub async fn set_add(&self, key: &str, members: &[String]) -> Result<Vec<String>, StoreError> {
-        delegate!(self.set_add(key, members))
+    pub async fn kv_set_add(
+        &self,
+        quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        delegate!(self.kv_set_add(quota, key, members))
     }
 
-    pub async fn set_remove(&self, key: &str, members: &[String]) -> Result<u32, StoreError> {
-        delegate!(self.set_remove(key, members))
+    pub async fn kv_set_remove(
+        &self,
+        quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<u32, StoreError> {
+        delegate!(self.kv_set_remove(quota, key, members))
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {

@@ -1,23 +1,84 @@
-//! The Redis backend: `redis` with a reconnecting connection manager, and Lua
-//! scripts (in `lua/`) wherever an operation must read and write atomically.
+//! The Redis backend: `redis` with a reconnecting connection manager (or a
+//! cluster connection), and Lua scripts (in `lua/`) wherever an operation must
+//! read and write atomically.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, IntoConnectionInfo, Script};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::{ClusterClient, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, IntoConnectionInfo, Pipeline, RedisFuture, Script, Value};
 
-use super::{Bucket, RateDecision, StoreError};
+use super::{Bucket, Quota, RateDecision, StoreError};
 use crate::secret::Secret;
+
+/// Short timeouts: a stuck Redis must fail the call (and the guest decides), not hang it.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct RedisStore {
-    client: redis::Client,
-    connection: ConnectionManager,
+    client: std::sync::Arc<Client>,
+    connection: RedisConnection,
     scripts: std::sync::Arc<Scripts>,
 }
 
+/// Where the store lives: one Redis, or a Redis Cluster. Every key of a tenant
+/// carries the tenant's hash tag, so a tenant's multi-key scripts and streams
+/// stay in one slot and the same commands work on both. (Sizes differ; it is
+/// made once and kept behind an `Arc`.)
+#[allow(clippy::large_enum_variant)]
+enum Client {
+    Single(redis::Client),
+    Cluster(ClusterClient),
+}
+
+/// A connection to either kind of deployment; callers send raw commands on it.
+#[derive(Clone)]
+pub enum RedisConnection {
+    /// The shared, reconnecting connection to one Redis.
+    Managed(ConnectionManager),
+    /// A connection of its own to one Redis (for blocking reads).
+    Dedicated(MultiplexedConnection),
+    /// Connections to every primary of a cluster, routed by key slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Managed(c) => c.req_packed_command(cmd),
+            Self::Dedicated(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Managed(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Dedicated(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Managed(c) => c.get_db(),
+            Self::Dedicated(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 struct Scripts {
-    set_add: Script,
+    kv: Script,
     lock_extend: Script,
     lock_release: Script,
     rate_take: Script,
@@ -38,28 +99,65 @@ impl RedisStore {
             info = info.set_redis_settings(settings);
         }
         let client = redis::Client::open(info).map_err(unavailable)?;
-        // Short timeouts: a stuck Redis must fail the call (and the guest decides), not hang it.
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(3);
         let connection = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
-        Ok(Self {
-            client,
+        Ok(Self::with(
+            Client::Single(client),
+            RedisConnection::Managed(connection),
+        ))
+    }
+
+    /// Connects to a Redis Cluster through any of its `nodes` (`redis://host:port`);
+    /// the client learns the others and follows slot moves and fail-overs.
+    pub async fn connect_cluster(
+        nodes: &[String],
+        password: Option<&Secret>,
+    ) -> Result<Self, StoreError> {
+        if nodes.is_empty() {
+            return Err(StoreError::Invalid(
+                "a cluster needs at least one node".into(),
+            ));
+        }
+        let mut builder = ClusterClient::builder(nodes.iter().map(String::as_str))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(3);
+        if let Some(password) = password {
+            builder = builder.password(password.expose());
+        }
+        let client = builder
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("bad Redis Cluster node list: {e}")))?;
+        let connection = client
+            .get_async_connection_with_config(cluster_config(RESPONSE_TIMEOUT))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self::with(
+            Client::Cluster(client),
+            RedisConnection::Cluster(connection),
+        ))
+    }
+
+    fn with(client: Client, connection: RedisConnection) -> Self {
+        Self {
+            client: std::sync::Arc::new(client),
             connection,
             scripts: std::sync::Arc::new(Scripts {
-                set_add: Script::new(include_str!("lua/set_add.lua")),
+                kv: Script::new(include_str!("lua/kv.lua")),
                 lock_extend: Script::new(include_str!("lua/lock_extend.lua")),
                 lock_release: Script::new(include_str!("lua/lock_release.lua")),
                 rate_take: Script::new(include_str!("lua/rate_take.lua")),
             }),
-        })
+        }
     }
 
     /// The shared, reconnecting connection, for callers that need raw commands.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConnection {
         self.connection.clone()
     }
 
@@ -68,14 +166,24 @@ impl RedisStore {
     pub async fn dedicated_connection(
         &self,
         response_timeout: Duration,
-    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(response_timeout));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .map_err(unavailable)
+    ) -> Result<RedisConnection, StoreError> {
+        match self.client.as_ref() {
+            Client::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(response_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(RedisConnection::Dedicated)
+                    .map_err(unavailable)
+            }
+            Client::Cluster(client) => client
+                .get_async_connection_with_config(cluster_config(response_timeout))
+                .await
+                .map(RedisConnection::Cluster)
+                .map_err(unavailable),
+        }
     }
 
     pub async fn ping(&self) -> Result<(), StoreError> {
@@ -113,43 +221,109 @@ impl RedisStore {
         Ok(removed > 0)
     }
 
-    pub async fn incr(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
-        self.connection
+    pub async fn stored_bytes(&self, quota: &Quota) -> Result<u64, StoreError> {
+        let total: Option<i64> = self
+            .connection
             .clone()
-            .incr(key, delta)
+            .hget(&quota.ledger, "#total")
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        Ok(u64::try_from(total.unwrap_or(0)).unwrap_or(0))
     }
 
-    pub async fn set_add(&self, key: &str, members: &[String]) -> Result<Vec<String>, StoreError> {
+    pub async fn kv_set(
+        &self,
+        quota: &Quota,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), StoreError> {
+        let ttl_ms = ttl.map_or(0, millis);
+        self.kv(quota, key, "set", |call| {
+            call.arg(value).arg(ttl_ms);
+        })
+        .await
+        .map(drop)
+    }
+
+    pub async fn kv_delete(&self, quota: &Quota, key: &str) -> Result<bool, StoreError> {
+        let reply = self.kv(quota, key, "delete", |_| {}).await?;
+        Ok(answer::<i64>(&reply)? > 0)
+    }
+
+    pub async fn kv_incr(&self, quota: &Quota, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let reply = self
+            .kv(quota, key, "incr", |call| {
+                call.arg(delta);
+            })
+            .await?;
+        answer(&reply)
+    }
+
+    pub async fn kv_set_add(
+        &self,
+        quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<Vec<String>, StoreError> {
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let reply: redis::Value = self
-            .scripts
-            .set_add
-            .key(key)
-            .arg(super::MAX_SET_MEMBERS)
-            .arg(members)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
-        match reply {
-            redis::Value::Int(-1) => Err(super::set_full()),
-            other => redis::from_redis_value_ref(&other)
-                .map_err(|e| StoreError::Unavailable(format!("unexpected answer from Redis: {e}"))),
-        }
+        let reply = self
+            .kv(quota, key, "set-add", |call| {
+                call.arg(super::MAX_SET_MEMBERS).arg(members);
+            })
+            .await?;
+        reply[1..]
+            .iter()
+            .map(|member| redis::from_redis_value_ref(member).map_err(unexpected))
+            .collect()
     }
 
-    pub async fn set_remove(&self, key: &str, members: &[String]) -> Result<u32, StoreError> {
+    pub async fn kv_set_remove(
+        &self,
+        quota: &Quota,
+        key: &str,
+        members: &[String],
+    ) -> Result<u32, StoreError> {
         if members.is_empty() {
             return Ok(0);
         }
-        self.connection
-            .clone()
-            .srem(key, members)
+        let reply = self
+            .kv(quota, key, "set-remove", |call| {
+                call.arg(members);
+            })
+            .await?;
+        answer(&reply)
+    }
+
+    /// Runs one `kv` write in `kv.lua`, with the tenant's ledger beside the key.
+    /// The reply's first element says whether it was done (see the script).
+    async fn kv(
+        &self,
+        quota: &Quota,
+        key: &str,
+        operation: &str,
+        arguments: impl FnOnce(&mut redis::ScriptInvocation<'_>),
+    ) -> Result<Vec<Value>, StoreError> {
+        let mut call = self.scripts.kv.key(key);
+        call.key(&quota.ledger)
+            .key(&quota.expiring)
+            .arg(operation)
+            .arg(quota.limit_bytes);
+        arguments(&mut call);
+        let reply: Vec<Value> = call
+            .invoke_async(&mut self.connection.clone())
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        match reply.first() {
+            Some(Value::Int(1)) => Ok(reply),
+            Some(Value::Int(0)) => Err(quota.exceeded()),
+            Some(Value::Int(-1)) => Err(super::set_full()),
+            other => Err(StoreError::Unavailable(format!(
+                "unexpected answer from Redis: {other:?}"
+            ))),
+        }
     }
 
     pub async fn set_members(&self, key: &str) -> Result<Vec<String>, StoreError> {
@@ -234,6 +408,24 @@ impl RedisStore {
             },
         })
     }
+}
+
+/// The value after the status in a `kv.lua` reply.
+fn answer<T: redis::FromRedisValue>(reply: &[Value]) -> Result<T, StoreError> {
+    let value = reply
+        .get(1)
+        .ok_or_else(|| StoreError::Unavailable("short answer from Redis".into()))?;
+    redis::from_redis_value_ref(value).map_err(unexpected)
+}
+
+fn unexpected(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("unexpected answer from Redis: {error}"))
+}
+
+fn cluster_config(response_timeout: Duration) -> ClusterConfig {
+    ClusterConfig::new()
+        .set_connection_timeout(CONNECT_TIMEOUT)
+        .set_response_timeout(response_timeout)
 }
 
 fn millis(duration: Duration) -> u64 {
