@@ -362,6 +362,9 @@ async fn the_redis_target_is_the_one_asked_for() {
         assert!(info.contains("cluster_state:ok"), "{info}");
         assert!(info.contains("cluster_known_nodes:3"), "{info}");
     } else {
-        assert!(info.is_err(), "the machine's Redis runs without cluster mode");
+        assert!(
+            info.is_err(),
+            "the machine's Redis runs without cluster mode"
+        );
     }
 }

@@ -17,7 +17,7 @@ macro_rules! kinds {
     };
 }
 
-kinds![bitbylaw_advoware::Advoware];
+kinds![bitbylaw_advoware::Advoware, bitbylaw_google::Google];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn UpstreamKind> {

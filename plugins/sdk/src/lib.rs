@@ -56,6 +56,7 @@ mod router;
 pub mod advoware;
 pub mod config;
 pub mod events;
+pub mod google_calendar;
 pub mod http;
 pub mod kv;
 pub mod lock;

@@ -4,3 +4,4 @@
 //! shared with the code under test, so a mistake is not mirrored.
 
 pub mod advoware;
+pub mod google;

@@ -17,6 +17,7 @@ mod generated {
             "bitbylaw:plugin/events": async,
             "bitbylaw:plugin/http": async,
             "bitbylaw:plugin/advoware": async,
+            "bitbylaw:plugin/google-calendar": async,
         },
         exports: { default: async },
     });

@@ -53,6 +53,18 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamMethodLabels {
+    tenant: String,
+    kind: String,
+    account: String,
+    /// The API method, e.g. `events.list`.
+    method: String,
+    /// `ok`, or the error the plugin got (`not_found`, `rate_limited`, ...);
+    /// empty for retries.
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     tenant: String,
     /// The kind of account (`advoware`, ...), so every kind shares one family.
@@ -103,6 +115,9 @@ struct Inner {
     dead: Family<SubscriptionLabels, Gauge>,
     upstream_tokens: Family<UpstreamLabels, Counter>,
     upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_calls: Family<UpstreamMethodLabels, Counter>,
+    upstream_retries: Family<UpstreamMethodLabels, Counter>,
+    upstream_quota_wait: Family<UpstreamLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     groups_recreated: Family<TenantLabels, Counter>,
     stored_bytes: Family<TenantLabels, Gauge>,
 }
@@ -217,6 +232,25 @@ impl Metrics {
             "Bytes a tenant's plugins keep in kv, as counted against limits.stored_bytes",
             stored_bytes.clone(),
         );
+        let upstream_calls = Family::<UpstreamMethodLabels, Counter>::default();
+        registry.register(
+            "upstream_calls",
+            "Calls of upstream APIs by kind, method and outcome as the plugin saw it (after the host's retries)",
+            upstream_calls.clone(),
+        );
+        let upstream_retries = Family::<UpstreamMethodLabels, Counter>::default();
+        registry.register(
+            "upstream_retries",
+            "Attempts of upstream calls sent again (quota refusals, 5xx, broken connections)",
+            upstream_retries.clone(),
+        );
+        let upstream_quota_wait =
+            Family::<UpstreamLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "upstream_quota_wait_seconds",
+            "Time calls waited for room in the account's shared quota buckets",
+            upstream_quota_wait.clone(),
+        );
         let upstream_tokens = Family::<UpstreamLabels, Counter>::default();
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
@@ -246,6 +280,9 @@ impl Metrics {
                 dead,
                 upstream_tokens,
                 upstream_requests,
+                upstream_calls,
+                upstream_retries,
+                upstream_quota_wait,
                 groups_recreated,
                 stored_bytes,
             }),
@@ -398,6 +435,30 @@ impl Metrics {
             .inc();
     }
 
+    /// An upstream API call ended, for the plugin, with `outcome`.
+    pub fn upstream_call(&self, account: &UpstreamLabel, method: &str, outcome: &str) {
+        self.inner
+            .upstream_calls
+            .get_or_create(&upstream_method(account, method, outcome))
+            .inc();
+    }
+
+    /// An upstream API call is sent again.
+    pub fn upstream_retry(&self, account: &UpstreamLabel, method: &str) {
+        self.inner
+            .upstream_retries
+            .get_or_create(&upstream_method(account, method, ""))
+            .inc();
+    }
+
+    /// A call waited this long for room in the account's quota.
+    pub fn upstream_quota_wait(&self, account: &UpstreamLabel, waited: Duration) {
+        self.inner
+            .upstream_quota_wait
+            .get_or_create(&upstream(account, ""))
+            .inc_by(waited.as_secs_f64());
+    }
+
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut text = String::new();
@@ -450,6 +511,16 @@ fn labels(tenant: &str, plugin: &str) -> PluginLabels {
     PluginLabels {
         tenant: tenant.to_owned(),
         plugin: plugin.to_owned(),
+    }
+}
+
+fn upstream_method(account: &UpstreamLabel, method: &str, outcome: &str) -> UpstreamMethodLabels {
+    UpstreamMethodLabels {
+        tenant: account.tenant.clone(),
+        kind: account.kind.clone(),
+        account: account.account.clone(),
+        method: method.to_owned(),
+        outcome: outcome.to_owned(),
     }
 }
 

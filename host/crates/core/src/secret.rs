@@ -15,6 +15,14 @@ pub enum SecretRef {
 }
 
 impl SecretRef {
+    /// Where the secret comes from, for messages: `environment variable `X`` or `file `f``.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretRef::Env { env } => format!("environment variable `{env}`"),
+            SecretRef::File { file } => format!("file `{}`", file.display()),
+        }
+    }
+
     /// Reads the secret. Relative files are taken from `base_dir` (the config file's folder).
     /// Errors name the variable or file, never the value.
     pub fn resolve(&self, base_dir: &Path) -> Result<Secret, String> {

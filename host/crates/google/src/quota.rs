@@ -1,0 +1,94 @@
+//! Google's quotas, kept by the deployment as a whole: before each call a
+//! token is taken from two buckets in the tenant's store, the mailbox's and
+//! the account's (Google's per-user and per-project quotas), so N host
+//! instances together stay below them. An empty bucket is waited for, up to
+//! `quota_wait_ms` and the call's deadline, rather than answered with an error.
+
+use std::time::Duration;
+
+use bitbylaw_core::store::{Bucket, Scope, Store};
+use tokio::time::Instant;
+
+use crate::GoogleError;
+use crate::settings::Settings;
+
+pub(crate) struct Quotas {
+    store: Store,
+    scope: Scope,
+    /// `quota:<account>:`, the start of both buckets' names.
+    prefix: String,
+    user: Option<Bucket>,
+    project: Option<Bucket>,
+    max_wait: Duration,
+}
+
+impl Quotas {
+    pub(crate) fn new(store: Store, scope: Scope, account: &str, settings: &Settings) -> Self {
+        let bucket = |per_minute: u32| {
+            (per_minute > 0).then(|| Bucket {
+                capacity: settings.burst,
+                refill_per_second: f64::from(per_minute) / 60.0,
+            })
+        };
+        Self {
+            store,
+            scope,
+            prefix: format!("quota:{account}:"),
+            user: bucket(settings.user_per_minute),
+            project: bucket(settings.project_per_minute),
+            max_wait: settings.quota_wait,
+        }
+    }
+
+    /// Takes one call's share of both quotas; returns how long it waited.
+    pub(crate) async fn take(
+        &self,
+        subject: &str,
+        deadline: Instant,
+    ) -> Result<Duration, GoogleError> {
+        let started = Instant::now();
+        let until = deadline.min(started + self.max_wait);
+        if let Some(bucket) = self.user {
+            self.take_one(&format!("{}user:{subject}", self.prefix), bucket, until)
+                .await?;
+        }
+        if let Some(bucket) = self.project {
+            self.take_one(&format!("{}project", self.prefix), bucket, until)
+                .await?;
+        }
+        Ok(started.elapsed())
+    }
+
+    async fn take_one(
+        &self,
+        name: &str,
+        bucket: Bucket,
+        until: Instant,
+    ) -> Result<(), GoogleError> {
+        let key = self
+            .scope
+            .bucket(name)
+            .map_err(|e| GoogleError::Invalid(e.to_string()))?;
+        loop {
+            let decision = match self.store.rate_take(&key, bucket, 1).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    // As the ingress limiter: an outage of the bucket must not be an
+                    // outage of the calendar; Google's own 403s are still retried.
+                    tracing::warn!(%error, bucket = %name, "Google quota bucket unreachable; call goes ahead");
+                    return Ok(());
+                }
+            };
+            if decision.allowed {
+                return Ok(());
+            }
+            let wait = decision.retry_after.max(Duration::from_millis(1));
+            if Instant::now() + wait > until {
+                return Err(GoogleError::RateLimited(format!(
+                    "the account's quota ({name}) has no room within the time this call may wait"
+                )));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
