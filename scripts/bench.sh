@@ -14,3 +14,4 @@ scripts/ensure-redis.sh
 cargo bench -p bitbylaw --bench events_throughput
 cargo bench -p bitbylaw --bench swap
 cargo bench -p bitbylaw-tests --bench advoware_proxy
+cargo bench -p bitbylaw-tests --bench google_calendar

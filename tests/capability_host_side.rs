@@ -447,3 +447,71 @@ password = {{ file = "password" }}
         "bitbylaw_upstream_requests_total{tenant=\"firm-a\",kind=\"advoware\",account=\"main\",outcome=\"2xx\"} 1"
     ));
 }
+
+/// The `google` kind opened straight from its settings, its interface called
+/// without Wasm: refused for a plugin without the grant, served (one token,
+/// one call counted by method) for the plugin granted the account.
+#[tokio::test]
+async fn a_google_account_serves_only_the_plugins_granted_it() {
+    use bitbylaw_bindings::google_calendar;
+    use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
+
+    let account = ServiceAccount::generate("sync@bitbylaw-test.iam.gserviceaccount.com");
+    let sim = Google::start(std::slice::from_ref(&account)).await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(
+        secrets.path().join("key.json"),
+        account.key_json(&sim.token_uri()),
+    )
+    .unwrap();
+    let table: toml::Table = format!(
+        "service_account_key = {{ file = \"key.json\" }}\napi_base = \"{}\"\n",
+        sim.api_base()
+    )
+    .parse()
+    .unwrap();
+    let settings = bitbylaw_google::Google.parse(table).unwrap();
+    let store = memory();
+    let metrics = Metrics::new();
+    let egress = Egress::new(Duration::from_secs(5), 1 << 20).unwrap();
+    let client = settings
+        .open(&OpenContext {
+            tenant: "firm-a",
+            account: "workspace",
+            base_dir: secrets.path(),
+            store: &store,
+            key_prefix: "cap-test",
+            egress: &egress,
+            metrics: &metrics,
+        })
+        .unwrap();
+
+    let mailbox = "anna@kanzlei.example".to_owned();
+    let ungranted = Plugin::new("firm-a", "other", &store);
+    let mut state = ungranted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_google::GoogleCall(state.upstream_call());
+    let refused = google_calendar::Host::list_calendars(&mut call, mailbox.clone()).await;
+    assert!(
+        matches!(&refused, Err(google_calendar::Error::NotConfigured(m)) if m.contains("may not use Google Calendar")),
+        "{refused:?}"
+    );
+    assert_eq!(sim.token_requests_total(), 0);
+
+    let mut granted = Plugin::new("firm-a", "calendar-sync", &store);
+    granted.grants.grant("google", "workspace", client).unwrap();
+    let mut state = granted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_google::GoogleCall(state.upstream_call());
+    let calendars = google_calendar::Host::list_calendars(&mut call, mailbox.clone())
+        .await
+        .unwrap();
+    assert_eq!(calendars[0].id.as_deref(), Some(mailbox.as_str()));
+    let empty = google_calendar::Host::list_calendars(&mut call, String::new()).await;
+    assert!(
+        matches!(empty, Err(google_calendar::Error::Invalid(_))),
+        "a call needs a mailbox: {empty:?}"
+    );
+    assert_eq!(sim.token_requests(&mailbox), 1);
+    assert!(metrics.render().unwrap().contains(
+        "bitbylaw_upstream_calls_total{tenant=\"firm-a\",kind=\"google\",account=\"workspace\",method=\"calendarList.list\",outcome=\"ok\"} 1"
+    ));
+}

@@ -65,6 +65,38 @@ fn rss_mb() -> f64 {
     kb / 1024.0
 }
 
+/// The mappings holding the most resident memory (`BENCH_SMAPS=1`), to see
+/// where the RSS goes: heap, compiled code, linear memories, stacks.
+fn print_largest_mappings() {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut mappings: Vec<(u64, String)> = Vec::new();
+    let mut name = String::new();
+    for line in smaps.lines() {
+        if let Some(kb) = line.strip_prefix("Rss:") {
+            let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
+            mappings.push((kb, name.clone()));
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|f| f.contains('-'))
+        {
+            name = line
+                .split_whitespace()
+                .skip(5)
+                .collect::<Vec<_>>()
+                .join(" ");
+            let range = line.split_whitespace().next().unwrap_or_default();
+            if name.is_empty() {
+                name = format!("[anon {range}]");
+            }
+        }
+    }
+    mappings.sort_by_key(|mapping| std::cmp::Reverse(mapping.0));
+    for (kb, name) in mappings.iter().take(15) {
+        println!("      {kb:>7} kB  {name}");
+    }
+}
+
 fn measure(count: usize) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -128,6 +160,9 @@ fn measure(count: usize) {
             }
         }
         let warm = rss_mb();
+        if std::env::var_os("BENCH_SMAPS").is_some() {
+            print_largest_mappings();
+        }
         println!(
             "{count:>4} tenants x {} plugins{}: RSS {before:.1} MB at start, {loaded:.1} MB loaded, {warm:.1} MB after every plugin answered twice; {failed} failed calls, {} idle instances",
             PLUGINS.len(),

@@ -10,8 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
-
+use bitbylaw_tests::bench::{env_or, wrk};
 use bitbylaw_tests::simulators::advoware::Advoware;
 use bitbylaw_tests::{Backend, TestHost};
 
@@ -81,29 +80,6 @@ fn main() {
         100.0 * proxied / direct
     );
     println!("token requests during the run: {}", sim.token_requests());
-}
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn wrk(url: &str, header: &str, seconds: u64, connections: u64) -> f64 {
-    let output = Command::new("wrk")
-        .args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")])
-        .args(["--latency", "-H", header])
-        .arg(url)
-        .output()
-        .expect("wrk is needed: apt-get install wrk (scripts/bench.sh does)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    println!("{url}\n{text}");
-    assert!(!text.contains("Non-2xx"), "errors during the run:\n{text}");
-    text.lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"))
 }
 
 /// `BENCH_STORE=memory` keeps the token cache in the host's memory instead of Redis.

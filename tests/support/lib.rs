@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use bitbylaw::host::Host;
 
+pub mod bench;
 pub mod redis_target;
 pub mod simulators;
 

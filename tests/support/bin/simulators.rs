@@ -1,29 +1,43 @@
 //! The upstream simulators as a program, for the demo and for trying plugins by hand.
 //!
-//! `simulators [--advoware 127.0.0.1:9471]` runs Advoware (configurator, security
-//! gateway, REST API with demo data) until Ctrl-C. The account is the simulator's
-//! default one; `deploy/demo` is configured for it.
+//! `simulators [--advoware 127.0.0.1:9471] [--google 127.0.0.1:9472 --google-key <file>]`
+//! runs Advoware (configurator, security gateway, REST API with demo data)
+//! and, when asked, Google Calendar (token endpoint and Calendar API), until
+//! Ctrl-C. The Advoware account is the simulator's default one;
+//! `deploy/demo` is configured for it. Google's service-account key is made
+//! at start and written to `--google-key` (its `token_uri` points here).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
+use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
+
+const USAGE: &str =
+    "usage: simulators [--advoware <address:port>] [--google <address:port> --google-key <file>]";
+
+fn address(flag: &str, text: &str) -> SocketAddr {
+    text.parse().unwrap_or_else(|e| {
+        eprintln!("{flag} `{text}`: {e}");
+        std::process::exit(2)
+    })
+}
 
 #[tokio::main]
 async fn main() {
     let mut advoware_addr: SocketAddr = "127.0.0.1:9471".parse().unwrap();
+    let mut google_addr: Option<SocketAddr> = None;
+    let mut google_key: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
-            ("--advoware", Some(addr)) => {
-                advoware_addr = addr.parse().unwrap_or_else(|e| {
-                    eprintln!("--advoware `{addr}`: {e}");
-                    std::process::exit(2)
-                });
-            }
+            ("--advoware", Some(addr)) => advoware_addr = address("--advoware", &addr),
+            ("--google", Some(addr)) => google_addr = Some(address("--google", &addr)),
+            ("--google-key", Some(file)) => google_key = Some(file.into()),
             _ => {
-                eprintln!("usage: simulators [--advoware <address:port>]");
+                eprintln!("{USAGE}");
                 std::process::exit(2);
             }
         }
@@ -43,5 +57,32 @@ async fn main() {
         advoware.account().kanzlei,
         advoware.account().user
     );
+    let _google = match (google_addr, google_key) {
+        (Some(addr), Some(key_file)) => {
+            let account =
+                ServiceAccount::generate("demo-sync@bitbylaw-demo.iam.gserviceaccount.com");
+            let google = Google::start_on(addr, std::slice::from_ref(&account))
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("cannot listen on {addr}: {e}");
+                    std::process::exit(1)
+                });
+            std::fs::write(&key_file, account.key_json(&google.token_uri())).unwrap_or_else(|e| {
+                eprintln!("cannot write {}: {e}", key_file.display());
+                std::process::exit(1)
+            });
+            println!(
+                "Google Calendar simulator on {} (key: {})",
+                google.api_base(),
+                key_file.display()
+            );
+            Some(google)
+        }
+        (None, None) => None,
+        _ => {
+            eprintln!("--google and --google-key go together\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let _ = tokio::signal::ctrl_c().await;
 }

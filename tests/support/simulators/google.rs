@@ -307,6 +307,16 @@ impl Google {
         }
     }
 
+    /// A live access token of `mailbox`, to call the API as the host would.
+    pub fn live_token(&self, mailbox: &str) -> Option<String> {
+        let now = Instant::now();
+        self.sim()
+            .tokens
+            .iter()
+            .find(|(_, (m, expires))| m == mailbox && *expires > now)
+            .map(|(token, _)| token.clone())
+    }
+
     /// Drops every access token (as if they expired).
     pub fn revoke_tokens(&self) {
         self.sim().tokens.clear();
