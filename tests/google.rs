@@ -329,9 +329,13 @@ async fn incremental_listing_across_pages_returns_every_change_once() {
     sim.expire_sync_tokens();
     let gone = get(&app, &format!("/gcal/{ANNA}/changes?sync={next}")).await;
     assert_eq!(gone["error"], "gone", "{gone}");
-    // A full listing after `gone` brings everything again, the deleted one included.
+    // A full listing after `gone` brings everything again, the deleted one
+    // included, and a token that works.
     let again = get(&app, &format!("/gcal/{ANNA}/changes")).await;
     assert_eq!(again["events"].as_array().unwrap().len(), 9);
+    let fresh = again["next_sync_token"].as_str().unwrap();
+    let after = get(&app, &format!("/gcal/{ANNA}/changes?sync={fresh}")).await;
+    assert_eq!(after["events"], json!([]), "{after}");
 }
 
 #[tokio::test]
@@ -459,6 +463,27 @@ async fn ids_etags_and_deletion_follow_googles_rules() {
         ids.contains(&&created["id"]) && ids.contains(&&json!(ANNA)),
         "{calendars}"
     );
+    // Ids with `#` reach Google as one path segment.
+    let holidays = "en.german#holiday@group.v.calendar.google.com";
+    sim.add_calendar(ANNA, holidays, "Feiertage");
+    let found = get(
+        &app,
+        &format!("/gcal/{ANNA}/ping?calendar={}", urlencode(holidays)),
+    )
+    .await;
+    assert_eq!(found["summary"], "Feiertage", "{found}");
+    // An event without an id gets one of the host's (so a retried insert finds it).
+    let mut anonymous = insert_body("unused", "ohne id");
+    anonymous.as_object_mut().unwrap().remove("id");
+    let created = call(&app, reqwest::Method::POST, &events, Some(anonymous)).await;
+    let id = created["id"].as_str().unwrap();
+    assert!(
+        id.len() >= 5
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'v').contains(&b)),
+        "{created}"
+    );
     // Another mailbox does not see anna's calendar.
     let foreign = get(
         &app,
@@ -583,6 +608,9 @@ async fn server_errors_are_retried_and_401_fetches_one_fresh_token() {
     sim.fail_next(2, 503);
     assert_eq!(get(&app, &format!("/gcal/{ANNA}/ping")).await["id"], ANNA);
     sim.fail_next(1, 429);
+    assert_eq!(get(&app, &format!("/gcal/{ANNA}/ping")).await["id"], ANNA);
+    // A front end's HTML page instead of Google's JSON is retried too.
+    sim.fail_next_raw(502, "<html><body>Bad Gateway</body></html>");
     assert_eq!(get(&app, &format!("/gcal/{ANNA}/ping")).await["id"], ANNA);
     assert_eq!(sim.token_requests(ANNA), 1);
     sim.revoke_tokens();

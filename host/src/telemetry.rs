@@ -15,6 +15,9 @@ pub fn init(format: LogFormat, filter: &str) {
     init_with_writer(format, filter, std::io::stdout);
 }
 
+/// Crates that put secrets into their own debug logs, held at `info`.
+const QUIET_SECRETS: &str = "yup_oauth2=info";
+
 /// Like [`init`], writing to `writer` (tests capture the log this way).
 pub fn init_with_writer<W>(format: LogFormat, filter: &str, writer: W)
 where
@@ -23,6 +26,12 @@ where
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(filter))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // yup-oauth2 logs whole token requests and answers (a signed assertion,
+    // an access token) at debug: never, whatever the filter says.
+    let filter = match QUIET_SECRETS.parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Human => registry

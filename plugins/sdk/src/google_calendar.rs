@@ -169,6 +169,7 @@ impl Event {
             end: None,
             recurrence: Vec::new(),
             recurring_event_id: None,
+            original_start: None,
             private_properties: Vec::new(),
             transparency: None,
             visibility: None,

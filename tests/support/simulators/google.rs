@@ -137,8 +137,8 @@ impl Default for Quotas {
 #[derive(Default)]
 struct Faults {
     latency: Duration,
-    /// Statuses the next API calls answer with, one each.
-    failures: VecDeque<u16>,
+    /// Statuses (and, when given, a raw body) the next API calls answer with, one each.
+    failures: VecDeque<(u16, Option<String>)>,
 }
 
 struct StoredEvent {
@@ -154,8 +154,9 @@ struct StoredCalendar {
     events: BTreeMap<String, StoredEvent>,
     /// Counts every change to the calendar's events.
     changes: u64,
-    /// Sync tokens from before this change number answer 410.
-    valid_from: u64,
+    /// Sync tokens name the epoch they were issued in; expiring them all
+    /// starts a new one.
+    epoch: u64,
 }
 
 #[derive(Default)]
@@ -297,13 +298,22 @@ impl Google {
         self.sim()
             .faults
             .failures
-            .extend(std::iter::repeat_n(status, count));
+            .extend(std::iter::repeat_n((status, None), count));
+    }
+
+    /// The next call answers `status` with `body` as it is (an HTML page from
+    /// a front end, say), not Google's JSON.
+    pub fn fail_next_raw(&self, status: u16, body: &str) {
+        self.sim()
+            .faults
+            .failures
+            .push_back((status, Some(body.to_owned())));
     }
 
     /// Every sync token issued so far answers 410 `fullSyncRequired`.
     pub fn expire_sync_tokens(&self) {
         for calendar in self.sim().calendars.values_mut() {
-            calendar.valid_from = calendar.changes + 1;
+            calendar.epoch += 1;
         }
     }
 
@@ -315,6 +325,24 @@ impl Google {
             .iter()
             .find(|(_, (m, expires))| m == mailbox && *expires > now)
             .map(|(token, _)| token.clone())
+    }
+
+    /// A calendar of `owner` with a given id (Google's holiday calendars have
+    /// ids like `en.german#holiday@group.v.calendar.google.com`).
+    pub fn add_calendar(&self, owner: &str, id: &str, summary: &str) {
+        self.sim().calendars.insert(
+            id.to_owned(),
+            StoredCalendar {
+                body: json!({ "kind": "calendar#calendar", "id": id, "summary": summary, "timeZone": "Europe/Berlin" })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                owner: owner.to_owned(),
+                events: BTreeMap::new(),
+                changes: 0,
+                epoch: 0,
+            },
+        );
     }
 
     /// Drops every access token (as if they expired).
@@ -466,6 +494,16 @@ pub fn check_assertion(
 
 // ---- API plumbing -----------------------------------------------------------
 
+/// The calling mailbox (see [`admit`]), or the handler answers with the refusal.
+macro_rules! admitted {
+    ($($arg:expr),* $(,)?) => {
+        match admit($($arg),*).await {
+            Ok(mailbox) => mailbox,
+            Err(refusal) => return refusal,
+        }
+    };
+}
+
 fn google_error(status: u16, reason: &str, message: &str) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -504,7 +542,11 @@ async fn admit(
         tokio::time::sleep(latency).await;
     }
     let mut state = sim.lock().unwrap();
-    if let Some(status) = state.faults.failures.pop_front() {
+    if let Some((status, raw)) = state.faults.failures.pop_front() {
+        if let Some(body) = raw {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            return Err((status, [("content-type", "text/html")], body).into_response());
+        }
         let reason = if status == 429 {
             "rateLimitExceeded"
         } else {
@@ -615,7 +657,7 @@ impl Sim {
                     owner: mailbox.to_owned(),
                     events: BTreeMap::new(),
                     changes: 0,
-                    valid_from: 0,
+                    epoch: 0,
                 },
             );
         }
@@ -649,6 +691,56 @@ fn if_match_fails(headers: &HeaderMap, event: &StoredEvent) -> bool {
         .is_some_and(|wanted| wanted != "*" && wanted != format!("\"{}\"", event.etag_version))
 }
 
+/// `from` into `into`: objects merged member by member, anything else replaced.
+fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(Value::Object(target)), Value::Object(nested)) => merge(target, nested),
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Google's rules for an event's times: both ends, each a date or a
+/// dateTime (not both), the end after the start, and a time zone on the
+/// start of a recurring event. The refusal when one is broken.
+fn check_times(event: &Map<String, Value>) -> Option<Response> {
+    let (start, end) = (&event.get("start"), &event.get("end"));
+    let (Some(start), Some(end)) = (start, end) else {
+        return Some(google_error(400, "required", "Missing end time."));
+    };
+    for time in [start, end] {
+        if time.get("date").is_some() && time.get("dateTime").is_some() {
+            return Some(google_error(400, "invalid", "Invalid start time."));
+        }
+    }
+    match (moment(start), moment(end)) {
+        (Some(from), Some(to)) if to > from => {}
+        (Some(_), Some(_)) => {
+            return Some(google_error(
+                400,
+                "timeRangeEmpty",
+                "The specified time range is empty.",
+            ));
+        }
+        _ => return Some(google_error(400, "required", "Missing end time.")),
+    }
+    let recurring = event
+        .get("recurrence")
+        .and_then(Value::as_array)
+        .is_some_and(|lines| !lines.is_empty());
+    if recurring && start.get("timeZone").is_none() {
+        return Some(google_error(
+            400,
+            "invalid",
+            "Missing time zone definition for start time.",
+        ));
+    }
+    None
+}
+
 /// The start or end of an event as a moment (all-day: midnight UTC).
 fn moment(value: &Value) -> Option<DateTime<Utc>> {
     if let Some(text) = value["dateTime"].as_str() {
@@ -672,10 +764,7 @@ async fn list_events(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("calendars/{calendar}/events");
-    let mailbox = match admit(&sim, "GET", &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "GET", &path, &query, &headers);
     let pairs = pairs(&query);
     let sync_token = param(&pairs, "syncToken");
     if sync_token.is_some() {
@@ -733,9 +822,10 @@ async fn list_events(
         None => None,
         Some(token) => match token
             .strip_prefix("sync.")
-            .and_then(|n| n.parse::<u64>().ok())
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(epoch, n)| Some((epoch.parse::<u64>().ok()?, n.parse::<u64>().ok()?)))
         {
-            Some(n) if n >= stored.valid_from && n <= stored.changes => Some(n),
+            Some((epoch, n)) if epoch == stored.epoch && n <= stored.changes => Some(n),
             Some(_) => {
                 return google_error(
                     410,
@@ -785,7 +875,7 @@ async fn list_events(
         "items": page,
     });
     if last {
-        body["nextSyncToken"] = json!(format!("sync.{snapshot}"));
+        body["nextSyncToken"] = json!(format!("sync.{}.{snapshot}", stored.epoch));
     } else {
         body["nextPageToken"] = json!(format!("{}.{snapshot}", offset + max_results));
     }
@@ -799,10 +889,7 @@ async fn get_event(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("calendars/{calendar}/events/{event}");
-    let mailbox = match admit(&sim, "GET", &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "GET", &path, &query, &headers);
     let mut state = sim.lock().unwrap();
     let Some(stored) = state.calendar(&mailbox, &calendar) else {
         return not_found();
@@ -821,15 +908,12 @@ async fn insert_event(
     body: Bytes,
 ) -> Response {
     let path = format!("calendars/{calendar}/events");
-    let mailbox = match admit(&sim, "POST", &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "POST", &path, &query, &headers);
     let Ok(Value::Object(mut event)) = serde_json::from_slice::<Value>(&body) else {
         return google_error(400, "parseError", "Parse Error");
     };
-    if moment(&event["start"]).is_none() || moment(&event["end"]).is_none() {
-        return google_error(400, "required", "Missing end time.");
+    if let Some(refusal) = check_times(&event) {
+        return refusal;
     }
     let mut state = sim.lock().unwrap();
     let generated = format!("sim{:020}", state.new_id());
@@ -874,11 +958,8 @@ async fn change_event(
 ) -> Response {
     let path = format!("calendars/{calendar}/events/{event}");
     let method = if replace { "PUT" } else { "PATCH" };
-    let mailbox = match admit(&sim, method, &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
-    let Ok(Value::Object(change)) = serde_json::from_slice::<Value>(&body) else {
+    let mailbox = admitted!(&sim, method, &path, &query, &headers);
+    let Ok(Value::Object(mut change)) = serde_json::from_slice::<Value>(&body) else {
         return google_error(400, "parseError", "Parse Error");
     };
     let mut state = sim.lock().unwrap();
@@ -892,41 +973,26 @@ async fn change_event(
     if if_match_fails(&headers, found) {
         return google_error(412, "conditionNotMet", "Precondition Failed");
     }
+    // The new body is checked before it replaces the stored one.
+    let mut body = found.body.clone();
     if replace {
         let kept: Vec<(String, Value)> = ["id", "created", "recurringEventId"]
             .iter()
-            .filter_map(|k| found.body.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+            .filter_map(|k| body.get(*k).map(|v| ((*k).to_owned(), v.clone())))
             .collect();
-        found.body = change;
-        found.body.extend(kept);
-        found
-            .body
-            .entry("status")
-            .or_insert_with(|| json!("confirmed"));
+        body = change;
+        body.extend(kept);
+        body.entry("status").or_insert_with(|| json!("confirmed"));
     } else {
-        for (key, value) in change {
-            if key == "extendedProperties" {
-                // Nested maps are merged by a patch, as Google does.
-                let properties = found
-                    .body
-                    .entry("extendedProperties")
-                    .or_insert_with(|| json!({}));
-                if let (Value::Object(into), Value::Object(from)) = (properties, value) {
-                    for (scope, map) in from {
-                        let target = into.entry(scope).or_insert_with(|| json!({}));
-                        if let (Value::Object(target), Value::Object(map)) = (target, map) {
-                            target.extend(map);
-                        }
-                    }
-                }
-            } else if key != "id" && key != "etag" {
-                found.body.insert(key, value);
-            }
-        }
+        change.remove("id");
+        change.remove("etag");
+        // A patch merges nested objects and replaces everything else, as Google does.
+        merge(&mut body, change);
     }
-    if moment(&found.body["start"]).is_none() || moment(&found.body["end"]).is_none() {
-        return google_error(400, "required", "Missing end time.");
+    if let Some(refusal) = check_times(&body) {
+        return refusal;
     }
+    found.body = body;
     found.body.insert("updated".into(), json!(now_text()));
     found.etag_version += 1;
     found.changed = change_number;
@@ -962,10 +1028,7 @@ async fn delete_event(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("calendars/{calendar}/events/{event}");
-    let mailbox = match admit(&sim, "DELETE", &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "DELETE", &path, &query, &headers);
     let mut state = sim.lock().unwrap();
     let Some(stored) = state.calendar(&mailbox, &calendar) else {
         return not_found();
@@ -996,10 +1059,7 @@ async fn insert_calendar(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mailbox = match admit(&sim, "POST", "calendars", &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "POST", "calendars", &query, &headers);
     let Ok(Value::Object(mut calendar)) = serde_json::from_slice::<Value>(&body) else {
         return google_error(400, "parseError", "Parse Error");
     };
@@ -1022,7 +1082,7 @@ async fn insert_calendar(
             owner: mailbox,
             events: BTreeMap::new(),
             changes: 0,
-            valid_from: 0,
+            epoch: 0,
         },
     );
     Json(Value::Object(calendar)).into_response()
@@ -1035,10 +1095,7 @@ async fn get_calendar(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("calendars/{calendar}");
-    let mailbox = match admit(&sim, "GET", &path, &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "GET", &path, &query, &headers);
     let mut state = sim.lock().unwrap();
     match state.calendar(&mailbox, &calendar) {
         Some(found) => Json(Value::Object(found.body.clone())).into_response(),
@@ -1051,10 +1108,7 @@ async fn calendar_list(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let mailbox = match admit(&sim, "GET", "users/me/calendarList", &query, &headers).await {
-        Ok(mailbox) => mailbox,
-        Err(refusal) => return refusal,
-    };
+    let mailbox = admitted!(&sim, "GET", "users/me/calendarList", &query, &headers);
     let mut state = sim.lock().unwrap();
     state.calendar(&mailbox, "primary");
     let mut items: Vec<Value> = state

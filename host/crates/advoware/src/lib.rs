@@ -54,7 +54,7 @@ impl UpstreamKind for Advoware {
     }
 
     fn parse(&self, settings: toml::Table) -> Result<Arc<dyn AccountSettings>, SettingError> {
-        let config: AdvowareConfig = parse_table(settings)?;
+        let config: AdvowareConfig = SettingError::parse_table(settings)?;
         Ok(Arc::new(Parsed::new(&config)?))
     }
 
@@ -71,17 +71,6 @@ impl AccountSettings for Parsed {
         let client = Client::new(context, settings)?;
         Ok(client)
     }
-}
-
-/// Deserialises a settings table, naming the key that is wrong.
-fn parse_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, SettingError> {
-    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
-        let path = error.path().to_string();
-        SettingError {
-            key: (path != ".").then_some(path),
-            message: error.into_inner().to_string(),
-        }
-    })
 }
 
 /// Where a tenant's Advoware lives.

@@ -37,6 +37,34 @@ impl GoogleCall<'_> {
         })
     }
 
+    /// A patch or an update of one event.
+    async fn change(
+        &self,
+        method: &str,
+        subject: &str,
+        calendar_id: &str,
+        event_id: &str,
+        event: Event,
+        change: Change<'_>,
+    ) -> Result<Event, Error> {
+        let client = self.client()?;
+        let result = match event_to_api(event) {
+            Ok(event) => client
+                .change_event(
+                    subject,
+                    calendar_id,
+                    event_id,
+                    event,
+                    change,
+                    self.0.deadline,
+                )
+                .await
+                .map(event_from_api),
+            Err(error) => Err(error),
+        };
+        self.answer(method, result)
+    }
+
     /// The plugin's answer, with failures logged under the call's ids.
     fn answer<T>(&self, method: &str, result: Result<T, GoogleError>) -> Result<T, Error> {
         result.map_err(|error| {
@@ -127,25 +155,19 @@ impl Host for GoogleCall<'_> {
         event: Event,
         if_match: Option<String>,
     ) -> Result<Event, Error> {
-        let client = self.client()?;
-        let result = match event_to_api(event) {
-            Ok(event) => client
-                .change_event(
-                    &subject,
-                    &calendar_id,
-                    &event_id,
-                    event,
-                    Change {
-                        replace: false,
-                        if_match: if_match.as_deref(),
-                    },
-                    self.0.deadline,
-                )
-                .await
-                .map(event_from_api),
-            Err(error) => Err(error),
+        let change = Change {
+            replace: false,
+            if_match: if_match.as_deref(),
         };
-        self.answer("events.patch", result)
+        self.change(
+            "events.patch",
+            &subject,
+            &calendar_id,
+            &event_id,
+            event,
+            change,
+        )
+        .await
     }
 
     async fn update_event(
@@ -156,25 +178,19 @@ impl Host for GoogleCall<'_> {
         event: Event,
         if_match: Option<String>,
     ) -> Result<Event, Error> {
-        let client = self.client()?;
-        let result = match event_to_api(event) {
-            Ok(event) => client
-                .change_event(
-                    &subject,
-                    &calendar_id,
-                    &event_id,
-                    event,
-                    Change {
-                        replace: true,
-                        if_match: if_match.as_deref(),
-                    },
-                    self.0.deadline,
-                )
-                .await
-                .map(event_from_api),
-            Err(error) => Err(error),
+        let change = Change {
+            replace: true,
+            if_match: if_match.as_deref(),
         };
-        self.answer("events.update", result)
+        self.change(
+            "events.update",
+            &subject,
+            &calendar_id,
+            &event_id,
+            event,
+            change,
+        )
+        .await
     }
 
     async fn delete_event(

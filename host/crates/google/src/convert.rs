@@ -21,6 +21,7 @@ pub(crate) fn event_to_api(event: wit::Event) -> Result<api::Event, GoogleError>
         end: event.end.map(time_to_api).transpose()?,
         recurrence: (!event.recurrence.is_empty()).then_some(event.recurrence),
         recurring_event_id: event.recurring_event_id,
+        original_start_time: event.original_start.map(time_to_api).transpose()?,
         extended_properties: (!event.private_properties.is_empty()).then(|| {
             api::EventExtendedProperties {
                 private: Some(event.private_properties.into_iter().collect()),
@@ -53,6 +54,7 @@ pub(crate) fn event_from_api(event: api::Event) -> wit::Event {
         end: event.end.and_then(time_from_api),
         recurrence: event.recurrence.unwrap_or_default(),
         recurring_event_id: event.recurring_event_id,
+        original_start: event.original_start_time.and_then(time_from_api),
         private_properties: private,
         transparency: event.transparency,
         visibility: event.visibility,
@@ -149,6 +151,7 @@ mod tests {
             end: Some(wit::EventTime::Date("2026-12-25".into())),
             recurrence: vec!["RRULE:FREQ=WEEKLY".into()],
             recurring_event_id: None,
+            original_start: None,
             private_properties: vec![("advoware".into(), "4711".into())],
             transparency: None,
             visibility: None,

@@ -52,14 +52,7 @@ impl UpstreamKind for Google {
     }
 
     fn parse(&self, settings: toml::Table) -> Result<Arc<dyn AccountSettings>, SettingError> {
-        let config: GoogleConfig = serde_path_to_error::deserialize(toml::Value::Table(settings))
-            .map_err(|error| {
-            let path = error.path().to_string();
-            SettingError {
-                key: (path != ".").then_some(path),
-                message: error.into_inner().to_string(),
-            }
-        })?;
+        let config: GoogleConfig = SettingError::parse_table(settings)?;
         Ok(Arc::new(Parsed::new(&config)?))
     }
 
@@ -164,7 +157,7 @@ impl Client {
         );
         Ok(Arc::new(Self {
             quotas: quota::Quotas::new(context.store.clone(), scope, context.account, &settings),
-            tokens: token::Tokens::new(cache, key, connector),
+            tokens: token::Tokens::new(cache, key, connector, settings.timeout),
             label,
             settings,
             http,
@@ -187,7 +180,7 @@ impl Client {
         query: &ListQuery,
         deadline: Instant,
     ) -> Result<api::Events, GoogleError> {
-        let calendar = path_segment(calendar);
+        let calendar = path_segment(calendar)?;
         let (time_min, time_max) = (
             query
                 .time_min
@@ -252,7 +245,7 @@ impl Client {
         event: &str,
         deadline: Instant,
     ) -> Result<api::Event, GoogleError> {
-        let (calendar, event) = (path_segment(calendar), path_segment(event));
+        let (calendar, event) = (path_segment(calendar)?, path_segment(event)?);
         self.call("events.get", subject, deadline, |token| {
             let hub = self.hub(token);
             let (calendar, event) = (calendar.clone(), event.clone());
@@ -275,20 +268,34 @@ impl Client {
         event: api::Event,
         deadline: Instant,
     ) -> Result<api::Event, GoogleError> {
-        let calendar = path_segment(calendar);
-        self.call("events.insert", subject, deadline, |token| {
-            let hub = self.hub(token);
-            let (calendar, event) = (calendar.clone(), event.clone());
-            async move {
-                hub.events()
-                    .insert(event, &calendar)
-                    .doit()
-                    .await
-                    .map(|(_, event)| event)
-                    .map_err(Failure::Api)
+        let encoded = path_segment(calendar)?;
+        let mut event = event;
+        // An id of the host's when the plugin gives none: a retry after a lost
+        // answer then finds the event instead of making a second one.
+        let id = event.id.get_or_insert_with(new_event_id).clone();
+        let mut attempts = 0;
+        let inserted = self
+            .call("events.insert", subject, deadline, |token| {
+                attempts += 1;
+                let hub = self.hub(token);
+                let (calendar, event) = (encoded.clone(), event.clone());
+                async move {
+                    hub.events()
+                        .insert(event, &calendar)
+                        .doit()
+                        .await
+                        .map(|(_, event)| event)
+                        .map_err(Failure::Api)
+                }
+            })
+            .await;
+        match inserted {
+            // The first attempt went through, its answer was lost: that is the event.
+            Err(GoogleError::Conflict(_)) if attempts > 1 => {
+                self.get_event(subject, calendar, &id, deadline).await
             }
-        })
-        .await
+            other => other,
+        }
     }
 
     /// `patch` or `update` of one event; with `if_match` through the host's
@@ -303,7 +310,7 @@ impl Client {
         deadline: Instant,
     ) -> Result<api::Event, GoogleError> {
         let Change { replace, if_match } = change;
-        let (calendar, id) = (path_segment(calendar), path_segment(id));
+        let (calendar, id) = (path_segment(calendar)?, path_segment(id)?);
         let method = if replace {
             "events.update"
         } else {
@@ -361,18 +368,36 @@ impl Client {
         if_match: Option<&str>,
         deadline: Instant,
     ) -> Result<(), GoogleError> {
-        let (calendar, id) = (path_segment(calendar), path_segment(id));
-        if let Some(etag) = if_match {
+        let (calendar, id) = (path_segment(calendar)?, path_segment(id)?);
+        let deleted = if let Some(etag) = if_match {
             let path = format!("calendars/{calendar}/events/{id}");
             self.call("events.delete", subject, deadline, |token| {
                 self.send_conditional(reqwest::Method::DELETE, &path, token, etag, None, deadline)
             })
-            .await?;
-            return Ok(());
+            .await
+            .map(drop)
+        } else {
+            self.delete_unconditionally(subject, &calendar, &id, deadline)
+                .await
+        };
+        match deleted {
+            // 410 `deleted`: it is cancelled already (perhaps by our own attempt
+            // whose answer was lost). Deleting is idempotent.
+            Err(GoogleError::Gone(_)) => Ok(()),
+            other => other,
         }
+    }
+
+    async fn delete_unconditionally(
+        &self,
+        subject: &str,
+        calendar: &str,
+        id: &str,
+        deadline: Instant,
+    ) -> Result<(), GoogleError> {
         self.call("events.delete", subject, deadline, |token| {
             let hub = self.hub(token);
-            let (calendar, id) = (calendar.clone(), id.clone());
+            let (calendar, id) = (calendar.to_owned(), id.to_owned());
             async move {
                 hub.events()
                     .delete(&calendar, &id)
@@ -423,7 +448,7 @@ impl Client {
         calendar: &str,
         deadline: Instant,
     ) -> Result<api::Calendar, GoogleError> {
-        let calendar = path_segment(calendar);
+        let calendar = path_segment(calendar)?;
         self.call("calendars.get", subject, deadline, |token| {
             let hub = self.hub(token);
             let calendar = calendar.clone();
@@ -492,6 +517,10 @@ impl Client {
                 .await
                 .map_err(|error| match error {
                     FetchError::Timeout => Failure::Timeout,
+                    FetchError::Invalid(message) => Failure::Final(GoogleError::Invalid(message)),
+                    FetchError::TooLarge(limit) => Failure::Final(GoogleError::Unavailable(
+                        format!("Google's answer is larger than {limit} bytes"),
+                    )),
                     other => Failure::Http(0, other.to_string()),
                 })?;
             if (200..300).contains(&answer.status) {
@@ -526,11 +555,7 @@ impl Client {
         F: FnMut(String) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        if subject.is_empty() {
-            return Err(GoogleError::Invalid(
-                "subject (the mailbox to act as) must not be empty".into(),
-            ));
-        }
+        let subject = &mailbox(subject)?;
         let mut retries = 0;
         let mut refreshed = false;
         loop {
@@ -620,6 +645,9 @@ pub(crate) enum Failure {
     Api(google_calendar3::Error),
     /// A status (0: no answer) and Google's body, from the host's own client.
     Http(u16, String),
+    /// The host's own client could not send it as asked (a bad header value),
+    /// or the answer passed the size cap: no retry helps.
+    Final(GoogleError),
     Timeout,
 }
 
@@ -637,16 +665,25 @@ impl Failure {
                 "Google did not answer in time".into(),
             )),
             Failure::Http(0, message) => Verdict::Retry(GoogleError::Unavailable(message)),
+            Failure::Final(error) => Verdict::Final(error),
             Failure::Http(status, body) => {
                 let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
                 judge(status, &json, &body)
             }
             Failure::Api(google_calendar3::Error::BadRequest(json)) => {
-                let status = json["error"]["code"]
+                // google-calendar3 keeps the JSON, not the status: Google's own
+                // errors carry it as `error.code`; JSON of another shape (a proxy,
+                // a front end) says nothing we can trust, so it may pass.
+                match json["error"]["code"]
                     .as_u64()
                     .and_then(|code| u16::try_from(code).ok())
-                    .unwrap_or(400);
-                judge(status, &json, "")
+                {
+                    Some(status) => judge(status, &json, ""),
+                    None => Verdict::Retry(GoogleError::Unavailable(format!(
+                        "an answer Google's API would not give: {}",
+                        clip(&json.to_string())
+                    ))),
+                }
             }
             Failure::Api(google_calendar3::Error::Failure(response)) => {
                 judge(response.status().as_u16(), &serde_json::Value::Null, "")
@@ -658,7 +695,8 @@ impl Failure {
                 GoogleError::Unavailable(format!("connection to Google failed: {error}")),
             ),
             Failure::Api(other) => Verdict::Final(GoogleError::Unavailable(format!(
-                "Google's answer could not be used: {other}"
+                "Google's answer could not be used: {}",
+                clip(&other.to_string())
             ))),
         }
     }
@@ -670,7 +708,7 @@ fn judge(status: u16, json: &serde_json::Value, raw: &str) -> Verdict {
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| {
-            let raw: String = raw.chars().take(200).collect();
+            let raw = clip(raw);
             if raw.is_empty() {
                 format!("HTTP {status}")
             } else {
@@ -695,6 +733,23 @@ fn judge(status: u16, json: &serde_json::Value, raw: &str) -> Verdict {
         500..=599 => Verdict::Retry(GoogleError::Unavailable(message)),
         _ => Verdict::Final(GoogleError::Invalid(message)),
     }
+}
+
+/// A new event id in base32hex (`0-9`, `a-v`), as Google accepts client ids.
+fn new_event_id() -> String {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    (0..26)
+        .map(|_| char::from(DIGITS[fastrand::usize(..32)]))
+        .collect()
+}
+
+/// At most 200 characters of `text`: answers can be long and hold event data.
+fn clip(text: &str) -> String {
+    let mut clipped: String = text.chars().take(200).collect();
+    if clipped.len() < text.len() {
+        clipped.push('…');
+    }
+    clipped
 }
 
 /// `value` without the object members that are null, at every depth.
@@ -733,12 +788,35 @@ fn outcome_label(error: &GoogleError) -> &'static str {
 
 /// google-calendar3 puts ids into the path as they are (an id with `#` or `/`
 /// would change the URL: google-apis-rs#308); encode them first.
-fn path_segment(id: &str) -> String {
-    if id == "." || id == ".." {
-        // A segment of dots alone would walk the path; encoded it is just a name.
-        return id.replace('.', "%2E");
+fn path_segment(id: &str) -> Result<String, GoogleError> {
+    // A segment of dots walks the path even percent-encoded (the URL standard
+    // decodes `%2E` there): no calendar or event is called that.
+    if id.is_empty() || id == "." || id == ".." {
+        return Err(GoogleError::Invalid(format!(
+            "`{id}` is not a calendar or event id"
+        )));
     }
-    percent_encoding::utf8_percent_encode(id, SEGMENT).to_string()
+    Ok(percent_encoding::utf8_percent_encode(id, SEGMENT).to_string())
+}
+
+/// The mailbox a call acts as, as Google compares them: trimmed, lower case,
+/// `local@domain`. One mailbox, one token and one bucket, however it is written.
+fn mailbox(subject: &str) -> Result<String, GoogleError> {
+    let mailbox = subject.trim().to_lowercase();
+    let valid = mailbox.len() <= 254
+        && mailbox.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty() && domain.contains('.') && !domain.contains('@')
+        })
+        && mailbox
+            .chars()
+            .all(|c| c.is_ascii_graphic() || !c.is_ascii());
+    if valid {
+        Ok(mailbox)
+    } else {
+        Err(GoogleError::Invalid(format!(
+            "subject `{subject}` is not a mailbox (name@domain) to act as"
+        )))
+    }
 }
 
 const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
@@ -827,13 +905,36 @@ mod tests {
 
     #[test]
     fn ids_cannot_change_the_path() {
-        assert_eq!(path_segment("primary"), "primary");
-        assert_eq!(path_segment("anna@kanzlei.de"), "anna@kanzlei.de");
+        assert_eq!(path_segment("primary").unwrap(), "primary");
+        assert_eq!(path_segment("anna@kanzlei.de").unwrap(), "anna@kanzlei.de");
         assert_eq!(
-            path_segment("en.german#holiday@group.v.calendar.google.com"),
+            path_segment("en.german#holiday@group.v.calendar.google.com").unwrap(),
             "en.german%23holiday@group.v.calendar.google.com"
         );
-        assert_eq!(path_segment("../x"), "..%2Fx");
-        assert_eq!(path_segment(".."), "%2E%2E");
+        assert_eq!(path_segment("../x").unwrap(), "..%2Fx");
+        for walking in ["", ".", ".."] {
+            assert!(matches!(
+                path_segment(walking),
+                Err(GoogleError::Invalid(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_mailbox_is_one_however_it_is_written() {
+        assert_eq!(mailbox(" Anna@Kanzlei.DE ").unwrap(), "anna@kanzlei.de");
+        for bad in [
+            "",
+            "anna",
+            "@kanzlei.de",
+            "anna@kanzlei",
+            "an na@kanzlei.de",
+            "a@b@c.de",
+        ] {
+            assert!(
+                matches!(mailbox(bad), Err(GoogleError::Invalid(_))),
+                "{bad}"
+            );
+        }
     }
 }

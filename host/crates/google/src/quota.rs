@@ -40,23 +40,26 @@ impl Quotas {
         }
     }
 
-    /// Takes one call's share of both quotas; returns how long it waited.
+    /// Takes one call's share of both quotas; returns how long it waited for
+    /// room (not counting the store's answers).
     pub(crate) async fn take(
         &self,
         subject: &str,
         deadline: Instant,
     ) -> Result<Duration, GoogleError> {
-        let started = Instant::now();
-        let until = deadline.min(started + self.max_wait);
+        let until = deadline.min(Instant::now() + self.max_wait);
+        let mut waited = Duration::ZERO;
         if let Some(bucket) = self.user {
-            self.take_one(&format!("{}user:{subject}", self.prefix), bucket, until)
+            waited += self
+                .take_one(&format!("{}user:{subject}", self.prefix), bucket, until)
                 .await?;
         }
         if let Some(bucket) = self.project {
-            self.take_one(&format!("{}project", self.prefix), bucket, until)
+            waited += self
+                .take_one(&format!("{}project", self.prefix), bucket, until)
                 .await?;
         }
-        Ok(started.elapsed())
+        Ok(waited)
     }
 
     async fn take_one(
@@ -64,7 +67,8 @@ impl Quotas {
         name: &str,
         bucket: Bucket,
         until: Instant,
-    ) -> Result<(), GoogleError> {
+    ) -> Result<Duration, GoogleError> {
+        let mut waited = Duration::ZERO;
         let key = self
             .scope
             .bucket(name)
@@ -76,11 +80,11 @@ impl Quotas {
                     // As the ingress limiter: an outage of the bucket must not be an
                     // outage of the calendar; Google's own 403s are still retried.
                     tracing::warn!(%error, bucket = %name, "Google quota bucket unreachable; call goes ahead");
-                    return Ok(());
+                    return Ok(waited);
                 }
             };
             if decision.allowed {
-                return Ok(());
+                return Ok(waited);
             }
             let wait = decision.retry_after.max(Duration::from_millis(1));
             if Instant::now() + wait > until {
@@ -89,6 +93,7 @@ impl Quotas {
                 )));
             }
             tokio::time::sleep(wait).await;
+            waited += wait;
         }
     }
 }

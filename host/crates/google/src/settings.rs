@@ -146,6 +146,12 @@ impl Parsed {
                 "must be between 1 and 600000",
             ));
         }
+        if config.quota_wait_ms > 600_000 {
+            return Err(SettingError::new("quota_wait_ms", "must be at most 600000"));
+        }
+        if config.retry_base_ms > 60_000 {
+            return Err(SettingError::new("retry_base_ms", "must be at most 60000"));
+        }
         if config.max_retries > 20 {
             return Err(SettingError::new("max_retries", "must be at most 20"));
         }

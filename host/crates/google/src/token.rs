@@ -22,6 +22,8 @@ pub(crate) struct Tokens {
     cache: TokenCache<GoogleError>,
     key: ServiceAccountKey,
     connector: Connector,
+    /// The account's `timeout_ms`: a token request takes no longer.
+    max_time: Duration,
 }
 
 impl Tokens {
@@ -29,11 +31,13 @@ impl Tokens {
         cache: TokenCache<GoogleError>,
         key: ServiceAccountKey,
         connector: Connector,
+        max_time: Duration,
     ) -> Self {
         Self {
             cache,
             key,
             connector,
+            max_time,
         }
     }
 
@@ -75,6 +79,7 @@ impl Tokens {
                 "the service-account key cannot sign token requests: {e}"
             )))
         })?;
+        let timeout = timeout.min(self.max_time);
         let token = tokio::time::timeout(timeout, authenticator.force_refreshed_token(&[SCOPE]))
             .await
             .map_err(|_| {
@@ -85,7 +90,8 @@ impl Tokens {
             .map_err(token_failure)?;
         let access = token
             .token()
-            .filter(|token| !token.is_empty())
+            // It goes into a header as it is; anything else is no token of Google's.
+            .filter(|token| !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()))
             .ok_or_else(|| {
                 TokenFailure::Failed(GoogleError::Unavailable(
                     "the token answer held no access token".into(),

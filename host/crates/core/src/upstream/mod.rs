@@ -44,6 +44,18 @@ impl SettingError {
             message: message.into(),
         }
     }
+
+    /// Reads an account's settings table into a kind's typed settings,
+    /// naming the key that is wrong.
+    pub fn parse_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, Self> {
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|error| {
+            let path = error.path().to_string();
+            SettingError {
+                key: (path != ".").then_some(path),
+                message: error.into_inner().to_string(),
+            }
+        })
+    }
 }
 
 /// One kind of upstream account. Implemented by a unit struct in the kind's
