@@ -13,20 +13,7 @@ const MAX_FIELD_VALUE: usize = 1024;
 impl Host for HostState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let message = escape(&truncate(message, MAX_MESSAGE));
-        let dropped = fields.len().saturating_sub(MAX_FIELDS);
-        let mut fields = fields
-            .into_iter()
-            .take(MAX_FIELDS)
-            .map(|(key, value)| {
-                let key = escape(&truncate(key, MAX_FIELD_KEY));
-                let value = escape(&truncate(value, MAX_FIELD_VALUE));
-                format!("{key}={value}")
-            })
-            .collect::<Vec<_>>();
-        if dropped > 0 {
-            fields.push(format!("fields_dropped={dropped}"));
-        }
-        let fields = fields.join(" ");
+        let fields = render_fields(fields);
         let tenant = self.plugin.tenant.as_str();
         let plugin = self.plugin.name.as_str();
         let request_id = self.call.request_id.as_str();
@@ -43,6 +30,25 @@ impl Host for HostState {
             Level::Error => emit!(tracing::Level::ERROR),
         }
     }
+}
+
+/// A guest's fields as `key=value` pairs: at most [`MAX_FIELDS`], each cut to
+/// size and escaped, and how many were dropped.
+fn render_fields(fields: Vec<(String, String)>) -> String {
+    let dropped = fields.len().saturating_sub(MAX_FIELDS);
+    let mut rendered = fields
+        .into_iter()
+        .take(MAX_FIELDS)
+        .map(|(key, value)| {
+            let key = escape(&truncate(key, MAX_FIELD_KEY));
+            let value = escape(&truncate(value, MAX_FIELD_VALUE));
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>();
+    if dropped > 0 {
+        rendered.push(format!("fields_dropped={dropped}"));
+    }
+    rendered.join(" ")
 }
 
 /// Control characters (newlines above all) as escapes: a plugin's text must
@@ -78,6 +84,25 @@ fn truncate(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_capped_in_number_and_size() {
+        let many = (0..100)
+            .map(|n| (format!("k{n}"), "v".repeat(5000)))
+            .collect::<Vec<_>>();
+        let rendered = render_fields(many);
+        assert_eq!(
+            rendered.matches('=').count(),
+            MAX_FIELDS + 1,
+            "32 fields and the note"
+        );
+        assert!(
+            rendered.ends_with("fields_dropped=68"),
+            "{}",
+            &rendered[rendered.len() - 40..]
+        );
+        assert!(rendered.len() < MAX_FIELDS * (MAX_FIELD_KEY + MAX_FIELD_VALUE + 8) + 32);
+    }
 
     #[test]
     fn a_plugin_cannot_forge_a_log_line() {
