@@ -159,3 +159,54 @@ async fn a_hanging_redis_answers_503_in_bounded_time_too() {
     })
     .await;
 }
+
+/// A schedule's tick that falls while Redis is gone is late, not lost: the
+/// instance cannot claim it then and keeps trying until Redis is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_that_falls_in_a_redis_outage_runs_after_it() {
+    let port = free_port();
+    let mut redis = OwnRedis::start(port).await;
+    let app = TestHost::builder(Backend::Redis)
+        .redis_url(&redis.url())
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.cascade]\ncomponent = \"{component:cascade}\"\n[plugins.cascade.config]\nitems = 0\n[plugins.cascade.schedules.fanout]\ncron = \"*/2 * * * * *\"\n",
+        )
+        .start()
+        .await;
+    let ticks_key = format!("{}:{{firm-a}}:cascade:kv:ticks", app.prefix);
+    let ticks = |url: String, key: String| async move {
+        let client = redis::Client::open(url).ok()?;
+        let mut connection = client.get_connection().ok()?;
+        redis::cmd("SMEMBERS")
+            .arg(key)
+            .query::<Vec<i64>>(&mut connection)
+            .ok()
+    };
+    // The schedule runs.
+    wait_for(Duration::from_secs(20), || async {
+        ticks(redis.url(), ticks_key.clone())
+            .await
+            .filter(|ticks| !ticks.is_empty())
+    })
+    .await;
+
+    redis.kill();
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    // The next even second: a tick while Redis is gone.
+    let missed = (now_ms / 2000 + 1) * 2000;
+    let after_it = chrono::DateTime::from_timestamp_millis(missed + 1500).unwrap();
+    wait_for(Duration::from_secs(10), || async {
+        (chrono::Utc::now() >= after_it).then_some(())
+    })
+    .await;
+    let redis = OwnRedis::start(port).await;
+    let ran = wait_for(Duration::from_secs(30), || async {
+        ticks(redis.url(), ticks_key.clone())
+            .await
+            .filter(|ticks| ticks.contains(&missed))
+    })
+    .await;
+    assert!(ran.contains(&missed), "{ran:?}");
+}

@@ -255,3 +255,95 @@ async fn concurrent_switches_of_one_tenant_do_not_overwrite_each_other() {
     let body: Value = app.get("/two/greet", "k").await.json().await.unwrap();
     assert_eq!(body["version"], "2.0.0");
 }
+
+/// `chattr +i` on a folder while it lives: not even root can create a file
+/// in it, so a tenant file there cannot be written.
+struct Frozen(std::path::PathBuf);
+
+impl Frozen {
+    fn new(folder: &std::path::Path) -> Self {
+        let frozen = std::process::Command::new("chattr")
+            .arg("+i")
+            .arg(folder)
+            .status()
+            .expect("chattr (e2fsprogs)");
+        assert!(frozen.success(), "chattr +i {} failed", folder.display());
+        Self(folder.to_owned())
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// A switch that cannot be carried through answers so, and it is true: the
+/// running version serves on and the tenant file says what runs. Once when
+/// the tenant file cannot be written, once when Redis refuses to ready the
+/// new deployment's event delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_switch_leaves_the_running_version_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = admin_host(&dir)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.greeter]\ncomponent = \"{component:greeter-v1}\"\n[plugins.flaky]\ncomponent = \"{component:flaky}\"\n",
+        )
+        .start()
+        .await;
+    assert_eq!(upload(&app, "greeter", "2.0.0", "greeter-v2").await.0, 201);
+    let running = greeting_version(&app, "k").await;
+    assert_ne!(running, "2.0.0");
+    let file = app.tenant_file("firm-a");
+    let written = std::fs::read_to_string(&file).unwrap();
+
+    {
+        let _frozen = Frozen::new(file.parent().unwrap());
+        let (status, body) = switch(&app, "2.0.0").await;
+        assert_eq!(status, 422, "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains("cannot write") && message.contains("keeps serving"),
+            "{message}"
+        );
+        assert_eq!(
+            greeting_version(&app, "k").await,
+            running,
+            "the answer is true"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+
+    // The flaky plugin's topic stream is no stream: Redis refuses its consumer group.
+    let stream = format!("{}:{{firm-a}}:ev:topic:flaky", app.prefix);
+    let mut redis = bitbylaw_tests::redis_connection();
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut redis).unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(&stream)
+        .arg("not a stream")
+        .query(&mut redis)
+        .unwrap();
+    let (status, body) = switch(&app, "2.0.0").await;
+    assert!(status >= 400, "{status} {body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("keeps serving"),
+        "{body}"
+    );
+    assert_eq!(
+        greeting_version(&app, "k").await,
+        running,
+        "the answer is true"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), written);
+
+    // With Redis well again, the same switch goes through.
+    let _: () = redis::cmd("DEL").arg(&stream).query(&mut redis).unwrap();
+    let (status, body) = switch(&app, "2.0.0").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(greeting_version(&app, "k").await, "2.0.0");
+}
