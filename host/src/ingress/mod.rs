@@ -373,10 +373,7 @@ fn plugin_request(
             .to_owned(),
         route: entry.route.clone(),
         params,
-        query: form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
-            .filter(|(name, _)| name != tenant::API_KEY_QUERY)
-            .map(|(name, value)| (name.into_owned(), value.into_owned()))
-            .collect(),
+        query: plugin_query(parts.uri.query()),
         headers: parts
             .headers
             .iter()
@@ -388,6 +385,15 @@ fn plugin_request(
         body: body.into(),
         request_id: request_id.to_owned(),
     }
+}
+
+/// The query pairs a plugin sees: decoded, in order, without the `apikey`
+/// credential (however it was encoded).
+fn plugin_query(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .filter(|(name, _)| name != tenant::API_KEY_QUERY)
+        .map(|(name, value)| (name.into_owned(), value.into_owned()))
+        .collect()
 }
 
 /// A failed plugin call as the caller sees it. The guest's error text can hold
@@ -460,4 +466,44 @@ fn is_reserved(name: &HeaderName) -> bool {
             | "te"
             | "trailer"
     )
+}
+
+/// Property tests of the query handling, the part of a request an outsider
+/// shapes most freely. `PROPTEST_CASES=100000` for a longer run.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_query_is_read_without_panic(query in "\\PC{0,200}") {
+            let _ = plugin_query(Some(&query));
+            let _ = tenant::query_api_key(Some(&query));
+        }
+
+        #[test]
+        fn pairs_reach_the_plugin_as_sent_and_the_key_never(
+            pairs in proptest::collection::vec(("\\PC{0,12}", "\\PC{0,24}"), 0..8),
+            key in "\\PC{1,24}",
+            at in 0usize..8,
+        ) {
+            let mut sent = pairs.clone();
+            sent.insert(at.min(sent.len()), (tenant::API_KEY_QUERY.to_owned(), key.clone()));
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&sent)
+                .finish();
+            let expected: Vec<(String, String)> = sent
+                .iter()
+                .filter(|(name, _)| name != tenant::API_KEY_QUERY)
+                .cloned()
+                .collect();
+            prop_assert_eq!(plugin_query(Some(&query)), expected);
+            let first_key = sent
+                .iter()
+                .find(|(name, _)| name == tenant::API_KEY_QUERY)
+                .map(|(_, value)| value.clone());
+            prop_assert_eq!(tenant::query_api_key(Some(&query)), first_key);
+        }
+    }
 }

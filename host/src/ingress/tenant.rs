@@ -70,7 +70,8 @@ pub fn resolve(
     }
 }
 
-fn query_api_key(query: Option<&str>) -> Option<String> {
+/// The `apikey` query parameter (EspoCRM, WordPress and 3CX put keys there).
+pub(super) fn query_api_key(query: Option<&str>) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(name, _)| name == API_KEY_QUERY)
         .map(|(_, value)| value.into_owned())
