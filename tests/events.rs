@@ -405,3 +405,49 @@ async fn delivery_carries_on_after_redis_lost_the_consumer_group() {
         "{metrics}"
     );
 }
+
+/// A plugin that fails over and over fills its own retry stream; the stream
+/// is trimmed to about `events.max_stream_length` entries, not kept whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugins_retry_stream_is_trimmed() {
+    let tenant = r#"
+[plugins.flaky]
+component = "{component:flaky}"
+[plugins.flaky.subscriptions.flaky]
+max_attempts = 40
+backoff_base_ms = 1
+backoff_factor = 1.0
+backoff_max_ms = 1
+backoff_jitter = 0.0
+concurrency = 8
+"#;
+    let app = TestHost::builder(Backend::Redis)
+        .host_toml("[events]\nretry_poll_ms = 5\nmax_stream_length = 10\n")
+        .tenant("firm-a", Some("k"), tenant)
+        .start()
+        .await;
+    const EVENTS: usize = 8;
+    for _ in 0..EVENTS {
+        emit(&app, "always").await;
+    }
+    let dead = format!("{}:{{firm-a}}:ev:dead", app.prefix);
+    wait_for(Duration::from_secs(120), || async {
+        let dead: usize = redis::cmd("XLEN")
+            .arg(&dead)
+            .query(&mut bitbylaw_tests::redis_connection())
+            .unwrap();
+        (dead == EVENTS).then_some(())
+    })
+    .await;
+    // Every event went through its 39 retries on the plugin's own stream ...
+    let body: Value = app.get("/flaky/always", "k").await.json().await.unwrap();
+    assert_eq!(body["calls"], 40 * EVENTS, "{body}");
+    // ... which kept far fewer than the 312 entries written to it (trimming
+    // is approximate: whole blocks of up to 100 entries go at once).
+    let direct = format!("{}:{{firm-a}}:ev:direct:flaky", app.prefix);
+    let kept: usize = redis::cmd("XLEN")
+        .arg(&direct)
+        .query(&mut bitbylaw_tests::redis_connection())
+        .unwrap();
+    assert!(kept <= 200, "{kept} entries kept of {}", 39 * EVENTS);
+}
