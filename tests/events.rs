@@ -451,3 +451,39 @@ concurrency = 8
         .unwrap();
     assert!(kept <= 200, "{kept} entries kept of {}", 39 * EVENTS);
 }
+
+/// Runs of one schedule never overlap, not even across instances, when a run
+/// takes longer than the schedule's period: a tick waits for the one before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_of_one_schedule_never_overlap() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let tenant = "[plugins.cascade]\ncomponent = \"{component:cascade}\"\n[plugins.cascade.config]\nitems = 0\ntick_ms = 1500\n";
+    let mut instances = Vec::new();
+    for _ in 0..2 {
+        instances.push(
+            TestHost::builder(Backend::Redis)
+                .key_prefix(&prefix)
+                .tenant("firm-a", Some("k"), tenant)
+                .start()
+                .await,
+        );
+    }
+    let set = |name: &str| {
+        let key = format!("{prefix}:{{firm-a}}:cascade:kv:{name}");
+        move || -> Vec<i64> {
+            redis::Commands::smembers(&mut bitbylaw_tests::redis_connection(), &key).unwrap()
+        }
+    };
+    let (ticks, overlaps) = (set("ticks"), set("overlaps"));
+    // Ticks every second, each run 1.5 s: four runs finished means several
+    // ticks came while a run was going on.
+    wait_for(Duration::from_secs(30), || async {
+        (ticks().len() >= 4).then_some(())
+    })
+    .await;
+    assert_eq!(
+        overlaps(),
+        Vec::<i64>::new(),
+        "a run began while another ran"
+    );
+}

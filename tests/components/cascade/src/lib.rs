@@ -3,8 +3,9 @@
 //! each item handler counts its item in `handled:<i>` and `handled-total`.
 //! Every firing records its tick in the set `started` when it begins, and in
 //! the set `ticks` and the count `fires` when it ends, so a test sees whether
-//! any tick ran twice or never finished. `work_ms` makes each item take time,
-//! `tick_ms` each firing.
+//! any tick ran twice or never finished. A firing that begins while another
+//! runs (the count `running` above zero) records its tick in `overlaps`.
+//! `work_ms` makes each item take time, `tick_ms` each firing.
 
 use std::time::Duration;
 
@@ -26,9 +27,13 @@ impl Plugin for Cascade {
     fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
         let at = tick.scheduled_at.to_string();
         kv::set_add("started", std::slice::from_ref(&at)).map_err(retryable)?;
+        if kv::incr("running", 1).map_err(retryable)? > 1 {
+            kv::set_add("overlaps", std::slice::from_ref(&at)).map_err(retryable)?;
+        }
         if let Some(ms) = config::get("tick_ms").and_then(|v| v.parse().ok()) {
             std::thread::sleep(Duration::from_millis(ms));
         }
+        kv::incr("running", -1).map_err(retryable)?;
         kv::set_add("ticks", &[at]).map_err(retryable)?;
         kv::incr("fires", 1).map_err(retryable)?;
         if kv::incr("fanouts", 1).map_err(retryable)? == 1 {
