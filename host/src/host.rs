@@ -192,6 +192,8 @@ impl Host {
             .map_err(|e| ReloadError::Config(anyhow::anyhow!("{}: {e}", config.file.display())))?;
         self.events.start(&self.registry, &tenant);
         self.lock_broken().remove(&tenant.id);
+        // Loading may have compiled components: give the compiler's heap back.
+        crate::heap::release_freed();
         Ok(previous)
     }
 

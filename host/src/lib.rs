@@ -18,6 +18,7 @@ pub mod capabilities;
 pub mod components;
 pub mod config;
 pub mod events;
+mod heap;
 pub mod host;
 pub mod ingress;
 pub mod pins;

@@ -114,6 +114,7 @@ impl Host {
                 .with_context(|| format!("starting event delivery for tenant `{}`", tenant.id))?;
         }
         host.loaded.store(true, Ordering::Release);
+        crate::heap::release_freed();
         if watching {
             tokio::spawn(crate::reload::watch(
                 Arc::downgrade(&host),
