@@ -347,3 +347,68 @@ async fn a_refused_switch_leaves_the_running_version_and_says_so() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(greeting_version(&app, "k").await, "2.0.0");
 }
+
+/// A switch never writes over a tenant file someone changed while it ran: it
+/// answers so, and the tenant runs as the file now says. The `slow-describe`
+/// plugin holds the switch in its window (it takes 1.5 s to load and counts
+/// its loads in the store, so the test edits the file exactly then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_does_not_write_over_a_file_changed_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = std::sync::Arc::new(
+        admin_host(&dir)
+            .tenant(
+                "firm-a",
+                Some("k"),
+                "[plugins.greeter]\ncomponent = \"{component:greeter-v1}\"\n[plugins.slow-describe]\ncomponent = \"{component:slow-describe}\"\n",
+            )
+            .start()
+            .await,
+    );
+    assert_eq!(upload(&app, "greeter", "2.0.0", "greeter-v2").await.0, 201);
+    let running = greeting_version(&app, "k").await;
+    let loads_key = format!("{}:{{firm-a}}:slow-describe:kv:describing", app.prefix);
+    let loads = || -> i64 {
+        let loads: Option<i64> =
+            redis::Commands::get(&mut bitbylaw_tests::redis_connection(), &loads_key).unwrap();
+        loads.unwrap_or(0)
+    };
+    let before = loads();
+
+    let switching = {
+        let app = app.clone();
+        tokio::spawn(async move { switch(&app, "2.0.0").await })
+    };
+    // The switch has read the tenant file and is loading the new version.
+    bitbylaw_tests::wait_for(std::time::Duration::from_secs(30), || async {
+        (loads() > before).then_some(())
+    })
+    .await;
+    let file = app.tenant_file("firm-a");
+    let edited = std::fs::read_to_string(&file).unwrap().replace(
+        "[plugins.greeter]\n",
+        "[plugins.greeter]\nroute_prefix = \"/edited\"\n",
+    );
+    bitbylaw_tests::replace_file(&file, &edited);
+
+    let (status, body) = switching.await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("changed by someone else"),
+        "{body}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        edited,
+        "not written over"
+    );
+    let body: Value = app.get("/edited/greet", "k").await.json().await.unwrap();
+    assert_eq!(
+        body["version"],
+        running.as_str(),
+        "running as the file says"
+    );
+}
