@@ -237,6 +237,11 @@ async fn a_key_for_another_audience_or_an_unknown_key_is_unauthorized() {
         let app = host(Backend::Memory, &sim, &key, "").await;
         let answer = get(&app, &format!("/gcal/{ANNA}/ping")).await;
         assert_eq!(answer["error"], "unauthorized", "{answer}");
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("method=\"calendars.get\",outcome=\"unauthorized\"} 1"),
+            "a call that got no token is counted: {metrics}"
+        );
     }
     assert_eq!(sim.token_requests_total(), 0);
     assert!(sim.refused_token_requests() >= 2);

@@ -501,7 +501,9 @@ impl Client {
         let etag = etag.to_owned();
         let timeout = self.time_left(deadline);
         async move {
-            let url = url.map_err(|e| Failure::Http(0, format!("bad event path: {e}")))?;
+            let url = url.map_err(|e| {
+                Failure::Final(GoogleError::Invalid(format!("bad event path: {e}")))
+            })?;
             let mut request = egress
                 .client()
                 .request(method, url)
@@ -571,7 +573,14 @@ impl Client {
             if !waited.is_zero() {
                 self.metrics.upstream_quota_wait(&self.label, waited);
             }
-            let token = self.tokens.get(subject, deadline).await?;
+            let token = match self.tokens.get(subject, deadline).await {
+                Ok(token) => token,
+                Err(error) => {
+                    self.metrics
+                        .upstream_call(&self.label, method, outcome_label(&error));
+                    return Err(error);
+                }
+            };
             let limit = Instant::now() + self.time_left(deadline);
             let outcome = match tokio::time::timeout_at(limit, attempt(token.clone())).await {
                 Ok(outcome) => outcome,
@@ -588,7 +597,11 @@ impl Client {
                 Verdict::Unauthorized(message) if !refreshed => {
                     refreshed = true;
                     tracing::info!(tenant = %self.label.tenant, account = %self.label.account, %message, "Google refused the token; fetching a fresh one");
-                    self.tokens.invalidate(subject, &token).await?;
+                    if let Err(error) = self.tokens.invalidate(subject, &token).await {
+                        self.metrics
+                            .upstream_call(&self.label, method, outcome_label(&error));
+                        return Err(error);
+                    }
                 }
                 Verdict::Retry(error) if retries < self.settings.max_retries => {
                     let backoff = backoff(self.settings.retry_base, retries);
