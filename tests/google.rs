@@ -91,6 +91,11 @@ async fn call(app: &TestHost, method: reqwest::Method, path: &str, body: Option<
     serde_json::from_str(&text).unwrap()
 }
 
+/// `POST <events>` with `body`: an insert through the `gcal` component.
+async fn post_event(app: &TestHost, events: &str, body: Value) -> Value {
+    call(app, reqwest::Method::POST, events, Some(body)).await
+}
+
 async fn get(app: &TestHost, path: &str) -> Value {
     call(app, reqwest::Method::GET, path, None).await
 }
@@ -254,11 +259,10 @@ async fn incremental_listing_across_pages_returns_every_change_once() {
     let app = host(Backend::Memory, &sim, &key, "").await;
     let events = format!("/gcal/{ANNA}/events");
     for n in 0..7 {
-        let answer = call(
+        let answer = post_event(
             &app,
-            reqwest::Method::POST,
             &events,
-            Some(insert_body(&format!("event0000{n}"), &format!("E{n}"))),
+            insert_body(&format!("event0000{n}"), &format!("E{n}")),
         )
         .await;
         assert_eq!(answer["id"], format!("event0000{n}"), "{answer}");
@@ -292,13 +296,7 @@ async fn incremental_listing_across_pages_returns_every_change_once() {
     )
     .await;
     for id in ["event00007", "event00008"] {
-        call(
-            &app,
-            reqwest::Method::POST,
-            &events,
-            Some(insert_body(id, "new")),
-        )
-        .await;
+        post_event(&app, &events, insert_body(id, "new")).await;
     }
     let changes = get(&app, &format!("/gcal/{ANNA}/changes?max=2&sync={token}")).await;
     let mut ids: Vec<&str> = changes["events"]
@@ -348,32 +346,14 @@ async fn ids_etags_and_deletion_follow_googles_rules() {
     let (sim, _account, key) = google().await;
     let app = host(Backend::Memory, &sim, &key, "").await;
     let events = format!("/gcal/{ANNA}/events");
-    let created = call(
-        &app,
-        reqwest::Method::POST,
-        &events,
-        Some(insert_body("termin4711", "Termin")),
-    )
-    .await;
+    let created = post_event(&app, &events, insert_body("termin4711", "Termin")).await;
     let etag = created["etag"].as_str().unwrap().to_owned();
-    let again = call(
-        &app,
-        reqwest::Method::POST,
-        &events,
-        Some(insert_body("termin4711", "Termin")),
-    )
-    .await;
+    let again = post_event(&app, &events, insert_body("termin4711", "Termin")).await;
     assert_eq!(
         again["error"], "conflict",
         "an insert with a taken id: {again}"
     );
-    let bad_id = call(
-        &app,
-        reqwest::Method::POST,
-        &events,
-        Some(insert_body("Termin_4711", "x")),
-    )
-    .await;
+    let bad_id = post_event(&app, &events, insert_body("Termin_4711", "x")).await;
     assert_eq!(bad_id["error"], "invalid", "{bad_id}");
 
     // If-Match goes through the host's own client; a stale etag is refused.
@@ -436,13 +416,7 @@ async fn ids_etags_and_deletion_follow_googles_rules() {
     );
     let cancelled = get(&app, &format!("{events}/termin4711")).await;
     assert_eq!(cancelled["status"], "cancelled");
-    let reinsert = call(
-        &app,
-        reqwest::Method::POST,
-        &events,
-        Some(insert_body("termin4711", "Termin")),
-    )
-    .await;
+    let reinsert = post_event(&app, &events, insert_body("termin4711", "Termin")).await;
     assert_eq!(
         reinsert["error"], "conflict",
         "a cancelled event's id stays taken"
@@ -480,7 +454,7 @@ async fn ids_etags_and_deletion_follow_googles_rules() {
     // An event without an id gets one of the host's (so a retried insert finds it).
     let mut anonymous = insert_body("unused", "ohne id");
     anonymous.as_object_mut().unwrap().remove("id");
-    let created = call(&app, reqwest::Method::POST, &events, Some(anonymous)).await;
+    let created = post_event(&app, &events, anonymous).await;
     let id = created["id"].as_str().unwrap();
     assert!(
         id.len() >= 5
@@ -674,9 +648,8 @@ async fn a_key_that_does_not_parse_names_the_file_never_the_key() {
 
 #[tokio::test]
 async fn tenants_tokens_and_buckets_never_collide() {
-    let (sim, account, key) = google().await;
+    let (sim, _account, key) = google().await;
     let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
-    let _ = account;
     let app = TestHost::builder(Backend::Redis)
         .key_prefix(&prefix)
         .tenant("firm-a", Some(KEY), &tenant(&sim, &key, "", true))
