@@ -121,7 +121,17 @@ impl RedisCluster {
 
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..3).map(|_| free_cluster_port()).collect();
+        // Distinct ports whose bus ports (`+10000`) are none of the others either.
+        let mut ports: Vec<u16> = Vec::new();
+        while ports.len() < 3 {
+            let port = free_cluster_port();
+            let taken = ports.iter().any(|p| {
+                [*p, p + 10_000].contains(&port) || [*p, p + 10_000].contains(&(port + 10_000))
+            });
+            if !taken {
+                ports.push(port);
+            }
+        }
         let test_process = std::process::id();
         let mut watchdogs = Vec::new();
         for port in &ports {
@@ -207,7 +217,7 @@ fn cluster_ok(port: u16) -> bool {
 }
 
 fn wait_until(mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !ready() {
         assert!(Instant::now() < deadline, "the Redis Cluster did not start");
         std::thread::sleep(Duration::from_millis(50));
