@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bitbylaw::host::Host;
 
 pub mod bench;
+pub mod calendar;
 pub mod redis_target;
 pub mod simulators;
 

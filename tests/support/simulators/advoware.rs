@@ -139,6 +139,8 @@ struct Faults {
     latency: Duration,
     /// Statuses the next API requests answer with, one each.
     failures: VecDeque<u16>,
+    /// After this many more API requests, every one answers 503 until healed.
+    broken_after: Option<usize>,
     /// Every API request answers 401, valid token or not.
     refuse_all_tokens: bool,
 }
@@ -315,6 +317,44 @@ impl Advoware {
             .extend(std::iter::repeat_n(status, count));
     }
 
+    /// After `requests` more API requests, every one answers 503 until [`Advoware::heal`].
+    pub fn break_after(&self, requests: usize) {
+        self.gateway.lock().unwrap().faults.broken_after = Some(requests);
+    }
+
+    /// Ends [`Advoware::break_after`] and drops pending failures.
+    pub fn heal(&self) {
+        let mut state = self.gateway.lock().unwrap();
+        state.faults.broken_after = None;
+        state.faults.failures.clear();
+    }
+
+    /// Changes an appointment as a user in Advoware would.
+    pub fn user_update(&self, fr_nr: i64, change: Value) {
+        let mut state = self.gateway.lock().unwrap();
+        let Some(Value::Object(fields)) = state.data.appointments.get(&fr_nr).cloned() else {
+            panic!("no appointment {fr_nr}");
+        };
+        let Value::Object(change) = change else {
+            panic!("a change is a JSON object")
+        };
+        let mut fields = fields;
+        fields.extend(change);
+        normalise_appointment(&mut fields).unwrap();
+        state.data.appointments.insert(fr_nr, Value::Object(fields));
+    }
+
+    /// Deletes an appointment as a user would; whether it existed.
+    pub fn user_delete(&self, fr_nr: i64) -> bool {
+        self.gateway
+            .lock()
+            .unwrap()
+            .data
+            .appointments
+            .remove(&fr_nr)
+            .is_some()
+    }
+
     /// Closes the listener and every open connection: new connections are refused.
     pub fn refuse_connections(&self) {
         if let Some(server) = self.server.lock().unwrap().take() {
@@ -476,7 +516,14 @@ async fn api_gate(
             headers: parts.headers.clone(),
             body: body.clone(),
         });
-        state.faults.failures.pop_front()
+        match &mut state.faults.broken_after {
+            Some(0) => Some(503),
+            Some(left) => {
+                *left -= 1;
+                state.faults.failures.pop_front()
+            }
+            None => state.faults.failures.pop_front(),
+        }
     };
     if let Some(status) = failure {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -17,7 +17,7 @@
 //! the ones it created. Events keep Google's rules: client ids in base32hex
 //! (`a-v`, `0-9`, 5 to 1024 long), 409 for a taken id (a cancelled event's too),
 //! etags and `If-Match` (412), deletion as `status: cancelled` (listed with
-//! `showDeleted` or in incremental results), paging (`maxResults`,
+//! `showDeleted` or in incremental results, with little more than the id), paging (`maxResults`,
 //! `nextPageToken`), sync tokens (`nextSyncToken` on the last page only, 410
 //! `fullSyncRequired` once expired), and 400 for parameters Google refuses
 //! beside `syncToken`. Quotas per mailbox and per project over a sliding
@@ -139,6 +139,8 @@ struct Faults {
     latency: Duration,
     /// Statuses (and, when given, a raw body) the next API calls answer with, one each.
     failures: VecDeque<(u16, Option<String>)>,
+    /// After this many more calls, every call answers 503 until healed.
+    broken_after: Option<usize>,
 }
 
 struct StoredEvent {
@@ -308,6 +310,79 @@ impl Google {
             .faults
             .failures
             .push_back((status, Some(body.to_owned())));
+    }
+
+    /// After `calls` more API calls, every call answers 503 until [`Google::heal`].
+    pub fn break_after(&self, calls: usize) {
+        self.sim().faults.broken_after = Some(calls);
+    }
+
+    /// Ends [`Google::break_after`] and drops pending failures.
+    pub fn heal(&self) {
+        let mut sim = self.sim();
+        sim.faults.broken_after = None;
+        sim.faults.failures.clear();
+    }
+
+    /// Creates an event as a user in Google's UI would; its id.
+    pub fn user_insert(&self, calendar: &str, body: Value) -> String {
+        let mut sim = self.sim();
+        let id = format!("usr{:020}", sim.new_id());
+        let calendar = sim.calendars.get_mut(calendar).expect("no such calendar");
+        let Value::Object(mut body) = body else {
+            panic!("an event is a JSON object")
+        };
+        body.insert("id".into(), json!(id));
+        body.entry("status").or_insert_with(|| json!("confirmed"));
+        body.insert("created".into(), json!(now_text()));
+        body.insert("updated".into(), json!(now_text()));
+        calendar.changes += 1;
+        let changed = calendar.changes;
+        calendar.events.insert(
+            id.clone(),
+            StoredEvent {
+                body,
+                etag_version: 1,
+                changed,
+            },
+        );
+        id
+    }
+
+    /// Changes an event as a user would: `change`'s members replace the stored ones.
+    pub fn user_update(&self, calendar: &str, id: &str, change: Value) {
+        let mut sim = self.sim();
+        let calendar = sim.calendars.get_mut(calendar).expect("no such calendar");
+        calendar.changes += 1;
+        let changed = calendar.changes;
+        let event = calendar.events.get_mut(id).expect("no such event");
+        let Value::Object(change) = change else {
+            panic!("a change is a JSON object")
+        };
+        event.body.extend(change);
+        event.body.insert("updated".into(), json!(now_text()));
+        event.etag_version += 1;
+        event.changed = changed;
+    }
+
+    /// Deletes an event as a user would (it stays, `cancelled`).
+    pub fn user_delete(&self, calendar: &str, id: &str) {
+        self.user_update(calendar, id, json!({ "status": "cancelled" }));
+    }
+
+    /// The ids of the calendars `owner` made (beside its own).
+    pub fn calendars_of(&self, owner: &str) -> Vec<(String, String)> {
+        self.sim()
+            .calendars
+            .iter()
+            .filter(|(_, c)| c.owner == owner)
+            .map(|(id, c)| {
+                (
+                    id.clone(),
+                    c.body["summary"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
     }
 
     /// Every sync token issued so far answers 410 `fullSyncRequired`.
@@ -542,6 +617,11 @@ async fn admit(
         tokio::time::sleep(latency).await;
     }
     let mut state = sim.lock().unwrap();
+    match &mut state.faults.broken_after {
+        Some(0) => return Err(google_error(503, "backendError", "Simulated outage")),
+        Some(left) => *left -= 1,
+        None => {}
+    }
     if let Some((status, raw)) = state.faults.failures.pop_front() {
         if let Some(body) = raw {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -674,6 +754,29 @@ fn event_json(event: &StoredEvent) -> Map<String, Value> {
     body.insert("kind".into(), json!("calendar#event"));
     body.insert("etag".into(), json!(format!("\"{}\"", event.etag_version)));
     body
+}
+
+/// An event as a listing shows it: of a deleted one Google guarantees
+/// little more than the id, so the simulator sends no more.
+fn listed_json(event: &StoredEvent) -> Map<String, Value> {
+    let full = event_json(event);
+    if event.body.get("status") != Some(&json!("cancelled")) {
+        return full;
+    }
+    full.into_iter()
+        .filter(|(key, _)| {
+            matches!(
+                key.as_str(),
+                "kind"
+                    | "etag"
+                    | "id"
+                    | "status"
+                    | "updated"
+                    | "recurringEventId"
+                    | "originalStartTime"
+            )
+        })
+        .collect()
 }
 
 /// Client ids: base32hex (`a-v`, `0-9`), 5 to 1024 characters.
@@ -857,7 +960,7 @@ async fn list_events(
                 (show_deleted || !cancelled) && in_window && properties
             }
         })
-        .map(event_json)
+        .map(listed_json)
         .collect();
     let page: Vec<Value> = matching
         .iter()

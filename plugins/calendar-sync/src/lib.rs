@@ -1,0 +1,265 @@
+//! `calendar-sync`: Advoware appointments ↔ Google Calendar, two-way, one
+//! calendar per employee.
+//!
+//! The schedule `calendar_sync_all` (every 15 minutes) and
+//! `POST /advoware/calendar/sync` emit `calendar_sync_all`; its handler emits
+//! one `calendar_sync_employee` per employee, and those run concurrently
+//! (the subscription's `concurrency`), each under the employee's lock. See
+//! `docs/plugins/calendar-sync.md`.
+
+mod advoware_map;
+mod google_map;
+mod model;
+mod settings;
+mod state;
+mod sync;
+
+use bitbylaw_sdk::{
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Tick, advoware,
+    events, info, kv, warn,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::settings::Settings;
+use crate::state::{EMPLOYEES_KEY, Report, report_key};
+use crate::sync::RunError;
+
+const TOPIC_ALL: &str = "calendar_sync_all";
+const TOPIC_EMPLOYEE: &str = "calendar_sync_employee";
+
+struct CalendarSync;
+
+impl Plugin for CalendarSync {
+    fn describe() -> Description {
+        Description::new("calendar-sync", env!("CARGO_PKG_VERSION"))
+            .topic(TOPIC_ALL)
+            .topic(TOPIC_EMPLOYEE)
+            .schedule(TOPIC_ALL, "0 */15 * * * *")
+    }
+
+    fn routes() -> Router {
+        Router::new()
+            .post("/advoware/calendar/sync", trigger)
+            .post("/advoware/calendar/sync/{kuerzel}/now", run_now)
+            .get("/advoware/calendar/status", status)
+    }
+
+    fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
+        let settings = Settings::load().map_err(permanent)?;
+        let all = AllEmployees {
+            full_content: settings.full_content,
+            only: None,
+        };
+        info!("calendar sync tick {}", tick.scheduled_at);
+        events::emit_json(TOPIC_ALL, &all).map_err(retryable)
+    }
+
+    fn handle_event(event: Event) -> Result<(), HandlerError> {
+        let settings = Settings::load().map_err(permanent)?;
+        match event.topic.as_str() {
+            TOPIC_ALL => {
+                let all: AllEmployees = serde_json::from_slice(&event.payload).map_err(|e| {
+                    HandlerError::Permanent(format!("bad {TOPIC_ALL} payload: {e}"))
+                })?;
+                let employees = match all.only {
+                    Some(kuerzel) => vec![kuerzel],
+                    None => employees(&settings).map_err(retryable)?,
+                };
+                for kuerzel in employees {
+                    let one = OneEmployee {
+                        kuerzel,
+                        full_content: all.full_content,
+                    };
+                    events::emit_json(TOPIC_EMPLOYEE, &one).map_err(retryable)?;
+                }
+                Ok(())
+            }
+            TOPIC_EMPLOYEE => {
+                let one: OneEmployee = serde_json::from_slice(&event.payload).map_err(|e| {
+                    HandlerError::Permanent(format!("bad {TOPIC_EMPLOYEE} payload: {e}"))
+                })?;
+                match sync::run_employee(&settings, &one.kuerzel, one.full_content) {
+                    Ok(_) => Ok(()),
+                    Err(RunError::Refused(why)) => {
+                        warn!("calendar sync of {} refused: {}", one.kuerzel, why);
+                        Err(HandlerError::Permanent(why))
+                    }
+                    Err(RunError::Failed(why)) => {
+                        warn!("calendar sync of {} failed: {}", one.kuerzel, why);
+                        Err(HandlerError::Retryable(why))
+                    }
+                }
+            }
+            other => Err(HandlerError::Permanent(format!(
+                "no handler for topic {other}"
+            ))),
+        }
+    }
+}
+
+/// `calendar_sync_all`: every employee (or one).
+#[derive(Serialize, Deserialize)]
+struct AllEmployees {
+    full_content: bool,
+    #[serde(default)]
+    only: Option<String>,
+}
+
+/// `calendar_sync_employee`.
+#[derive(Serialize, Deserialize)]
+struct OneEmployee {
+    kuerzel: String,
+    full_content: bool,
+}
+
+fn permanent(error: Error) -> HandlerError {
+    HandlerError::Permanent(error.to_string())
+}
+
+fn retryable(error: Error) -> HandlerError {
+    HandlerError::Retryable(error.to_string())
+}
+
+/// The configured employees, or those Advoware lists, that have a mailbox.
+fn employees(settings: &Settings) -> Result<Vec<String>, Error> {
+    let listed = match &settings.employees {
+        Some(list) => list.clone(),
+        None => {
+            let answer = advoware::Request::new("GET", "employees").send()?;
+            if !answer.is_success() {
+                return Err(Error::BadGateway(format!(
+                    "Advoware answered {} to the employee list",
+                    answer.status
+                )));
+            }
+            let employees: Vec<Value> = answer.json()?;
+            employees
+                .iter()
+                .filter_map(|e| e.get("kuerzel")?.as_str().map(str::to_owned))
+                .collect()
+        }
+    };
+    Ok(listed
+        .into_iter()
+        .filter(|kuerzel| {
+            let known = settings.mailbox(kuerzel).is_some();
+            if !known {
+                info!("calendar sync skips {}: no mailbox configured", kuerzel);
+            }
+            known
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    kuerzel: String,
+    #[serde(default)]
+    full_content: Option<bool>,
+}
+
+/// A short code: letters, digits, `_` or `-`, at most 20.
+fn valid_kuerzel(kuerzel: &str) -> bool {
+    !kuerzel.is_empty()
+        && kuerzel.len() <= 20
+        && kuerzel
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// `POST /advoware/calendar/sync` `{"kuerzel": "ALL" | "<code>", "full_content": bool}`.
+fn trigger(request: Request) -> Result<Response, Error> {
+    let body: TriggerBody = request.json().map_err(|e| {
+        Error::BadRequest(format!(
+            "expected {{\"kuerzel\": \"ALL\" or an employee code, \"full_content\": true|false}}: {}",
+            e.message()
+        ))
+    })?;
+    let kuerzel = body.kuerzel.trim().to_owned();
+    if !valid_kuerzel(&kuerzel) {
+        return Err(Error::BadRequest(
+            "`kuerzel` must be \"ALL\" or an employee code (letters, digits, - or _)".into(),
+        ));
+    }
+    let settings = Settings::load()?;
+    let all = kuerzel.eq_ignore_ascii_case("ALL");
+    if !all && settings.mailbox(&kuerzel).is_none() {
+        return Err(Error::BadRequest(format!(
+            "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
+        )));
+    }
+    let full_content = body.full_content.unwrap_or(settings.full_content);
+    let payload = AllEmployees {
+        full_content,
+        only: (!all).then(|| kuerzel.to_uppercase()),
+    };
+    events::emit_json(TOPIC_ALL, &payload)?;
+    let message = if all {
+        "sync of all employees triggered".to_owned()
+    } else {
+        format!("sync of {} triggered", kuerzel.to_uppercase())
+    };
+    Ok(Response::json(
+        200,
+        &json!({
+            "status": "triggered",
+            "kuerzel": if all { "ALL".to_owned() } else { kuerzel.to_uppercase() },
+            "full_content": full_content,
+            "message": message,
+        }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RunBody {
+    #[serde(default)]
+    full_content: Option<bool>,
+}
+
+/// `POST /advoware/calendar/sync/{kuerzel}/now`: one employee's run, here and
+/// now, answering its report (409 when another run holds the lock).
+fn run_now(request: Request) -> Result<Response, Error> {
+    let kuerzel = request.require_param("kuerzel")?.to_uppercase();
+    if !valid_kuerzel(&kuerzel) {
+        return Err(Error::BadRequest("not an employee code".into()));
+    }
+    let body: RunBody = if request.body().is_empty() {
+        RunBody::default()
+    } else {
+        request.json()?
+    };
+    let settings = Settings::load()?;
+    if settings.mailbox(&kuerzel).is_none() {
+        return Err(Error::BadRequest(format!(
+            "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
+        )));
+    }
+    let full_content = body.full_content.unwrap_or(settings.full_content);
+    match sync::run_employee(&settings, &kuerzel, full_content) {
+        Ok(report) if report.outcome == "skipped" => Ok(Response::json(409, &report)),
+        Ok(report) => Ok(Response::json(200, &report)),
+        Err(RunError::Refused(why)) => Ok(Response::json(
+            422,
+            &json!({ "error": "refused", "message": why }),
+        )),
+        Err(RunError::Failed(why)) => Err(Error::BadGateway(why)),
+    }
+}
+
+/// `GET /advoware/calendar/status`: each employee's last run.
+fn status(_request: Request) -> Result<Response, Error> {
+    let mut employees = kv::set_members(EMPLOYEES_KEY)?;
+    employees.sort();
+    let mut runs = Vec::new();
+    for kuerzel in employees {
+        if let Some(report) = kv::get_json::<Report>(&report_key(&kuerzel))? {
+            runs.push(report);
+        }
+    }
+    Ok(Response::json(200, &json!({ "employees": runs })))
+}
+
+bitbylaw_sdk::export_plugin!(CalendarSync);

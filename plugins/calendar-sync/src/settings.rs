@@ -1,0 +1,125 @@
+//! The tenant's settings (`[plugins.calendar-sync.config]`), all but the
+//! mailbox map optional.
+
+use std::collections::BTreeMap;
+
+use bitbylaw_sdk::{Error, config};
+use serde::Deserialize;
+
+use crate::model::Visibility;
+
+/// Who wins when both sides changed the same appointment since the last run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictPolicy {
+    /// Advoware is the system of record (the default).
+    AdvowareWins,
+    /// The side changed last (`zuletztGeaendertAm` against Google's `updated`).
+    LastChangeWins,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Employee short code (`kuerzel`) → Google mailbox. Employees without
+    /// one are not synced.
+    pub mailboxes: BTreeMap<String, String>,
+    /// Sync only these employees; default: every employee Advoware lists
+    /// that has a mailbox.
+    #[serde(default)]
+    pub employees: Option<Vec<String>>,
+    /// Name of the calendar created in each mailbox.
+    #[serde(default = "default_calendar_name")]
+    pub calendar_name: String,
+    /// Titles, notes and places in Google; `false`: only a neutral title and busy time.
+    #[serde(default = "yes")]
+    pub full_content: bool,
+    /// The title Google shows when `full_content` is off.
+    #[serde(default = "default_neutral_title")]
+    pub neutral_title: String,
+    /// Changes made in Google are written to Advoware (off: put back in Google).
+    #[serde(default)]
+    pub write_to_advoware: bool,
+    #[serde(default = "default_conflict")]
+    pub conflict_policy: ConflictPolicy,
+    /// Advoware has no change feed: this window is read every run.
+    #[serde(default = "default_days_back")]
+    pub days_back: u32,
+    #[serde(default = "default_days_ahead")]
+    pub days_ahead: u32,
+    /// A run that would delete more than this share of the linked events
+    /// stops and deletes nothing...
+    #[serde(default = "default_delete_share")]
+    pub max_delete_share: f64,
+    /// ...unless it deletes no more than this many.
+    #[serde(default = "default_delete_floor")]
+    pub max_delete_floor: usize,
+    /// Part of every Google event id the sync makes (`sha256(namespace:frNr)`):
+    /// set it to the tenant's id when two tenants could share a calendar.
+    #[serde(default = "default_namespace")]
+    pub id_namespace: String,
+}
+
+fn default_calendar_name() -> String {
+    "Advoware".into()
+}
+
+fn default_neutral_title() -> String {
+    "Termin".into()
+}
+
+fn default_conflict() -> ConflictPolicy {
+    ConflictPolicy::AdvowareWins
+}
+
+fn default_days_back() -> u32 {
+    30
+}
+
+fn default_days_ahead() -> u32 {
+    365
+}
+
+fn default_delete_share() -> f64 {
+    0.5
+}
+
+fn default_delete_floor() -> usize {
+    10
+}
+
+fn default_namespace() -> String {
+    "bitbylaw".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Settings {
+    pub fn load() -> Result<Self, Error> {
+        let settings: Settings = config::load()?;
+        if !(0.0..=1.0).contains(&settings.max_delete_share) {
+            return Err(Error::Internal(
+                "plugin setting `max_delete_share` must be between 0 and 1".into(),
+            ));
+        }
+        Ok(settings)
+    }
+
+    pub fn visibility(&self, full_content: bool) -> Visibility {
+        if full_content {
+            Visibility::Full
+        } else {
+            Visibility::Neutral(self.neutral_title.clone())
+        }
+    }
+
+    /// The mailbox of `kuerzel` (short codes compare without case).
+    pub fn mailbox(&self, kuerzel: &str) -> Option<&str> {
+        self.mailboxes
+            .iter()
+            .find(|(code, _)| code.eq_ignore_ascii_case(kuerzel))
+            .map(|(_, mailbox)| mailbox.as_str())
+    }
+}

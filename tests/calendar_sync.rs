@@ -1,0 +1,378 @@
+//! `calendar-sync` between the Advoware and Google simulators, through the
+//! host: first and quiet runs, changes both ways, conflicts, deletions, the
+//! safeguards, 410s, quotas, and two instances running one employee.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bitbylaw_tests::calendar::{CalendarRig, RigOptions};
+use bitbylaw_tests::simulators::google::Quotas;
+use bitbylaw_tests::{keys_with_prefix, wait_for};
+use chrono::{Days, NaiveDate, Utc};
+use serde_json::{Value, json};
+
+fn today() -> NaiveDate {
+    Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive()
+}
+
+/// `YYYY-MM-DD`, `days` from today.
+fn day(days: u64) -> String {
+    (today() + Days::new(days)).format("%Y-%m-%d").to_string()
+}
+
+fn timed(title: &str, days: u64, from: &str, to: &str) -> Value {
+    json!({
+        "kuerzel": "SB", "text": title, "notiz": format!("Notiz zu {title}"), "ort": "LG Berlin",
+        "datum": format!("{}T00:00:00", day(days)), "uhrzeitVon": from,
+        "datumBis": format!("{}T00:00:00", day(days)), "uhrzeitBis": to,
+    })
+}
+
+/// A Google `start`/`end` with `dateTime` as Berlin wall-clock time, `YYYY-MM-DD HH:MM`.
+fn berlin(time: &Value) -> String {
+    let moment = chrono::DateTime::parse_from_rfc3339(time["dateTime"].as_str().unwrap()).unwrap();
+    moment
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+fn by_fr_nr(events: &[Value], fr_nr: i64) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["extendedProperties"]["private"]["advoware_frnr"].as_str() == Some(&fr_nr.to_string())
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_run_creates_each_appointment_once_and_a_quiet_run_writes_nothing() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    let hearing =
+        rig.advoware
+            .insert_appointment(timed("Verhandlung Müller", 3, "09:30:00", "11:00:00"));
+    let holiday = rig.advoware.insert_appointment(json!({
+        "kuerzel": "SB", "text": "Urlaub", "datum": day(10), "datumBis": day(12), "dauertermin": 1,
+    }));
+    let jour_fixe = rig.advoware.insert_appointment(json!({
+        "kuerzel": "SB", "text": "Jour fixe", "datum": day(1), "uhrzeitVon": "08:00:00",
+        "uhrzeitBis": "08:30:00", "datumBis": "2037-12-31", "turnus": 1, "turnusArt": 2,
+    }));
+
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["google"]["created"], 3, "{report}");
+    assert_eq!(report["full_listing"], true);
+    let events = rig.live_events("SB");
+    assert_eq!(events.len(), 3, "{events:#?}");
+
+    let hearing_event = &by_fr_nr(&events, hearing)[0];
+    assert_eq!(hearing_event["summary"], "Verhandlung Müller");
+    assert_eq!(hearing_event["description"], "Notiz zu Verhandlung Müller");
+    assert_eq!(hearing_event["start"]["timeZone"], "Europe/Berlin");
+    assert_eq!(berlin(&hearing_event["start"]), format!("{} 09:30", day(3)));
+    let holiday_event = &by_fr_nr(&events, holiday)[0];
+    assert_eq!(holiday_event["start"]["date"], day(10));
+    assert_eq!(holiday_event["end"]["date"], day(13), "exclusive end");
+    let series = &by_fr_nr(&events, jour_fixe)[0];
+    assert_eq!(
+        series["recurrence"],
+        json!(["RRULE:FREQ=WEEKLY"]),
+        "2037 means endless"
+    );
+
+    let (google_calls, advoware_calls) =
+        (rig.google.calls().len(), rig.advoware.api_requests().len());
+    let quiet = rig.run_ok("SB").await;
+    assert_eq!(
+        quiet["google"],
+        json!({"created":0,"updated":0,"deleted":0,"restored":0,"linked":0}),
+        "{quiet}"
+    );
+    assert_eq!(quiet["advoware"]["updated"], 0);
+    assert_eq!(
+        rig.writes_since(google_calls, advoware_calls),
+        Vec::<String>::new()
+    );
+    let google_reads = rig.google.calls().len() - google_calls;
+    assert!(
+        google_reads <= 2,
+        "{google_reads} Google reads for a quiet run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_travel_both_ways_and_deletions_follow() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    let moved = rig
+        .advoware
+        .insert_appointment(timed("Mandant A", 2, "10:00:00", "11:00:00"));
+    let edited_in_google =
+        rig.advoware
+            .insert_appointment(timed("Mandant B", 4, "14:00:00", "15:00:00"));
+    let deleted_in_advoware =
+        rig.advoware
+            .insert_appointment(timed("Mandant C", 5, "09:00:00", "09:30:00"));
+    let deleted_in_google =
+        rig.advoware
+            .insert_appointment(timed("Mandant D", 6, "09:00:00", "09:30:00"));
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+    let events = rig.live_events("SB");
+    let id_of = |fr_nr: i64| {
+        by_fr_nr(&events, fr_nr)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    rig.advoware.user_update(
+        moved,
+        json!({ "uhrzeitVon": "12:00:00", "uhrzeitBis": "13:00:00" }),
+    );
+    rig.google.user_update(
+        &calendar,
+        &id_of(edited_in_google),
+        json!({ "summary": "Mandant B (verlegt)", "location": "Kanzlei" }),
+    );
+    rig.advoware.user_delete(deleted_in_advoware);
+    rig.google.user_delete(&calendar, &id_of(deleted_in_google));
+    let made_in_google = rig.google.user_insert(&calendar, json!({
+        "summary": "Telefonat Gericht",
+        "start": { "dateTime": format!("{}T16:00:00+01:00", day(7)), "timeZone": "Europe/Berlin" },
+        "end": { "dateTime": format!("{}T16:30:00+01:00", day(7)), "timeZone": "Europe/Berlin" },
+    }));
+
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["google"]["updated"], 1, "{report}");
+    assert_eq!(report["google"]["deleted"], 1, "{report}");
+    assert_eq!(report["advoware"]["updated"], 1, "{report}");
+    assert_eq!(report["advoware"]["deleted"], 1, "{report}");
+    assert_eq!(report["advoware"]["created"], 1, "{report}");
+
+    let appointments = rig.advoware.appointments();
+    let find = |fr_nr: i64| appointments.iter().find(|a| a["frNr"] == fr_nr).cloned();
+    assert_eq!(
+        find(edited_in_google).unwrap()["text"],
+        "Mandant B (verlegt)"
+    );
+    assert_eq!(find(edited_in_google).unwrap()["ort"], "Kanzlei");
+    assert!(
+        find(deleted_in_google).is_none(),
+        "deleted in Google, so in Advoware"
+    );
+    let imported = appointments
+        .iter()
+        .find(|a| a["text"] == "Telefonat Gericht")
+        .expect("imported");
+    assert_eq!(imported["uhrzeitVon"], "16:00:00");
+    let events = rig.events("SB");
+    let made = events
+        .iter()
+        .find(|e| e["id"] == made_in_google.as_str())
+        .unwrap();
+    assert_eq!(
+        made["extendedProperties"]["private"]["advoware_frnr"],
+        imported["frNr"].to_string(),
+        "linked"
+    );
+    assert_eq!(
+        by_fr_nr(&events, deleted_in_advoware)[0]["status"],
+        "cancelled"
+    );
+    let moved_event = &by_fr_nr(&events, moved)[0];
+    assert_eq!(
+        berlin(&moved_event["start"]),
+        format!("{} 12:00", day(2)),
+        "{moved_event}"
+    );
+
+    let quiet = rig.run_ok("SB").await;
+    assert_eq!(
+        quiet["google"]["updated"].as_u64().unwrap()
+            + quiet["advoware"]["updated"].as_u64().unwrap(),
+        0,
+        "{quiet}"
+    );
+    // A, B and the one made in Google; C and D are gone on both sides.
+    assert_eq!(rig.live_events("SB").len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_advoware_writes_google_changes_are_put_back() {
+    let rig = CalendarRig::start(RigOptions {
+        config: "write_to_advoware = false".into(),
+        ..RigOptions::default()
+    })
+    .await;
+    let kept = rig
+        .advoware
+        .insert_appointment(timed("Frist", 3, "10:00:00", "10:15:00"));
+    let undeleted = rig
+        .advoware
+        .insert_appointment(timed("Termin X", 4, "10:00:00", "10:15:00"));
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+    let events = rig.live_events("SB");
+    let kept_id = by_fr_nr(&events, kept)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let undeleted_id = by_fr_nr(&events, undeleted)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rig.google.user_update(
+        &calendar,
+        &kept_id,
+        json!({ "summary": "Frist verschoben?" }),
+    );
+    rig.google.user_delete(&calendar, &undeleted_id);
+    let advoware_before = rig.advoware.appointments();
+
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["google"]["restored"], 2, "{report}");
+    assert_eq!(
+        rig.advoware.appointments(),
+        advoware_before,
+        "Advoware untouched"
+    );
+    let events = rig.live_events("SB");
+    assert_eq!(by_fr_nr(&events, kept)[0]["summary"], "Frist");
+    assert_eq!(by_fr_nr(&events, undeleted)[0]["status"], "confirmed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mass_delete_guard_trips_and_deletes_nothing() {
+    let rig = CalendarRig::start(RigOptions {
+        config: "write_to_advoware = true\nmax_delete_share = 0.5\nmax_delete_floor = 3".into(),
+        ..RigOptions::default()
+    })
+    .await;
+    let numbers: Vec<i64> = (0..10)
+        .map(|i| {
+            rig.advoware
+                .insert_appointment(timed(&format!("T{i}"), 2 + i, "09:00:00", "10:00:00"))
+        })
+        .collect();
+    rig.run_ok("SB").await;
+    for fr_nr in &numbers[..6] {
+        rig.advoware.user_delete(*fr_nr);
+    }
+    let (google_calls, advoware_calls) =
+        (rig.google.calls().len(), rig.advoware.api_requests().len());
+    let (status, answer) = rig.run("SB").await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("would delete 6 of 10"),
+        "{answer}"
+    );
+    assert_eq!(
+        rig.writes_since(google_calls, advoware_calls),
+        Vec::<String>::new()
+    );
+    assert_eq!(rig.live_events("SB").len(), 10);
+
+    // Advoware answering with nothing at all is refused the same way.
+    for fr_nr in &numbers[6..] {
+        rig.advoware.user_delete(*fr_nr);
+    }
+    let (status, answer) = rig.run("SB").await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("listed no appointments"),
+        "{answer}"
+    );
+    assert_eq!(rig.live_events("SB").len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_sync_token_relists_and_keeps_every_link() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    for i in 0..5 {
+        rig.advoware
+            .insert_appointment(timed(&format!("T{i}"), 2 + i, "09:00:00", "10:00:00"));
+    }
+    rig.run_ok("SB").await;
+    let before: Vec<Value> = rig.events("SB");
+    rig.google.expire_sync_tokens();
+    let changed = rig.advoware.appointments()[0]["frNr"].as_i64().unwrap();
+    rig.advoware
+        .user_update(changed, json!({ "text": "T0 neu" }));
+
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["full_listing"], true, "{report}");
+    assert_eq!(report["google"]["created"], 0, "{report}");
+    assert_eq!(report["google"]["deleted"], 0, "{report}");
+    assert_eq!(report["google"]["updated"], 1, "{report}");
+    let after = rig.events("SB");
+    let ids = |events: &[Value]| events.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&after), ids(&before), "same events, none made anew");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_refusals_are_retried_and_the_run_completes() {
+    let rig = CalendarRig::start(RigOptions {
+        google: "user_requests_per_minute = 0\nmax_retries = 8\nretry_base_ms = 50".into(),
+        ..RigOptions::default()
+    })
+    .await;
+    for i in 0..12 {
+        rig.advoware
+            .insert_appointment(timed(&format!("T{i}"), 2 + i, "09:00:00", "10:00:00"));
+    }
+    // Google allows 5 calls per 500 ms for the mailbox; the host's bucket is off.
+    rig.google.set_quotas(Quotas {
+        window: Duration::from_millis(500),
+        per_user: Some(5),
+        per_project: None,
+    });
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["google"]["created"], 12, "{report}");
+    assert!(rig.google.quota_refusals() > 0, "the quota was hit");
+    assert_eq!(rig.live_events("SB").len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_running_one_employee_run_it_once() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let rig = CalendarRig::start(RigOptions {
+        key_prefix: Some(prefix.clone()),
+        ..RigOptions::default()
+    })
+    .await;
+    let second = rig.another_instance().await;
+    for i in 0..5 {
+        rig.advoware
+            .insert_appointment(timed(&format!("T{i}"), 2 + i, "09:00:00", "10:00:00"));
+    }
+    // Slow Advoware keeps the first run inside its lock while the second asks.
+    rig.advoware.set_latency(Duration::from_millis(300));
+    let (one, two) = tokio::join!(CalendarRig::run_on(&rig.host, "SB"), async {
+        // The second asks once the first holds the employee's lock.
+        wait_for(Duration::from_secs(10), || async {
+            keys_with_prefix(&prefix)
+                .iter()
+                .any(|k| k.ends_with("calendar_sync:lock:SB"))
+                .then_some(())
+        })
+        .await;
+        CalendarRig::run_on(&second, "SB").await
+    });
+    let mut statuses = [one.0, two.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 409], "{one:?} {two:?}");
+    let skipped = if one.0 == 409 { &one.1 } else { &two.1 };
+    assert_eq!(skipped["outcome"], "skipped");
+    assert_eq!(rig.live_events("SB").len(), 5, "made once");
+}

@@ -1,0 +1,250 @@
+//! A tenant running `calendar-sync` between the Advoware and Google
+//! simulators, for the calendar tests and the benchmark.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::simulators::advoware::Advoware;
+use crate::simulators::google::{Google, ServiceAccount};
+use crate::{Backend, TestHost};
+
+pub const API_KEY: &str = "firm-a-key";
+
+/// What a rig is made of, beyond the defaults.
+#[derive(Clone)]
+pub struct RigOptions {
+    /// Employee code → mailbox.
+    pub employees: Vec<(String, String)>,
+    /// Lines for `[plugins.calendar-sync.config]`.
+    pub config: String,
+    /// Lines for `[upstreams.google]`.
+    pub google: String,
+    /// Subscription concurrency of `calendar_sync_employee`.
+    pub concurrency: u32,
+    pub key_prefix: Option<String>,
+}
+
+impl Default for RigOptions {
+    fn default() -> Self {
+        Self {
+            employees: vec![("SB".into(), "sabine@kanzlei.example".into())],
+            config: "write_to_advoware = true".into(),
+            google: String::new(),
+            concurrency: 8,
+            key_prefix: None,
+        }
+    }
+}
+
+pub struct CalendarRig {
+    pub advoware: Advoware,
+    pub google: Google,
+    pub host: TestHost,
+    pub options: RigOptions,
+    files: tempfile::TempDir,
+}
+
+impl CalendarRig {
+    pub async fn start(options: RigOptions) -> Self {
+        let advoware = Advoware::start_default().await;
+        let account = ServiceAccount::generate("sync@bitbylaw-test.iam.gserviceaccount.com");
+        let google = Google::start(std::slice::from_ref(&account)).await;
+        let files = tempfile::tempdir().unwrap();
+        std::fs::write(
+            files.path().join("google.json"),
+            account.key_json(&google.token_uri()),
+        )
+        .unwrap();
+        std::fs::write(files.path().join("api_key"), &advoware.account().api_key).unwrap();
+        std::fs::write(files.path().join("password"), &advoware.account().password).unwrap();
+        let toml = tenant(&advoware, &google, files.path(), &options);
+        let mut builder = TestHost::builder(Backend::Redis)
+            .host_toml(HOST_TOML)
+            .tenant("firm-a", Some(API_KEY), &toml);
+        if let Some(prefix) = &options.key_prefix {
+            builder = builder.key_prefix(prefix);
+        }
+        let host = builder.start().await;
+        Self {
+            advoware,
+            google,
+            host,
+            options,
+            files,
+        }
+    }
+
+    /// A second host instance of the same deployment (same store prefix).
+    pub async fn another_instance(&self) -> TestHost {
+        let prefix = self
+            .options
+            .key_prefix
+            .clone()
+            .expect("another instance needs RigOptions::key_prefix");
+        TestHost::builder(Backend::Redis)
+            .host_toml(HOST_TOML)
+            .key_prefix(&prefix)
+            .tenant(
+                "firm-a",
+                Some(API_KEY),
+                &tenant(
+                    &self.advoware,
+                    &self.google,
+                    self.files.path(),
+                    &self.options,
+                ),
+            )
+            .start()
+            .await
+    }
+
+    /// `POST /advoware/calendar/sync/{kuerzel}/now` on `host`: status and report.
+    pub async fn run_on(host: &TestHost, kuerzel: &str) -> (u16, Value) {
+        let response = host
+            .client
+            .post(host.url(&format!("/advoware/calendar/sync/{kuerzel}/now")))
+            .header("apikey", API_KEY)
+            .timeout(Duration::from_secs(120))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn run(&self, kuerzel: &str) -> (u16, Value) {
+        Self::run_on(&self.host, kuerzel).await
+    }
+
+    /// A run that must succeed; its report.
+    pub async fn run_ok(&self, kuerzel: &str) -> Value {
+        let (status, report) = self.run(kuerzel).await;
+        assert_eq!(status, 200, "{report}");
+        assert_eq!(report["outcome"], "ok", "{report}");
+        report
+    }
+
+    pub fn mailbox(&self, kuerzel: &str) -> String {
+        self.options
+            .employees
+            .iter()
+            .find(|(k, _)| k == kuerzel)
+            .map(|(_, m)| m.clone())
+            .unwrap()
+    }
+
+    /// The employee's sync calendar, once a run made it.
+    pub fn calendar_id(&self, kuerzel: &str) -> Option<String> {
+        self.google
+            .calendars_of(&self.mailbox(kuerzel))
+            .into_iter()
+            .find(|(_, summary)| summary == "Advoware")
+            .map(|(id, _)| id)
+    }
+
+    /// The events of the employee's sync calendar, cancelled ones included.
+    pub fn events(&self, kuerzel: &str) -> Vec<Value> {
+        self.calendar_id(kuerzel)
+            .map(|id| self.google.events(&id))
+            .unwrap_or_default()
+    }
+
+    /// The events not deleted.
+    pub fn live_events(&self, kuerzel: &str) -> Vec<Value> {
+        self.events(kuerzel)
+            .into_iter()
+            .filter(|e| e["status"] != "cancelled")
+            .collect()
+    }
+
+    /// Calls that changed something, on either simulator, since `google_from`/`advoware_from`.
+    pub fn writes_since(&self, google_from: usize, advoware_from: usize) -> Vec<String> {
+        let google = self
+            .google
+            .calls()
+            .into_iter()
+            .skip(google_from)
+            .filter(|c| c.method != "GET")
+            .map(|c| format!("Google {} {}", c.method, c.path));
+        let advoware = self
+            .advoware
+            .api_requests()
+            .into_iter()
+            .skip(advoware_from)
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("Advoware {} {}", r.method, r.path));
+        google.chain(advoware).collect()
+    }
+}
+
+/// Event handlers (the employee runs) may take minutes: deliveries must wait longer.
+const HOST_TOML: &str = r#"
+[events]
+visibility_timeout_ms = 600000
+"#;
+
+fn tenant(
+    advoware: &Advoware,
+    google: &Google,
+    files: &std::path::Path,
+    options: &RigOptions,
+) -> String {
+    let account = advoware.account();
+    let mailboxes: Vec<String> = options
+        .employees
+        .iter()
+        .map(|(k, m)| format!("{k} = \"{m}\""))
+        .collect();
+    format!(
+        r#"
+[upstreams.advoware]
+kind = "advoware"
+api_url = "{base}"
+security_gateway = "{base}"
+app_id = "{app_id}"
+kanzlei = "{kanzlei}"
+database = "{database}"
+user = "{user}"
+api_key = {{ file = "{files}/api_key" }}
+password = {{ file = "{files}/password" }}
+
+[upstreams.google]
+kind = "google"
+service_account_key = {{ file = "{files}/google.json" }}
+api_base = "{google_api}"
+{google_extra}
+
+[plugins.calendar-sync]
+component = "{{component:calendar-sync}}"
+upstreams = ["advoware", "google"]
+
+[plugins.calendar-sync.limits]
+deadline_ms = 300000
+
+[plugins.calendar-sync.subscriptions.calendar_sync_employee]
+concurrency = {concurrency}
+
+[plugins.calendar-sync.config]
+{config}
+
+[plugins.calendar-sync.config.mailboxes]
+{mailboxes}
+"#,
+        base = advoware.base_url(),
+        app_id = account.app_id,
+        kanzlei = account.kanzlei,
+        database = account.database,
+        user = account.user,
+        files = files.display(),
+        google_api = google.api_base(),
+        google_extra = options.google,
+        concurrency = options.concurrency,
+        config = options.config,
+        mailboxes = mailboxes.join("\n"),
+    )
+}
