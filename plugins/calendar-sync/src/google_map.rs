@@ -11,7 +11,7 @@
 
 use std::str::FromStr;
 
-use bitbylaw_sdk::google_calendar::{Event, EventTime, Timed};
+use bitbylaw_sdk::google_calendar::{Day, Event, EventTime, Timed};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 use crate::model::{Appointment, BERLIN, Frequency, Recurrence, Span, berlin_moment};
@@ -27,10 +27,7 @@ const CHECKED_OCCURRENCES: u16 = 500;
 pub fn write(appointment: &Appointment) -> Event {
     let (start, end) = match &appointment.span {
         Span::Timed { start, end } => (timed(*start), timed(*end)),
-        Span::AllDay { first, end } => (
-            EventTime::Date(first.format("%Y-%m-%d").to_string()),
-            EventTime::Date(end.format("%Y-%m-%d").to_string()),
-        ),
+        Span::AllDay { first, end } => (day(*first), day(*end)),
     };
     let mut event = Event::empty();
     event.start = Some(start);
@@ -44,6 +41,14 @@ pub fn write(appointment: &Appointment) -> Event {
         event.recurrence = vec![rrule_line(recurrence, &appointment.span)];
     }
     event
+}
+
+/// A day, with the zone Google wants on a series' start (and gets on every one).
+fn day(date: NaiveDate) -> EventTime {
+    EventTime::Date(Day {
+        date: date.format("%Y-%m-%d").to_string(),
+        time_zone: Some("Europe/Berlin".into()),
+    })
 }
 
 fn timed(local: NaiveDateTime) -> EventTime {
@@ -94,7 +99,7 @@ pub fn read(event: &Event) -> Result<Appointment, Unsupported> {
     };
     let span = match (start, end) {
         (EventTime::Date(first), EventTime::Date(end)) => {
-            let (first, end) = (date(first)?, date(end)?);
+            let (first, end) = (date(&first.date)?, date(&end.date)?);
             Span::AllDay {
                 first,
                 end: end.max(first.succ_opt().unwrap_or(first)),
@@ -310,7 +315,7 @@ mod tests {
     fn start_of(event: &Event) -> String {
         match event.start.as_ref().unwrap() {
             EventTime::DateTime(timed) => timed.date_time.clone(),
-            EventTime::Date(date) => date.clone(),
+            EventTime::Date(day) => day.date.clone(),
         }
     }
 
@@ -379,7 +384,7 @@ mod tests {
         };
         let event = write(&appointment);
         assert_eq!(start_of(&event), "2026-12-24");
-        assert!(matches!(&event.end, Some(EventTime::Date(end)) if end == "2026-12-27"));
+        assert!(matches!(&event.end, Some(EventTime::Date(end)) if end.date == "2026-12-27"));
         assert_eq!(read(&event).unwrap(), appointment);
     }
 

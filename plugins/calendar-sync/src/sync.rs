@@ -447,15 +447,15 @@ impl Run<'_> {
                     let Some(content) = mirrored.pending.clone() else {
                         continue;
                     };
-                    self.link(
-                        calendar,
-                        state,
-                        &event_id,
-                        &mirrored,
-                        termin.fr_nr,
-                        &content,
-                        &termin.appointment,
-                    )?;
+                    let fr_nr = termin.fr_nr;
+                    let stored = &termin.appointment;
+                    if let Err(error) = self.link(
+                        calendar, state, &event_id, &mirrored, fr_nr, &content, stored,
+                    ) {
+                        self.report.note_failure(format!(
+                            "linking {fr_nr} to Google event {event_id}: {error}"
+                        ));
+                    }
                 }
                 None => {
                     // The POST never arrived: import again below.

@@ -15,7 +15,7 @@
 use crate::Error;
 use crate::bindings::bitbylaw::plugin::google_calendar as wit;
 
-pub use wit::{Calendar, Error as GoogleError, Event, EventPage, EventTime, ListQuery, Timed};
+pub use wit::{Calendar, Day, Error as GoogleError, Event, EventPage, EventTime, ListQuery, Timed};
 
 /// A mailbox the plugin acts as.
 #[derive(Debug, Clone)]
@@ -196,8 +196,14 @@ impl Event {
     /// An all-day event from `first` to `last_exclusive` (`YYYY-MM-DD`).
     pub fn all_day(first: &str, last_exclusive: &str) -> Self {
         Self {
-            start: Some(EventTime::Date(first.to_owned())),
-            end: Some(EventTime::Date(last_exclusive.to_owned())),
+            start: Some(EventTime::Date(Day {
+                date: first.to_owned(),
+                time_zone: None,
+            })),
+            end: Some(EventTime::Date(Day {
+                date: last_exclusive.to_owned(),
+                time_zone: None,
+            })),
             ..Self::empty()
         }
     }

@@ -65,8 +65,9 @@ pub(crate) fn event_from_api(event: api::Event) -> wit::Event {
 
 fn time_to_api(time: wit::EventTime) -> Result<api::EventDateTime, GoogleError> {
     Ok(match time {
-        wit::EventTime::Date(date) => api::EventDateTime {
-            date: Some(parse_date(&date)?),
+        wit::EventTime::Date(day) => api::EventDateTime {
+            date: Some(parse_date(&day.date)?),
+            time_zone: day.time_zone,
             ..Default::default()
         },
         wit::EventTime::DateTime(timed) => api::EventDateTime {
@@ -84,8 +85,12 @@ fn time_from_api(time: api::EventDateTime) -> Option<wit::EventTime> {
             time_zone: time.time_zone,
         }));
     }
-    time.date
-        .map(|date| wit::EventTime::Date(date.format("%Y-%m-%d").to_string()))
+    time.date.map(|date| {
+        wit::EventTime::Date(wit::Day {
+            date: date.format("%Y-%m-%d").to_string(),
+            time_zone: time.time_zone,
+        })
+    })
 }
 
 pub(crate) fn calendar_to_api(calendar: wit::Calendar) -> api::Calendar {
@@ -148,7 +153,10 @@ mod tests {
                 date_time: "2026-12-24T09:00:00+01:00".into(),
                 time_zone: Some("Europe/Berlin".into()),
             })),
-            end: Some(wit::EventTime::Date("2026-12-25".into())),
+            end: Some(wit::EventTime::Date(wit::Day {
+                date: "2026-12-25".into(),
+                time_zone: None,
+            })),
             recurrence: vec!["RRULE:FREQ=WEEKLY".into()],
             recurring_event_id: None,
             original_start: None,
@@ -165,7 +173,7 @@ mod tests {
         assert_eq!(start.date_time, "2026-12-24T08:00:00Z");
         assert_eq!(start.time_zone.as_deref(), Some("Europe/Berlin"));
         assert!(
-            matches!(&back.end, Some(wit::EventTime::Date(day)) if day == "2026-12-25"),
+            matches!(&back.end, Some(wit::EventTime::Date(day)) if day.date == "2026-12-25"),
             "{:?}",
             back.end
         );
