@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::calendar::{CalendarRig, RigOptions};
+use bitbylaw_tests::calendar::{API_KEY, CalendarRig, RigOptions};
 use bitbylaw_tests::simulators::google::Quotas;
-use bitbylaw_tests::{keys_with_prefix, wait_for};
+use bitbylaw_tests::{HostProcess, component, keys_with_prefix, wait_for};
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::{Value, json};
 
@@ -375,4 +375,145 @@ async fn two_instances_running_one_employee_run_it_once() {
     let skipped = if one.0 == 409 { &one.1 } else { &two.1 };
     assert_eq!(skipped["outcome"], "skipped");
     assert_eq!(rig.live_events("SB").len(), 5, "made once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let rig = CalendarRig::start(RigOptions {
+        key_prefix: Some(prefix.clone()),
+        config: "write_to_advoware = true\nlock_ttl_s = 2".into(),
+        ..RigOptions::default()
+    })
+    .await;
+    let numbers: Vec<i64> = (0..30)
+        .map(|i| {
+            rig.advoware
+                .insert_appointment(timed(&format!("T{i}"), 2 + i, "09:00:00", "10:00:00"))
+        })
+        .collect();
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+    // Work for the run to be killed in: 30 changes in Advoware, 5 new events in Google.
+    for fr_nr in &numbers {
+        rig.advoware.user_update(*fr_nr, json!({ "ort": "Saal 9" }));
+    }
+    for i in 0..5 {
+        rig.google.user_insert(&calendar, json!({
+            "summary": format!("G{i}"),
+            "start": { "dateTime": format!("{}T15:00:00+01:00", day(40 + i)), "timeZone": "Europe/Berlin" },
+            "end": { "dateTime": format!("{}T16:00:00+01:00", day(40 + i)), "timeZone": "Europe/Berlin" },
+        }));
+    }
+
+    // The same deployment as its own process, killed with -9 in the middle of a run.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/component-cache");
+    std::fs::write(
+        dir.path().join("host.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\n[store]\n{}\nkey_prefix = \"{prefix}\"\n[runtime]\ncache_dir = \"{}\"\n{}",
+            bitbylaw_tests::redis_target::store_toml(),
+            cache.display(),
+            bitbylaw_tests::calendar::HOST_TOML,
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    let tenant = rig.tenant_toml().replace(
+        "{component:calendar-sync}",
+        &component("calendar-sync").display().to_string(),
+    );
+    std::fs::write(
+        dir.path().join("tenants/firm-a.toml"),
+        format!(
+            "api_keys = [{{ file = \"{}\" }}]\n{tenant}",
+            dir.path().join("key").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("key"), API_KEY).unwrap();
+    let mut process = HostProcess::spawn(
+        &dir.path().join("host.toml"),
+        &dir.path().join("host.log"),
+        &[],
+    );
+    let address = process.listening().await;
+    rig.google.set_latency(Duration::from_millis(40));
+    let client = reqwest::Client::new();
+    let doomed = tokio::spawn(
+        client
+            .post(format!("http://{address}/advoware/calendar/sync/SB/now"))
+            .header("apikey", API_KEY)
+            .send(),
+    );
+    let writes_before = rig
+        .google
+        .calls()
+        .iter()
+        .filter(|c| c.method != "GET")
+        .count();
+    wait_for(Duration::from_secs(30), || async {
+        let writes = rig
+            .google
+            .calls()
+            .iter()
+            .filter(|c| c.method != "GET")
+            .count();
+        (writes >= writes_before + 10).then_some(())
+    })
+    .await;
+    process.kill();
+    assert!(doomed.await.unwrap().is_err(), "the killed run answered");
+    rig.google.set_latency(Duration::ZERO);
+    let changed_before_kill = rig
+        .live_events("SB")
+        .iter()
+        .filter(|e| e["location"] == "Saal 9")
+        .count();
+    assert!(
+        changed_before_kill < 30,
+        "the run was killed before it finished"
+    );
+
+    // Its lock expires; the next runs finish the work, each appointment once.
+    wait_for(Duration::from_secs(10), || async {
+        (!keys_with_prefix(&prefix)
+            .iter()
+            .any(|k| k.ends_with("calendar_sync:lock:SB")))
+        .then_some(())
+    })
+    .await;
+    for _ in 0..3 {
+        let report = rig.run_ok("SB").await;
+        if report["google"]["updated"] == 0 && report["advoware"]["created"] == 0 {
+            break;
+        }
+    }
+    let events = rig.live_events("SB");
+    assert_eq!(
+        events.len(),
+        35,
+        "30 from Advoware, 5 from Google, none twice"
+    );
+    for fr_nr in &numbers {
+        let linked = by_fr_nr(&events, *fr_nr);
+        assert_eq!(linked.len(), 1, "appointment {fr_nr}");
+        assert_eq!(linked[0]["location"], "Saal 9");
+    }
+    let appointments = rig.advoware.appointments();
+    for i in 0..5 {
+        let imported = appointments
+            .iter()
+            .filter(|a| a["text"] == format!("G{i}"))
+            .count();
+        assert_eq!(imported, 1, "G{i} imported once");
+    }
+    let (google_calls, advoware_calls) =
+        (rig.google.calls().len(), rig.advoware.api_requests().len());
+    rig.run_ok("SB").await;
+    assert_eq!(
+        rig.writes_since(google_calls, advoware_calls),
+        Vec::<String>::new()
+    );
 }

@@ -99,6 +99,16 @@ impl CalendarRig {
             .await
     }
 
+    /// The tenant file, `{component:…}` not yet resolved.
+    pub fn tenant_toml(&self) -> String {
+        tenant(
+            &self.advoware,
+            &self.google,
+            self.files.path(),
+            &self.options,
+        )
+    }
+
     /// `POST /advoware/calendar/sync/{kuerzel}/now` on `host`: status and report.
     pub async fn run_on(host: &TestHost, kuerzel: &str) -> (u16, Value) {
         let response = host
@@ -183,7 +193,7 @@ impl CalendarRig {
 }
 
 /// Event handlers (the employee runs) may take minutes: deliveries must wait longer.
-const HOST_TOML: &str = r#"
+pub const HOST_TOML: &str = r#"
 [events]
 visibility_timeout_ms = 600000
 "#;

@@ -397,6 +397,21 @@ impl HostProcess {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The address it listens on, once its log says so.
+    pub async fn listening(&self) -> SocketAddr {
+        wait_for(std::time::Duration::from_secs(30), || async {
+            let log = self.log_text();
+            let line = log.lines().find(|l| l.contains("bitbylaw listening"))?;
+            let start = line.find("127.0.0.1:")?;
+            let digits: String = line[start + "127.0.0.1:".len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            format!("127.0.0.1:{digits}").parse().ok()
+        })
+        .await
+    }
 }
 
 impl Drop for HostProcess {

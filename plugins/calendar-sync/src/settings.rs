@@ -58,6 +58,14 @@ pub struct Settings {
     /// set it to the tenant's id when two tenants could share a calendar.
     #[serde(default = "default_namespace")]
     pub id_namespace: String,
+    /// How long an employee's lock outlives a run that died (it is extended
+    /// while a run lasts).
+    #[serde(default = "default_lock_ttl")]
+    pub lock_ttl_s: u64,
+}
+
+fn default_lock_ttl() -> u64 {
+    300
 }
 
 fn default_calendar_name() -> String {
@@ -105,6 +113,10 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    pub fn lock_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lock_ttl_s.max(1))
     }
 
     pub fn visibility(&self, full_content: bool) -> Visibility {

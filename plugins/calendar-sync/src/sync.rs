@@ -11,7 +11,7 @@
 //! than the configured share, stop the run with nothing deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bitbylaw_sdk::advoware;
 use bitbylaw_sdk::google_calendar::{CalendarRef, Event, GoogleError, Mailbox};
@@ -29,11 +29,6 @@ use crate::state::{
     EMPLOYEES_KEY, EmployeeState, Mirrored, PROP_ADVOWARE_HASH, PROP_FR_NR, PROP_GOOGLE_HASH,
     Report, lock_name, report_key,
 };
-
-/// The employee's lock lives this long and is extended while the run lasts.
-pub const LOCK_TTL: Duration = Duration::from_secs(300);
-/// How often a long run extends its lock.
-const EXTEND_EVERY: Duration = Duration::from_secs(60);
 
 /// Why a run did not complete.
 #[derive(Debug)]
@@ -101,7 +96,9 @@ pub fn run_employee(
             "employee {kuerzel} has no mailbox in the setting `mailboxes`"
         )));
     };
-    let Some(lease) = lock::acquire(&lock_name(kuerzel), LOCK_TTL).map_err(Error::from)? else {
+    let Some(lease) =
+        lock::acquire(&lock_name(kuerzel), settings.lock_ttl()).map_err(Error::from)?
+    else {
         info!(
             "calendar sync of {} skipped: another run holds its lock",
             kuerzel
@@ -257,12 +254,13 @@ impl Run<'_> {
         )
     }
 
-    /// Extends the lock once a minute; a run that lost it stops.
+    /// Extends the lock after a third of its lifetime; a run that lost it stops.
     fn keep_lock(&mut self) -> Result<(), RunError> {
-        if self.extended_at.elapsed() < EXTEND_EVERY {
+        let ttl = self.settings.lock_ttl();
+        if self.extended_at.elapsed() < ttl / 3 {
             return Ok(());
         }
-        match self.lease.extend(LOCK_TTL) {
+        match self.lease.extend(ttl) {
             Ok(true) => {
                 self.extended_at = Instant::now();
                 Ok(())
