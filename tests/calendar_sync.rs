@@ -85,6 +85,15 @@ async fn a_first_run_creates_each_appointment_once_and_a_quiet_run_writes_nothin
         "2037 means endless"
     );
 
+    let metrics = rig.host.metrics().await;
+    for line in [
+        r#"bitbylaw_plugin_counter_total{tenant="firm-a",plugin="calendar-sync",name="calendar_runs",outcome="ok"} 1"#,
+        r#"bitbylaw_plugin_counter_total{tenant="firm-a",plugin="calendar-sync",name="calendar_writes",kind="created",side="google"} 3"#,
+        r#"bitbylaw_plugin_histogram_count{tenant="firm-a",plugin="calendar-sync",name="calendar_run_seconds",employee="SB"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} missing in:\n{metrics}");
+    }
+
     let (google_calls, advoware_calls) =
         (rig.google.calls().len(), rig.advoware.api_requests().len());
     let quiet = rig.run_ok("SB").await;
@@ -516,4 +525,189 @@ async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
         rig.writes_since(google_calls, advoware_calls),
         Vec::<String>::new()
     );
+}
+
+async fn admin(rig: &CalendarRig, method: reqwest::Method, path: &str) -> (u16, Value) {
+    let response = rig
+        .host
+        .client
+        .request(method, rig.host.url(path))
+        .header("apikey", API_KEY)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
+    use reqwest::Method;
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    let kept = rig
+        .advoware
+        .insert_appointment(timed("Bleibt", 2, "09:00:00", "10:00:00"));
+    let doubled = rig
+        .advoware
+        .insert_appointment(timed("Doppelt", 3, "09:00:00", "10:00:00"));
+    let orphaned = rig
+        .advoware
+        .insert_appointment(timed("Verwaist", 4, "09:00:00", "10:00:00"));
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+
+    // verify: says what a run would do, writes nothing.
+    rig.advoware
+        .user_update(kept, json!({ "text": "Bleibt (neu)" }));
+    let (google_calls, advoware_calls) =
+        (rig.google.calls().len(), rig.advoware.api_requests().len());
+    let (status, verified) = admin(&rig, Method::GET, "/advoware/calendar/verify/SB").await;
+    assert_eq!(status, 200, "{verified}");
+    assert_eq!(
+        verified["planned"],
+        json!([{ "fr_nr": kept, "event_id": by_fr_nr(&rig.events("SB"), kept)[0]["id"], "action": "UpdateGoogle" }])
+    );
+    assert_eq!(verified["refused"], Value::Null);
+    assert_eq!(
+        rig.writes_since(google_calls, advoware_calls),
+        Vec::<String>::new()
+    );
+
+    // duplicates: a copy linked to the same appointment is found, and deleted on request.
+    let original = by_fr_nr(&rig.events("SB"), doubled)[0].clone();
+    let mut copy = original.clone();
+    for field in ["id", "etag", "created", "updated", "kind"] {
+        copy.as_object_mut().unwrap().remove(field);
+    }
+    let copy_id = rig.google.user_insert(&calendar, copy);
+    let (status, found) = admin(&rig, Method::GET, "/advoware/calendar/duplicates/SB").await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["duplicates"][0]["fr_nr"], doubled);
+    assert_eq!(
+        found["duplicates"][0]["kept"], original["id"],
+        "the derived id is kept"
+    );
+    assert_eq!(found["deleted"], json!([]));
+    let (_, repaired) = admin(&rig, Method::DELETE, "/advoware/calendar/duplicates/SB").await;
+    assert_eq!(repaired["deleted"], json!([copy_id]));
+    assert_eq!(by_fr_nr(&rig.live_events("SB"), doubled).len(), 1);
+
+    // orphans: a linked event whose appointment is gone from Advoware.
+    rig.advoware.user_delete(orphaned);
+    let (_, found) = admin(&rig, Method::GET, "/advoware/calendar/orphans/SB").await;
+    let orphan_id = by_fr_nr(&rig.events("SB"), orphaned)[0]["id"].clone();
+    assert_eq!(found["orphans"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["orphans"][0]["event_id"], orphan_id);
+    let (_, cleaned) = admin(&rig, Method::DELETE, "/advoware/calendar/orphans/SB").await;
+    assert_eq!(cleaned["deleted"], json!([orphan_id]));
+    assert_eq!(rig.live_events("SB").len(), 2);
+
+    // lookup: both sides and what the sync stored.
+    let (status, looked) = admin(
+        &rig,
+        Method::GET,
+        &format!("/advoware/calendar/lookup/SB?fr_nr={kept}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{looked}");
+    assert_eq!(looked["advoware"]["text"], "Bleibt (neu)");
+    assert_eq!(looked["google"][0]["google"]["summary"], "Bleibt");
+    assert_eq!(looked["google"][0]["stored"]["fr_nr"], kept);
+    let (status, refused) =
+        admin(&rig, Method::GET, "/advoware/calendar/lookup/SB?fr_nr=abc").await;
+    assert_eq!(status, 400, "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("fr_nr"));
+
+    // locks: a run holds one while it lasts; it can be released by hand.
+    rig.advoware.set_latency(Duration::from_millis(500));
+    let running = tokio::spawn({
+        let client = rig.host.client.clone();
+        let url = rig.host.url("/advoware/calendar/sync/SB/now");
+        async move {
+            client
+                .post(url)
+                .header("apikey", API_KEY)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    wait_for(Duration::from_secs(10), || async {
+        let (_, locks) = admin(&rig, Method::GET, "/advoware/calendar/locks").await;
+        (locks["held"] == json!(["SB"])).then_some(())
+    })
+    .await;
+    let (_, released) = admin(&rig, Method::DELETE, "/advoware/calendar/locks/SB").await;
+    assert_eq!(released, json!({ "kuerzel": "SB", "released": true }));
+    assert_eq!(running.await.unwrap(), 200);
+    rig.advoware.set_latency(Duration::ZERO);
+    let (_, locks) = admin(&rig, Method::GET, "/advoware/calendar/locks").await;
+    assert_eq!(locks["held"], json!([]));
+
+    // Bad input is named.
+    let (status, answer) = rig.trigger(json!({ "kuerzel": "S B" })).await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = rig.trigger(json!({ "kuerzel": "ZZ" })).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"].as_str().unwrap().contains("mailbox"),
+        "{answer}"
+    );
+    let (status, answer) = rig.trigger(json!({ "kuerzel": "SB", "full": true })).await;
+    assert_eq!(status, 400);
+    assert!(
+        answer["message"].as_str().unwrap().contains("full"),
+        "{answer}"
+    );
+    let (status, answer) = rig
+        .trigger(json!({ "kuerzel": "sb", "full_content": false }))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "status": "triggered", "kuerzel": "SB", "full_content": false, "message": "sync of SB triggered" })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trigger_syncs_every_employee_through_the_events_and_neutral_mode_hides_text() {
+    let rig = CalendarRig::start(RigOptions {
+        employees: vec![
+            ("SB".into(), "sabine@kanzlei.example".into()),
+            ("MK".into(), "markus@kanzlei.example".into()),
+        ],
+        ..RigOptions::default()
+    })
+    .await;
+    rig.advoware
+        .insert_appointment(timed("Mandant Müller", 2, "09:00:00", "10:00:00"));
+    let mut for_mk = timed("Mandantin Schulz", 3, "11:00:00", "12:00:00");
+    for_mk["kuerzel"] = json!("MK");
+    rig.advoware.insert_appointment(for_mk);
+    let (status, answer) = rig
+        .trigger(json!({ "kuerzel": "ALL", "full_content": false }))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let reports = wait_for(Duration::from_secs(30), || async {
+        let reports = rig.status().await;
+        (reports.len() == 2 && reports.iter().all(|r| r["outcome"] == "ok")).then_some(reports)
+    })
+    .await;
+    assert!(
+        reports.iter().all(|r| r["google"]["created"] == 1),
+        "{reports:?}"
+    );
+    for kuerzel in ["SB", "MK"] {
+        let events = rig.live_events(kuerzel);
+        assert_eq!(events.len(), 1, "{kuerzel}");
+        assert_eq!(events[0]["summary"], "Termin", "neutral title");
+        assert!(
+            events[0].get("description").is_none() && events[0].get("location").is_none(),
+            "{}",
+            events[0]
+        );
+        assert_eq!(events[0]["transparency"], "opaque");
+    }
 }

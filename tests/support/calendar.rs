@@ -23,6 +23,8 @@ pub struct RigOptions {
     /// Subscription concurrency of `calendar_sync_employee`.
     pub concurrency: u32,
     pub key_prefix: Option<String>,
+    /// More host settings, appended to the `[events]` table of [`HOST_TOML`].
+    pub host: String,
 }
 
 impl Default for RigOptions {
@@ -33,6 +35,7 @@ impl Default for RigOptions {
             google: String::new(),
             concurrency: 8,
             key_prefix: None,
+            host: String::new(),
         }
     }
 }
@@ -60,7 +63,7 @@ impl CalendarRig {
         std::fs::write(files.path().join("password"), &advoware.account().password).unwrap();
         let toml = tenant(&advoware, &google, files.path(), &options);
         let mut builder = TestHost::builder(Backend::Redis)
-            .host_toml(HOST_TOML)
+            .host_toml(&format!("{HOST_TOML}\n{}", options.host))
             .tenant("firm-a", Some(API_KEY), &toml);
         if let Some(prefix) = &options.key_prefix {
             builder = builder.key_prefix(prefix);
@@ -83,7 +86,7 @@ impl CalendarRig {
             .clone()
             .expect("another instance needs RigOptions::key_prefix");
         TestHost::builder(Backend::Redis)
-            .host_toml(HOST_TOML)
+            .host_toml(&format!("{HOST_TOML}\n{}", self.options.host))
             .key_prefix(&prefix)
             .tenant(
                 "firm-a",
@@ -125,6 +128,35 @@ impl CalendarRig {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// `POST /advoware/calendar/sync` with `body`: status and answer.
+    pub async fn trigger(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .host
+            .client
+            .post(self.host.url("/advoware/calendar/sync"))
+            .header("apikey", API_KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET /advoware/calendar/status`: the last run of each employee.
+    pub async fn status(&self) -> Vec<Value> {
+        let response = self
+            .host
+            .client
+            .get(self.host.url("/advoware/calendar/status"))
+            .header("apikey", API_KEY)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        body["employees"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn run(&self, kuerzel: &str) -> (u16, Value) {

@@ -16,6 +16,7 @@ pub mod http;
 pub mod kv;
 pub mod lock;
 pub mod log;
+pub mod metrics;
 pub mod rate_limit;
 mod state;
 
@@ -47,6 +48,7 @@ pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wit::lock::add_to_linker::<HostState, Own>(linker, own)?;
     wit::rate_limit::add_to_linker::<HostState, Own>(linker, own)?;
     wit::events::add_to_linker::<HostState, Own>(linker, own)?;
+    wit::metrics::add_to_linker::<HostState, Own>(linker, own)?;
     wit::http::add_to_linker::<HostState, Own>(linker, own)?;
     crate::upstreams::add_to_linker(linker)?;
     Ok(())

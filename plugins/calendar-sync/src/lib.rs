@@ -8,6 +8,7 @@
 //! `docs/plugins/calendar-sync.md`.
 
 mod advoware_map;
+mod audit;
 mod google_map;
 mod model;
 mod settings;
@@ -43,6 +44,14 @@ impl Plugin for CalendarSync {
             .post("/advoware/calendar/sync", trigger)
             .post("/advoware/calendar/sync/{kuerzel}/now", run_now)
             .get("/advoware/calendar/status", status)
+            .get("/advoware/calendar/verify/{kuerzel}", audit::verify)
+            .get("/advoware/calendar/duplicates/{kuerzel}", audit::duplicates)
+            .delete("/advoware/calendar/duplicates/{kuerzel}", audit::duplicates)
+            .get("/advoware/calendar/orphans/{kuerzel}", audit::orphans)
+            .delete("/advoware/calendar/orphans/{kuerzel}", audit::orphans)
+            .get("/advoware/calendar/lookup/{kuerzel}", audit::lookup)
+            .get("/advoware/calendar/locks", audit::locks)
+            .delete("/advoware/calendar/locks/{kuerzel}", audit::unlock)
     }
 
     fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {

@@ -36,6 +36,11 @@ pub fn report_key(kuerzel: &str) -> String {
     format!("run:{kuerzel}")
 }
 
+/// The token of the lease a run holds, kept while it lives.
+pub fn lease_key(kuerzel: &str) -> String {
+    format!("lease:{kuerzel}")
+}
+
 pub fn lock_name(kuerzel: &str) -> String {
     format!("calendar_sync:lock:{kuerzel}")
 }

@@ -16,8 +16,9 @@ use std::time::Instant;
 use bitbylaw_sdk::advoware;
 use bitbylaw_sdk::google_calendar::{CalendarRef, Event, GoogleError, Mailbox};
 use bitbylaw_sdk::lock::{self, Lease};
-use bitbylaw_sdk::{Error, info, kv, warn};
+use bitbylaw_sdk::{Error, info, kv, metrics, warn};
 use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -27,7 +28,7 @@ use crate::model::{Appointment, Visibility, berlin_moment};
 use crate::settings::{ConflictPolicy, Settings};
 use crate::state::{
     EMPLOYEES_KEY, EmployeeState, Mirrored, PROP_ADVOWARE_HASH, PROP_FR_NR, PROP_GOOGLE_HASH,
-    Report, lock_name, report_key,
+    Report, lease_key, lock_name, report_key,
 };
 
 /// Why a run did not complete.
@@ -104,18 +105,21 @@ pub fn run_employee(
             kuerzel
         );
         report.outcome = "skipped".into();
+        metrics::counter_add("calendar_runs", &[("outcome", "skipped")], 1);
         return Ok(report);
     };
+    remember_lease(kuerzel, &lease, settings.lock_ttl());
     let result = Run {
         settings,
         kuerzel: kuerzel.to_owned(),
         visibility: settings.visibility(full_content),
         mailbox: Mailbox::new(mailbox),
-        lease: &lease,
+        lease: Some(&lease),
         extended_at: Instant::now(),
         report: &mut report,
     }
     .run();
+    let _ = kv::delete(&lease_key(kuerzel));
     if let Err(error) = lease.release() {
         warn!(
             "could not release the lock of {}: {}",
@@ -128,10 +132,136 @@ pub fn run_employee(
         report.outcome = "failed".into();
         report.error = Some(error.to_string());
     }
+    record_metrics(&report);
     // The report is for people looking; failing to keep it fails nothing.
     let _ = kv::set_json(&report_key(kuerzel), &report, None);
     let _ = kv::set_add(EMPLOYEES_KEY, &[kuerzel.to_owned()]);
     result.map(|()| report)
+}
+
+/// Advoware listing nothing beside linked events is an outage, not a wish to delete.
+fn refuse_empty_advoware(
+    kuerzel: &str,
+    state: &EmployeeState,
+    advoware: &AdvowareSide,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<(), RunError> {
+    let linked_in_window = state
+        .events
+        .values()
+        .filter(|e| e.fr_nr.is_some() && !e.cancelled && e.overlaps(from, to))
+        .count();
+    if advoware.termine.is_empty() && advoware.unreadable.is_empty() && linked_in_window > 0 {
+        return Err(RunError::Refused(format!(
+            "Advoware listed no appointments for {kuerzel} while its calendar holds {linked_in_window} linked events in the window; nothing was changed"
+        )));
+    }
+    Ok(())
+}
+
+/// More deletions than the configured share of the links stop the run.
+fn refuse_mass_deletion(
+    settings: &Settings,
+    kuerzel: &str,
+    state: &EmployeeState,
+    plan: &[(i64, Option<String>, Action)],
+) -> Result<(), RunError> {
+    let deletions = plan
+        .iter()
+        .filter(|(_, _, action)| matches!(action, Action::DeleteGoogle | Action::DeleteAdvoware))
+        .count();
+    let linked = state
+        .events
+        .values()
+        .filter(|e| e.fr_nr.is_some() && !e.cancelled)
+        .count();
+    if deletions > settings.max_delete_floor
+        && deletions as f64 > settings.max_delete_share * linked as f64
+    {
+        return Err(RunError::Refused(format!(
+            "the run would delete {deletions} of {linked} linked appointments of {kuerzel} (more than {:.0} %); nothing was deleted",
+            settings.max_delete_share * 100.0
+        )));
+    }
+    Ok(())
+}
+
+/// What `verify` says a run would do.
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub kuerzel: String,
+    pub calendar_id: Option<String>,
+    pub advoware_appointments: usize,
+    pub linked_events: usize,
+    pub planned: Vec<Planned>,
+    /// The safeguard that would stop the run.
+    pub refused: Option<String>,
+    pub unsupported: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Planned {
+    pub fr_nr: Option<i64>,
+    pub event_id: Option<String>,
+    pub action: String,
+}
+
+/// What a run of `kuerzel` would do now; writes nothing, takes no lock.
+pub fn verify_employee(
+    settings: &Settings,
+    kuerzel: &str,
+    full_content: bool,
+) -> Result<Verification, RunError> {
+    let Some(mailbox) = settings.mailbox(kuerzel) else {
+        return Err(RunError::Refused(format!(
+            "employee {kuerzel} has no mailbox in the setting `mailboxes`"
+        )));
+    };
+    let mut report = Report::default();
+    Run {
+        settings,
+        kuerzel: kuerzel.to_owned(),
+        visibility: settings.visibility(full_content),
+        mailbox: Mailbox::new(mailbox),
+        lease: None,
+        extended_at: Instant::now(),
+        report: &mut report,
+    }
+    .verify()
+}
+
+/// Runs by outcome, run time per employee, writes per side and kind.
+fn record_metrics(report: &Report) {
+    metrics::counter_add("calendar_runs", &[("outcome", report.outcome.as_str())], 1);
+    metrics::observe(
+        "calendar_run_seconds",
+        &[("employee", report.kuerzel.as_str())],
+        report.duration_ms as f64 / 1000.0,
+    );
+    for (side, writes) in [("google", &report.google), ("advoware", &report.advoware)] {
+        for (kind, count) in [
+            ("created", writes.created),
+            ("updated", writes.updated),
+            ("deleted", writes.deleted),
+            ("restored", writes.restored),
+            ("linked", writes.linked),
+        ] {
+            if count > 0 {
+                metrics::counter_add(
+                    "calendar_writes",
+                    &[("side", side), ("kind", kind)],
+                    u64::from(count),
+                );
+            }
+        }
+    }
+}
+
+/// Keeps the lease's token beside the lock, as long as it lives, so the
+/// `locks` routes can list and release it.
+fn remember_lease(kuerzel: &str, lease: &Lease, ttl: std::time::Duration) {
+    let _ = kv::set(&lease_key(kuerzel), lease.token().as_bytes(), Some(ttl));
 }
 
 /// What to do about one appointment.
@@ -154,7 +284,8 @@ struct Run<'a> {
     kuerzel: String,
     visibility: Visibility,
     mailbox: Mailbox,
-    lease: &'a Lease,
+    /// None when only reading (`verify`).
+    lease: Option<&'a Lease>,
     extended_at: Instant,
     report: &'a mut Report,
 }
@@ -170,46 +301,16 @@ struct AdvowareSide {
 impl Run<'_> {
     fn run(mut self) -> Result<(), RunError> {
         let mut state = EmployeeState::load(&self.kuerzel)?;
-        let calendar = self.calendar(&mut state)?;
+        let Some(calendar) = self.calendar(&mut state, true)? else {
+            return Err(RunError::Failed("no calendar".into()));
+        };
         let next_sync_token = self.read_google(&calendar, &mut state)?;
         let (from, to) = self.window();
         let mut advoware = self.read_advoware(from, to)?;
-
-        let linked_in_window = state
-            .events
-            .values()
-            .filter(|e| e.fr_nr.is_some() && !e.cancelled && e.overlaps(from, to))
-            .count();
-        if advoware.termine.is_empty() && advoware.unreadable.is_empty() && linked_in_window > 0 {
-            return Err(RunError::Refused(format!(
-                "Advoware listed no appointments for {} while its calendar holds {linked_in_window} linked events in the window; nothing was changed",
-                self.kuerzel
-            )));
-        }
-
+        refuse_empty_advoware(&self.kuerzel, &state, &advoware, from, to)?;
         self.resolve_started_imports(&calendar, &mut state, &advoware)?;
         let plan = self.plan(&state, &mut advoware, from, to)?;
-
-        let deletions = plan
-            .iter()
-            .filter(|(_, _, action)| {
-                matches!(action, Action::DeleteGoogle | Action::DeleteAdvoware)
-            })
-            .count();
-        let linked = state
-            .events
-            .values()
-            .filter(|e| e.fr_nr.is_some() && !e.cancelled)
-            .count();
-        if deletions > self.settings.max_delete_floor
-            && deletions as f64 > self.settings.max_delete_share * linked as f64
-        {
-            return Err(RunError::Refused(format!(
-                "the run would delete {deletions} of {linked} linked appointments of {} (more than {:.0} %); nothing was deleted",
-                self.kuerzel,
-                self.settings.max_delete_share * 100.0
-            )));
-        }
+        refuse_mass_deletion(self.settings, &self.kuerzel, &state, &plan)?;
 
         for (fr_nr, event_id, action) in plan {
             self.keep_lock()?;
@@ -246,6 +347,57 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// What a run would do now, without writing anything.
+    fn verify(mut self) -> Result<Verification, RunError> {
+        let mut state = EmployeeState::load(&self.kuerzel)?;
+        let calendar = self.calendar(&mut state, false)?;
+        if let Some(calendar) = &calendar {
+            self.read_google(calendar, &mut state)?;
+        }
+        let (from, to) = self.window();
+        let mut advoware = self.read_advoware(from, to)?;
+        let empty = refuse_empty_advoware(&self.kuerzel, &state, &advoware, from, to).err();
+        let plan = self.plan(&state, &mut advoware, from, to)?;
+        let mass = refuse_mass_deletion(self.settings, &self.kuerzel, &state, &plan).err();
+        let planned = plan
+            .into_iter()
+            .map(|(fr_nr, event_id, action)| Planned {
+                fr_nr: Some(fr_nr),
+                event_id,
+                action: format!("{action:?}"),
+            })
+            .chain(
+                state
+                    .events
+                    .iter()
+                    .filter(|(_, e)| e.fr_nr.is_none() && !e.cancelled && e.pending.is_some())
+                    .filter(|(_, e)| e.overlaps(from, to))
+                    .map(|(id, _)| Planned {
+                        fr_nr: None,
+                        event_id: Some(id.clone()),
+                        action: if self.settings.write_to_advoware {
+                            "ImportToAdvoware".into()
+                        } else {
+                            "NotImported (write_to_advoware is off)".into()
+                        },
+                    }),
+            )
+            .collect();
+        Ok(Verification {
+            kuerzel: self.kuerzel.clone(),
+            calendar_id: state.calendar_id.clone(),
+            advoware_appointments: advoware.termine.len(),
+            linked_events: state
+                .events
+                .values()
+                .filter(|e| e.fr_nr.is_some() && !e.cancelled)
+                .count(),
+            planned,
+            refused: empty.or(mass).map(|e| e.to_string()),
+            unsupported: self.report.unsupported.clone(),
+        })
+    }
+
     fn window(&self) -> (NaiveDate, NaiveDate) {
         let today = Utc::now().with_timezone(&crate::model::BERLIN).date_naive();
         (
@@ -257,12 +409,16 @@ impl Run<'_> {
     /// Extends the lock after a third of its lifetime; a run that lost it stops.
     fn keep_lock(&mut self) -> Result<(), RunError> {
         let ttl = self.settings.lock_ttl();
+        let Some(lease) = self.lease else {
+            return Ok(());
+        };
         if self.extended_at.elapsed() < ttl / 3 {
             return Ok(());
         }
-        match self.lease.extend(ttl) {
+        match lease.extend(ttl) {
             Ok(true) => {
                 self.extended_at = Instant::now();
+                remember_lease(&self.kuerzel, lease, ttl);
                 Ok(())
             }
             Ok(false) => Err(RunError::Failed(format!(
@@ -275,9 +431,13 @@ impl Run<'_> {
 
     /// The employee's calendar: the stored one, one of the configured name
     /// on the mailbox's list, or a new one.
-    fn calendar(&mut self, state: &mut EmployeeState) -> Result<CalendarRef, RunError> {
+    fn calendar(
+        &mut self,
+        state: &mut EmployeeState,
+        create: bool,
+    ) -> Result<Option<CalendarRef>, RunError> {
         if let Some(id) = &state.calendar_id {
-            return Ok(self.mailbox.calendar(id.clone()));
+            return Ok(Some(self.mailbox.calendar(id.clone())));
         }
         let calendars = self
             .mailbox
@@ -289,6 +449,7 @@ impl Run<'_> {
             .and_then(|c| c.id)
         {
             Some(id) => id,
+            None if !create => return Ok(None),
             None => {
                 let made = self
                     .mailbox
@@ -304,8 +465,10 @@ impl Run<'_> {
             calendar_id: Some(id.clone()),
             ..EmployeeState::default()
         };
-        state.save(&self.kuerzel)?;
-        Ok(self.mailbox.calendar(id))
+        if create {
+            state.save(&self.kuerzel)?;
+        }
+        Ok(Some(self.mailbox.calendar(id)))
     }
 
     /// Lists Google's changes into the mirror; the token to keep for next time.

@@ -100,7 +100,8 @@ impl CalendarRef {
             page_token: None,
             time_min: None,
             time_max: None,
-            max_results: None,
+            // Google's largest page: fewer calls for a full listing.
+            max_results: Some(2500),
             show_deleted: sync_token.is_none(),
             single_events: false,
             private_property: Vec::new(),

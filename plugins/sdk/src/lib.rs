@@ -60,6 +60,7 @@ pub mod google_calendar;
 pub mod http;
 pub mod kv;
 pub mod lock;
+pub mod metrics;
 pub mod rate_limit;
 pub mod secrets;
 

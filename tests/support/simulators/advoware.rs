@@ -371,6 +371,11 @@ impl Advoware {
         }
     }
 
+    /// Replaces the employee list (`kuerzel`, `name`, `vorname`).
+    pub fn set_employees(&self, employees: Vec<Value>) {
+        self.gateway.lock().unwrap().data.employees = employees;
+    }
+
     /// All appointments, by `frNr`.
     pub fn appointments(&self) -> Vec<Value> {
         let state = self.gateway.lock().unwrap();

@@ -120,6 +120,24 @@ struct Inner {
     upstream_quota_wait: Family<UpstreamLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     groups_recreated: Family<TenantLabels, Counter>,
     stored_bytes: Family<TenantLabels, Gauge>,
+    plugin_counters: Family<Vec<(String, String)>, Counter>,
+    plugin_histograms: HistogramFamily<Vec<(String, String)>>,
+    /// Every plugin series made so far, to cap how many plugins can make.
+    plugin_series: std::sync::Mutex<std::collections::HashSet<Vec<(String, String)>>>,
+}
+
+/// Most series plugins may make in one host, all tenants together; a
+/// plugin labelling by request data must not exhaust the host's memory.
+pub const MAX_PLUGIN_SERIES: usize = 10_000;
+
+/// What a plugin asked of its own metrics that the host refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginMetricRefused(pub String);
+
+fn plugin_buckets() -> Histogram {
+    // 1 ms to ~35 min: call durations to whole sync runs.
+    Histogram::new(exponential_buckets(0.001, 2.0, 22))
 }
 
 fn request_buckets() -> Histogram {
@@ -263,6 +281,19 @@ impl Metrics {
             "Requests to upstream APIs by kind and outcome (2xx, 3xx, 4xx except 401, 401, 5xx, timeout, connection, too_large)",
             upstream_requests.clone(),
         );
+        let plugin_counters = Family::<Vec<(String, String)>, Counter>::default();
+        let plugin_histograms: HistogramFamily<Vec<(String, String)>> =
+            Family::new_with_constructor(plugin_buckets);
+        registry.register(
+            "plugin_counter",
+            "Counters plugins keep themselves (metrics interface), by tenant, plugin, name and the plugin's labels",
+            plugin_counters.clone(),
+        );
+        registry.register(
+            "plugin_histogram",
+            "Observations plugins record themselves (metrics interface), by tenant, plugin, name and the plugin's labels",
+            plugin_histograms.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -285,6 +316,9 @@ impl Metrics {
                 upstream_quota_wait,
                 groups_recreated,
                 stored_bytes,
+                plugin_counters,
+                plugin_histograms,
+                plugin_series: std::sync::Mutex::new(std::collections::HashSet::new()),
             }),
         }
     }
@@ -457,6 +491,57 @@ impl Metrics {
             .upstream_quota_wait
             .get_or_create(&upstream(account, ""))
             .inc_by(waited.as_secs_f64());
+    }
+
+    /// Adds to a plugin's counter; `labels` are checked by the caller.
+    pub fn plugin_counter(
+        &self,
+        labels: Vec<(String, String)>,
+        value: u64,
+    ) -> Result<(), PluginMetricRefused> {
+        self.admit_plugin_series(&labels)?;
+        self.inner
+            .plugin_counters
+            .get_or_create(&labels)
+            .inc_by(value);
+        Ok(())
+    }
+
+    /// Records one observation in a plugin's histogram.
+    pub fn plugin_observe(
+        &self,
+        labels: Vec<(String, String)>,
+        value: f64,
+    ) -> Result<(), PluginMetricRefused> {
+        if !value.is_finite() {
+            return Err(PluginMetricRefused(format!(
+                "{value} is not a number to observe"
+            )));
+        }
+        self.admit_plugin_series(&labels)?;
+        self.inner
+            .plugin_histograms
+            .get_or_create(&labels)
+            .observe(value);
+        Ok(())
+    }
+
+    fn admit_plugin_series(&self, labels: &[(String, String)]) -> Result<(), PluginMetricRefused> {
+        let mut series = self
+            .inner
+            .plugin_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if series.contains(labels) {
+            return Ok(());
+        }
+        if series.len() >= MAX_PLUGIN_SERIES {
+            return Err(PluginMetricRefused(format!(
+                "plugins already keep {MAX_PLUGIN_SERIES} series in this host"
+            )));
+        }
+        series.insert(labels.to_vec());
+        Ok(())
     }
 
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.

@@ -1,0 +1,255 @@
+//! Audit and repair for the firm's IT: what a run would do, duplicates,
+//! orphans, lookups and locks. Reading routes write nothing; the repairing
+//! ones (`DELETE`) change only Google, and only what they list.
+
+use std::collections::BTreeMap;
+
+use bitbylaw_sdk::google_calendar::{CalendarRef, Event, GoogleError, Mailbox};
+use bitbylaw_sdk::{Error, Request, Response, advoware, kv, lock};
+use serde_json::{Value, json};
+
+use crate::settings::Settings;
+use crate::state::{EmployeeState, PROP_FR_NR, lease_key, lock_name};
+use crate::sync::{self, RunError, event_id};
+
+fn employee(request: &Request, settings: &Settings) -> Result<(String, String), Error> {
+    let kuerzel = request.require_param("kuerzel")?.to_uppercase();
+    let mailbox = settings.mailbox(&kuerzel).ok_or_else(|| {
+        Error::BadRequest(format!(
+            "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
+        ))
+    })?;
+    Ok((kuerzel, mailbox.to_owned()))
+}
+
+fn run_error(error: RunError) -> Error {
+    match error {
+        RunError::Refused(why) => Error::BadRequest(why),
+        RunError::Failed(why) => Error::BadGateway(why),
+    }
+}
+
+/// The employee's calendar, as the sync stored it.
+fn calendar(kuerzel: &str, mailbox: &str) -> Result<CalendarRef, Error> {
+    let state = EmployeeState::load(kuerzel)?;
+    let id = state.calendar_id.ok_or_else(|| {
+        Error::NotFound(format!("{kuerzel} has not been synced yet: no calendar"))
+    })?;
+    Ok(Mailbox::new(mailbox).calendar(id))
+}
+
+/// Every event of the calendar that is not deleted, read in full.
+fn live_events(calendar: &CalendarRef) -> Result<Vec<Event>, Error> {
+    Ok(calendar
+        .changes_since(None)?
+        .events
+        .into_iter()
+        .filter(|e| !e.is_cancelled())
+        .collect())
+}
+
+fn linked_to(event: &Event) -> Option<i64> {
+    event.private(PROP_FR_NR)?.trim().parse().ok()
+}
+
+fn summary(event: &Event) -> Value {
+    json!({
+        "event_id": event.id,
+        "summary": event.summary,
+        "status": event.status,
+        "fr_nr": linked_to(event),
+        "updated": event.updated,
+    })
+}
+
+/// `GET /advoware/calendar/verify/{kuerzel}`.
+pub fn verify(request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let (kuerzel, _) = employee(&request, &settings)?;
+    let verification =
+        sync::verify_employee(&settings, &kuerzel, settings.full_content).map_err(run_error)?;
+    Ok(Response::json(200, &verification))
+}
+
+/// `GET|DELETE /advoware/calendar/duplicates/{kuerzel}`.
+pub fn duplicates(request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let (kuerzel, mailbox) = employee(&request, &settings)?;
+    let calendar = calendar(&kuerzel, &mailbox)?;
+    let mut by_appointment: BTreeMap<i64, Vec<Event>> = BTreeMap::new();
+    for event in live_events(&calendar)? {
+        if let Some(fr_nr) = linked_to(&event) {
+            by_appointment.entry(fr_nr).or_default().push(event);
+        }
+    }
+    let delete = request.method() == "DELETE";
+    let mut groups = Vec::new();
+    let mut deleted = Vec::new();
+    for (fr_nr, mut events) in by_appointment.into_iter().filter(|(_, e)| e.len() > 1) {
+        // Keep the event with the derived id, else the one listed first.
+        let own = event_id(&settings.id_namespace, fr_nr);
+        events.sort_by_key(|e| e.id.as_deref() != Some(own.as_str()));
+        if delete {
+            for extra in &events[1..] {
+                let Some(id) = extra.id.as_deref() else {
+                    continue;
+                };
+                match calendar.delete(id, extra.etag.as_deref()) {
+                    Ok(()) | Err(GoogleError::Gone(_) | GoogleError::NotFound(_)) => {
+                        deleted.push(id.to_owned())
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            }
+        }
+        groups.push(json!({
+            "fr_nr": fr_nr,
+            "kept": events[0].id,
+            "events": events.iter().map(summary).collect::<Vec<_>>(),
+        }));
+    }
+    Ok(Response::json(
+        200,
+        &json!({ "kuerzel": kuerzel, "duplicates": groups, "deleted": deleted }),
+    ))
+}
+
+/// `GET|DELETE /advoware/calendar/orphans/{kuerzel}`: linked events whose
+/// appointment Advoware no longer has.
+pub fn orphans(request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let (kuerzel, mailbox) = employee(&request, &settings)?;
+    let calendar = calendar(&kuerzel, &mailbox)?;
+    let delete = request.method() == "DELETE";
+    let mut orphans = Vec::new();
+    let mut deleted = Vec::new();
+    for event in live_events(&calendar)? {
+        let Some(fr_nr) = linked_to(&event) else {
+            continue;
+        };
+        let answer = advoware::Request::new("GET", format!("appointments/{fr_nr}")).send()?;
+        match answer.status {
+            404 => {}
+            200..=299 => continue,
+            status => {
+                return Err(Error::BadGateway(format!(
+                    "Advoware answered {status} to appointment {fr_nr}"
+                )));
+            }
+        }
+        if delete && let Some(id) = event.id.as_deref() {
+            match calendar.delete(id, event.etag.as_deref()) {
+                Ok(()) | Err(GoogleError::Gone(_) | GoogleError::NotFound(_)) => {
+                    deleted.push(id.to_owned())
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        orphans.push(summary(&event));
+    }
+    Ok(Response::json(
+        200,
+        &json!({ "kuerzel": kuerzel, "orphans": orphans, "deleted": deleted }),
+    ))
+}
+
+/// `GET /advoware/calendar/lookup/{kuerzel}?fr_nr=N` or `?event_id=ID`.
+pub fn lookup(request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let (kuerzel, mailbox) = employee(&request, &settings)?;
+    let state = EmployeeState::load(&kuerzel)?;
+    let calendar = calendar(&kuerzel, &mailbox)?;
+    let (fr_nr, event_ids) = match (request.query("fr_nr"), request.query("event_id")) {
+        (Some(fr_nr), None) => {
+            let fr_nr: i64 = fr_nr.trim().parse().map_err(|_| {
+                Error::BadRequest(format!("`fr_nr` must be a number, not `{fr_nr}`"))
+            })?;
+            let mut ids: Vec<String> = state
+                .events
+                .iter()
+                .filter(|(_, e)| e.fr_nr == Some(fr_nr))
+                .map(|(id, _)| id.clone())
+                .collect();
+            let own = event_id(&settings.id_namespace, fr_nr);
+            if !ids.contains(&own) {
+                ids.push(own);
+            }
+            (Some(fr_nr), ids)
+        }
+        (None, Some(id)) => (
+            state.events.get(id).and_then(|e| e.fr_nr),
+            vec![id.to_owned()],
+        ),
+        _ => {
+            return Err(Error::BadRequest(
+                "give exactly one of `fr_nr` and `event_id`".into(),
+            ));
+        }
+    };
+    let mut events = Vec::new();
+    for id in &event_ids {
+        match calendar.get(id) {
+            Ok(event) => events.push(json!({
+                "google": summary(&event),
+                "start": format!("{:?}", event.start),
+                "end": format!("{:?}", event.end),
+                "recurrence": event.recurrence,
+                "private": event.private_properties.iter().cloned().collect::<BTreeMap<_, _>>(),
+                "stored": state.events.get(id),
+            })),
+            Err(GoogleError::NotFound(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let advoware = match fr_nr {
+        Some(fr_nr) => {
+            let answer = advoware::Request::new("GET", format!("appointments/{fr_nr}")).send()?;
+            match answer.status {
+                404 => Value::Null,
+                200..=299 => answer.json()?,
+                status => {
+                    return Err(Error::BadGateway(format!(
+                        "Advoware answered {status} to appointment {fr_nr}"
+                    )));
+                }
+            }
+        }
+        None => Value::Null,
+    };
+    Ok(Response::json(
+        200,
+        &json!({ "kuerzel": kuerzel, "fr_nr": fr_nr, "advoware": advoware, "google": events }),
+    ))
+}
+
+/// `GET /advoware/calendar/locks`: employees a run holds the lock of.
+pub fn locks(_request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let mut held = Vec::new();
+    for kuerzel in settings.mailboxes.keys() {
+        let kuerzel = kuerzel.to_uppercase();
+        if kv::get(&lease_key(&kuerzel))?.is_some() {
+            held.push(kuerzel);
+        }
+    }
+    Ok(Response::json(200, &json!({ "held": held })))
+}
+
+/// `DELETE /advoware/calendar/locks/{kuerzel}`: releases the lock a run holds.
+pub fn unlock(request: Request) -> Result<Response, Error> {
+    let settings = Settings::load()?;
+    let (kuerzel, _) = employee(&request, &settings)?;
+    let released = match kv::get(&lease_key(&kuerzel))? {
+        Some(token) => {
+            let token = String::from_utf8_lossy(&token).into_owned();
+            let released = lock::release(&lock_name(&kuerzel), &token)?;
+            kv::delete(&lease_key(&kuerzel))?;
+            released
+        }
+        None => false,
+    };
+    Ok(Response::json(
+        200,
+        &json!({ "kuerzel": kuerzel, "released": released }),
+    ))
+}
