@@ -711,3 +711,40 @@ async fn the_trigger_syncs_every_employee_through_the_events_and_neutral_mode_hi
         assert_eq!(events[0]["transparency"], "opaque");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_calendar_subcommand_prints_what_the_routes_answer() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    rig.advoware
+        .insert_appointment(timed("Frist", 2, "09:00:00", "10:00:00"));
+    let url = rig.host.url("");
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(bitbylaw_tests::host_binary())
+            .args(["calendar", "--url", &url, "--api-key", API_KEY])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&["run", "SB"]));
+    assert_eq!(code, Some(0), "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["google"]["created"], 1, "{out}");
+    let (code, out, err) = tokio::task::block_in_place(|| cli(&["status"]));
+    assert_eq!(code, Some(0), "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["employees"][0]["kuerzel"], "SB", "{out}");
+    let (code, out, _) = tokio::task::block_in_place(|| cli(&["verify", "SB"]));
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["planned"],
+        json!([])
+    );
+    let (code, _, err) = tokio::task::block_in_place(|| cli(&["unlock", "ZZ"]));
+    assert_eq!(code, Some(2), "a refusal is an error");
+    assert!(err.contains("400") && err.contains("mailbox"), "{err}");
+}

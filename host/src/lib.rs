@@ -15,6 +15,7 @@
 //! ```
 
 pub mod capabilities;
+pub mod cli;
 pub mod components;
 pub mod config;
 pub mod events;

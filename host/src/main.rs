@@ -34,6 +34,8 @@ enum Command {
         #[arg(long, short, env = "BITBYLAW_CONFIG")]
         config: PathBuf,
     },
+    /// Audit and repair the calendar sync of a running deployment (`calendar-sync`).
+    Calendar(bitbylaw::cli::calendar::CalendarArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,5 +92,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("config ok: {tenants} tenant(s) loaded");
             Ok(())
         }
+        Command::Calendar(args) => bitbylaw::cli::calendar::run(args).await,
     }
 }

@@ -1,0 +1,3 @@
+//! Subcommands that talk to a running deployment over HTTP, for the firm's IT.
+
+pub mod calendar;
