@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds everything and runs the host on the demo config (embedded store) at
-# http://127.0.0.1:8080, with the Advoware simulator on 127.0.0.1:9471. Try:
+# http://127.0.0.1:8080, with the Advoware simulator on 127.0.0.1:9471 and the
+# Google Calendar simulator on 127.0.0.1:9472. Try (README.md has more):
 #   curl -H 'apikey: demo-key' http://127.0.0.1:8080/hello/world
-#   curl -H 'apikey: demo-key' 'http://127.0.0.1:8080/advoware/proxy?endpoint=appointments&kuerzel=SB&from=2026-12-01&to=2026-12-31'
+#   curl -H 'apikey: demo-key' -d '{"kuerzel":"ALL"}' http://127.0.0.1:8080/advoware/calendar/sync
+#   curl -H 'apikey: demo-key' http://127.0.0.1:8080/advoware/calendar/status
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,12 +21,22 @@ case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 # The plugins go into the component store as version "demo" (see deploy/demo/host.toml).
 export BITBYLAW_RUNTIME__CACHE_DIR="$target/component-cache"
 export BITBYLAW_COMPONENTS__DIR="$target/demo-components"
-for plugin in hello advoware-proxy; do
+for plugin in hello advoware-proxy calendar-sync; do
   mkdir -p "$BITBYLAW_COMPONENTS__DIR/$plugin"
   cp "$target/wasm32-wasip2/release/${plugin//-/_}.wasm" "$BITBYLAW_COMPONENTS__DIR/$plugin/demo.wasm"
 done
 
-"$target/debug/simulators" --advoware 127.0.0.1:9471 &
+# The Google simulator makes a service-account key at start; the demo tenant reads it from DEMO_GOOGLE_KEY.
+google_key="$target/demo-google-key.json"
+rm -f "$google_key"
+"$target/debug/simulators" --advoware 127.0.0.1:9471 --google 127.0.0.1:9472 --google-key "$google_key" &
 simulators=$!
 trap 'kill "$simulators" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  [ -s "$google_key" ] && break
+  kill -0 "$simulators" 2>/dev/null || { echo "the simulators did not start" >&2; exit 1; }
+  sleep 0.1
+done
+DEMO_GOOGLE_KEY="$(cat "$google_key")"
+export DEMO_GOOGLE_KEY
 "$target/debug/bitbylaw" serve --config deploy/demo/host.toml

@@ -1,6 +1,7 @@
 //! The demo from the README: `deploy/demo` as it is, the host as its own process
 //! with the environment `scripts/demo.sh` sets, the Advoware simulator on the
-//! demo's port 9471.
+//! demo's port 9471 and the Google simulator on 9472: hello, the proxy, and a
+//! calendar sync of the demo's employees.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,11 +9,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
+use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
 use bitbylaw_tests::{HostProcess, cache_dir, component, wait_for};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
+async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync() {
     let sim = Advoware::start_on(
         "127.0.0.1:9471".parse().unwrap(),
         Account::default(),
@@ -21,6 +23,14 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
     .await
     .expect("port 9471 is the demo simulator's; is scripts/demo.sh running?");
     sim.seed_demo_data();
+    let account = ServiceAccount::generate("demo-sync@bitbylaw-demo.iam.gserviceaccount.com");
+    let google = Google::start_on(
+        "127.0.0.1:9472".parse().unwrap(),
+        std::slice::from_ref(&account),
+    )
+    .await
+    .expect("port 9472 is the demo's Google simulator; is scripts/demo.sh running?");
+    let google_key = account.key_json(&google.token_uri());
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -29,11 +39,11 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
         .port();
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/demo/host.toml");
     let dir = tempfile::tempdir().unwrap();
-    let account = Account::default();
+    let advoware = Account::default();
     let listen = format!("127.0.0.1:{port}");
     // What scripts/demo.sh does: the built plugins into a component store as version "demo".
     let store = dir.path().join("components");
-    for plugin in ["hello", "advoware-proxy"] {
+    for plugin in ["hello", "advoware-proxy", "calendar-sync"] {
         std::fs::create_dir_all(store.join(plugin)).unwrap();
         std::fs::copy(component(plugin), store.join(plugin).join("demo.wasm")).unwrap();
     }
@@ -49,8 +59,9 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
             ("BITBYLAW_COMPONENTS__DIR", store.as_str()),
             ("BITBYLAW_RUNTIME__CACHE_DIR", cache.as_str()),
             ("DEMO_API_KEY", "demo-key"),
-            ("DEMO_ADVOWARE_API_KEY", account.api_key.as_str()),
-            ("DEMO_ADVOWARE_PASSWORD", account.password.as_str()),
+            ("DEMO_ADVOWARE_API_KEY", advoware.api_key.as_str()),
+            ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
+            ("DEMO_GOOGLE_KEY", google_key.as_str()),
         ],
     );
     let client = reqwest::Client::new();
@@ -69,9 +80,13 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
         .unwrap();
     assert_eq!(hello.status(), 200, "{}", host.log_text());
 
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive();
+    let in_60_days = today + chrono::Days::new(60);
     let proxied = client
         .get(format!(
-            "{base}/advoware/proxy?endpoint=appointments&kuerzel=SB&from=2026-12-01&to=2026-12-31"
+            "{base}/advoware/proxy?endpoint=appointments&kuerzel=SB&from={today}&to={in_60_days}"
         ))
         .header("apikey", "demo-key")
         .send()
@@ -88,4 +103,47 @@ async fn the_demo_config_serves_hello_and_the_advoware_proxy() {
     assert!(texts.contains(&"Mandantengespräch Müller"), "{texts:?}");
     assert!(texts.contains(&"Kanzleirunde"), "{texts:?}");
     assert_eq!(sim.token_requests(), 1);
+
+    // The calendar sync of the README: every employee with a mailbox, then the status.
+    let triggered = client
+        .post(format!("{base}/advoware/calendar/sync"))
+        .header("apikey", "demo-key")
+        .header("content-type", "application/json")
+        .body(r#"{"kuerzel": "ALL"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(triggered.status(), 200, "{}", host.log_text());
+    let runs = wait_for(Duration::from_secs(60), || async {
+        let status: Value = client
+            .get(format!("{base}/advoware/calendar/status"))
+            .header("apikey", "demo-key")
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let runs = status["employees"].as_array()?.clone();
+        (runs.len() == 2 && runs.iter().all(|r| r["outcome"] == "ok")).then_some(runs)
+    })
+    .await;
+    // SB: three own appointments and the firm's holidays; MK: one and the holidays.
+    let created: Vec<u64> = runs
+        .iter()
+        .map(|r| r["google"]["created"].as_u64().unwrap())
+        .collect();
+    assert_eq!(created, [2, 4], "MK then SB: {runs:?}");
+    let calendar = google
+        .calendars_of("sabine.berger@kanzlei.example")
+        .into_iter()
+        .find(|(_, summary)| summary == "Advoware")
+        .expect("SB's sync calendar");
+    let events = google.events(&calendar.0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["summary"] == "Kanzleirunde" && e["recurrence"][0] == "RRULE:FREQ=WEEKLY"),
+        "{events:?}"
+    );
 }

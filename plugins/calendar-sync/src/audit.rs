@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use bitbylaw_sdk::google_calendar::{CalendarRef, Event, GoogleError, Mailbox};
+use bitbylaw_sdk::google_calendar::{CalendarRef, Event, EventTime, GoogleError, Mailbox};
 use bitbylaw_sdk::{Error, Request, Response, advoware, kv, lock};
 use serde_json::{Value, json};
 
@@ -60,6 +60,17 @@ fn summary(event: &Event) -> Value {
         "fr_nr": linked_to(event),
         "updated": event.updated,
     })
+}
+
+/// A start or end as Google holds it: the date, or the time and its zone.
+fn time_text(time: Option<&EventTime>) -> Value {
+    match time {
+        Some(EventTime::Date(day)) => json!(day.date),
+        Some(EventTime::DateTime(timed)) => {
+            json!({ "date_time": timed.date_time, "time_zone": timed.time_zone })
+        }
+        None => Value::Null,
+    }
 }
 
 /// `GET /advoware/calendar/verify/{kuerzel}`.
@@ -191,8 +202,9 @@ pub fn lookup(request: Request) -> Result<Response, Error> {
         match calendar.get(id) {
             Ok(event) => events.push(json!({
                 "google": summary(&event),
-                "start": format!("{:?}", event.start),
-                "end": format!("{:?}", event.end),
+                "start": time_text(event.start.as_ref()),
+                "end": time_text(event.end.as_ref()),
+                "canonical": crate::google_map::read(&event).ok(),
                 "recurrence": event.recurrence,
                 "private": event.private_properties.iter().cloned().collect::<BTreeMap<_, _>>(),
                 "stored": state.events.get(id),

@@ -400,20 +400,29 @@ impl Advoware {
 
     /// A few employees, appointments (with the quirks above) and parties to look at.
     pub fn seed_demo_data(&self) {
+        // Dates from today on, so the demo's sync window always holds them.
+        let day = |days: u64| {
+            (Utc::now()
+                .with_timezone(&chrono_tz::Europe::Berlin)
+                .date_naive()
+                + chrono::Days::new(days))
+            .format("%Y-%m-%dT00:00:00")
+            .to_string()
+        };
         for appointment in [
             json!({ "kuerzel": "SB", "text": "Mandantengespräch Müller", "ort": "Besprechungsraum 1",
-                    "datum": "2026-12-01T00:00:00", "uhrzeitVon": "10:00:00",
-                    "datumBis": "2026-12-01T00:00:00", "uhrzeitBis": "11:30:00" }),
+                    "datum": day(1), "uhrzeitVon": "10:00:00",
+                    "datumBis": day(1), "uhrzeitBis": "11:30:00" }),
             json!({ "kuerzel": "SB", "text": "Fortbildung Mietrecht", "dauertermin": 1,
-                    "datum": "2026-12-03T00:00:00", "datumBis": "2026-12-04T00:00:00" }),
+                    "datum": day(3), "datumBis": day(4) }),
             json!({ "kuerzel": "SB", "text": "Kanzleirunde", "turnus": 1, "turnusArt": 2,
-                    "datum": "2026-01-05T00:00:00", "uhrzeitVon": "08:30:00",
+                    "datum": day(0), "uhrzeitVon": "08:30:00",
                     "datumBis": "2037-12-31T00:00:00", "uhrzeitBis": "09:00:00" }),
             json!({ "kuerzel": "MK", "text": "Gerichtstermin LG Berlin", "ort": "Littenstraße 12",
-                    "datum": "2026-12-02T00:00:00", "datumBis": "2026-12-02T00:00:00", "uhrzeitBis": "12:00:00",
+                    "datum": day(2), "datumBis": day(2), "uhrzeitBis": "12:00:00",
                     "notiz": "Uhrzeit fehlt: beginnt um 09:00" }),
             json!({ "frNr": -1, "kuerzel": "ALLE", "text": "Betriebsferien", "dauertermin": 1,
-                    "datum": "2026-12-24T00:00:00", "datumBis": "2026-12-31T00:00:00" }),
+                    "datum": day(20), "datumBis": day(27) }),
         ] {
             self.insert_appointment(appointment);
         }
