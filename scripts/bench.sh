@@ -15,3 +15,4 @@ cargo bench -p bitbylaw --bench events_throughput
 cargo bench -p bitbylaw --bench swap
 cargo bench -p bitbylaw-tests --bench advoware_proxy
 cargo bench -p bitbylaw-tests --bench google_calendar
+cargo bench -p bitbylaw-tests --bench calendar_sync
