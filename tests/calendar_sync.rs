@@ -748,3 +748,50 @@ async fn the_calendar_subcommand_prints_what_the_routes_answer() {
     assert_eq!(code, Some(2), "a refusal is an error");
     assert!(err.contains("400") && err.contains("mailbox"), "{err}");
 }
+
+/// Both sides change one appointment between runs: Advoware's version first, Google's a moment later.
+async fn conflict(policy: &str) -> (Value, Value, Value) {
+    let rig = CalendarRig::start(RigOptions {
+        config: format!("write_to_advoware = true\nconflict_policy = \"{policy}\""),
+        ..RigOptions::default()
+    })
+    .await;
+    let fr_nr = rig
+        .advoware
+        .insert_appointment(timed("Termin", 2, "09:00:00", "10:00:00"));
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+    let id = by_fr_nr(&rig.events("SB"), fr_nr)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rig.advoware
+        .user_update(fr_nr, json!({ "text": "Termin (Advoware)" }));
+    rig.google
+        .user_update(&calendar, &id, json!({ "summary": "Termin (Google)" }));
+    let report = rig.run_ok("SB").await;
+    let advoware = rig
+        .advoware
+        .appointments()
+        .into_iter()
+        .find(|a| a["frNr"] == fr_nr)
+        .unwrap();
+    let google = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
+    (report, advoware, google)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_follow_the_tenants_policy() {
+    let (report, advoware, google) = conflict("advoware_wins").await;
+    assert_eq!(report["conflicts"], 1, "{report}");
+    assert_eq!(advoware["text"], "Termin (Advoware)");
+    assert_eq!(
+        google["summary"], "Termin (Advoware)",
+        "Advoware wins by default"
+    );
+
+    let (report, advoware, google) = conflict("last_change_wins").await;
+    assert_eq!(report["conflicts"], 1, "{report}");
+    assert_eq!(advoware["text"], "Termin (Google)", "Google changed last");
+    assert_eq!(google["summary"], "Termin (Google)");
+}

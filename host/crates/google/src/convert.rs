@@ -133,8 +133,10 @@ fn parse_date(text: &str) -> Result<NaiveDate, GoogleError> {
         .map_err(|e| GoogleError::Invalid(format!("`{text}` is not a date (YYYY-MM-DD): {e}")))
 }
 
+/// Sub-second digits only when there are any: `updated` keeps Google's
+/// milliseconds, which decide `last_change_wins` against Advoware's seconds.
 fn rfc3339(moment: DateTime<Utc>) -> String {
-    moment.to_rfc3339_opts(SecondsFormat::Secs, true)
+    moment.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 #[cfg(test)]
