@@ -90,6 +90,7 @@ impl Plugin {
         state.call = CallContext {
             request_id: "req-1".into(),
             deadline: Instant::now() + deadline,
+            max_attempts: None,
         };
         state
     }

@@ -17,7 +17,11 @@ macro_rules! kinds {
     };
 }
 
-kinds![bitbylaw_advoware::Advoware, bitbylaw_google::Google];
+kinds![
+    bitbylaw_advoware::Advoware,
+    bitbylaw_google::Google,
+    bitbylaw_espocrm::EspoCrm,
+];
 
 /// The kind called `name`.
 pub fn kind(name: &str) -> Option<&'static dyn UpstreamKind> {

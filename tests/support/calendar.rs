@@ -59,8 +59,6 @@ impl CalendarRig {
             account.key_json(&google.token_uri()),
         )
         .unwrap();
-        std::fs::write(files.path().join("api_key"), &advoware.account().api_key).unwrap();
-        std::fs::write(files.path().join("password"), &advoware.account().password).unwrap();
         let toml = tenant(&advoware, &google, files.path(), &options);
         let mut builder = TestHost::builder(Backend::Redis)
             .host_toml(&format!("{HOST_TOML}\n{}", options.host))
@@ -236,7 +234,6 @@ fn tenant(
     files: &std::path::Path,
     options: &RigOptions,
 ) -> String {
-    let account = advoware.account();
     let mailboxes: Vec<String> = options
         .employees
         .iter()
@@ -244,17 +241,7 @@ fn tenant(
         .collect();
     format!(
         r#"
-[upstreams.advoware]
-kind = "advoware"
-api_url = "{base}"
-security_gateway = "{base}"
-app_id = "{app_id}"
-kanzlei = "{kanzlei}"
-database = "{database}"
-user = "{user}"
-api_key = {{ file = "{files}/api_key" }}
-password = {{ file = "{files}/password" }}
-
+{advoware}
 [upstreams.google]
 kind = "google"
 service_account_key = {{ file = "{files}/google.json" }}
@@ -277,11 +264,7 @@ concurrency = {concurrency}
 [plugins.calendar-sync.config.mailboxes]
 {mailboxes}
 "#,
-        base = advoware.base_url(),
-        app_id = account.app_id,
-        kanzlei = account.kanzlei,
-        database = account.database,
-        user = account.user,
+        advoware = advoware.upstream_toml("advoware", files),
         files = files.display(),
         google_api = google.api_base(),
         google_extra = options.google,

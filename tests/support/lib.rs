@@ -13,6 +13,7 @@ pub mod bench;
 pub mod calendar;
 pub mod redis_target;
 pub mod simulators;
+pub mod vmh;
 
 pub use redis_target::{TestConnection, on_cluster};
 

@@ -41,4 +41,8 @@ impl Host for HostState {
             .map(|_id| ())
             .wit()
     }
+
+    async fn max_attempts(&mut self) -> Option<u32> {
+        self.call.max_attempts
+    }
 }

@@ -23,6 +23,8 @@ pub struct HostState {
 pub struct CallContext {
     pub request_id: String,
     pub deadline: Instant,
+    /// While an event is handled: its subscription's `max_attempts`.
+    pub max_attempts: Option<u32>,
 }
 
 impl HostState {
@@ -39,6 +41,7 @@ impl HostState {
             call: CallContext {
                 request_id: String::new(),
                 deadline: Instant::now(),
+                max_attempts: None,
             },
             memory: MemoryLimiter::new(memory_limit),
             wasi,

@@ -49,7 +49,7 @@ pub async fn deliver(
         emitted_at: delivery.emitted_at_us / 1000,
     };
     let context = plugin.context();
-    let failure = match plugin.handle_event(event).await {
+    let failure = match plugin.handle_event(event, settings.max_attempts).await {
         Ok(Ok(())) => return Outcome::Done,
         Ok(Err(wit::HandlerError::Permanent(error))) => {
             tracing::warn!(tenant = %context.tenant, plugin = %context.name, topic = %delivery.topic, event_id = %delivery.id, %error, "event failed permanently");

@@ -73,12 +73,19 @@ impl LoadedPlugin {
         }
     }
 
+    /// Hands `event` to the plugin; `max_attempts` is what its subscription
+    /// allows (the plugin can ask for it while it handles the event).
     pub async fn handle_event(
         &self,
         event: wit::Event,
+        max_attempts: u32,
     ) -> Result<Result<(), wit::HandlerError>, CallError> {
         let request_id = format!("event-{}", event.id);
-        match self.pool.call(&request_id, Call::Event(event)).await? {
+        match self
+            .pool
+            .call(&request_id, Call::Event(event, max_attempts))
+            .await?
+        {
             Reply::Event(outcome) => Ok(outcome),
             _ => Err(mismatch()),
         }

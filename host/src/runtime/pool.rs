@@ -42,7 +42,8 @@ enum Instantiation {
 pub enum Call {
     Describe,
     Http(wit::Request),
-    Event(wit::Event),
+    /// An event, and the most attempts its subscription gives it.
+    Event(wit::Event, u32),
     Schedule(wit::Tick),
 }
 
@@ -150,6 +151,10 @@ impl InstancePool {
         instance.store.data_mut().call = CallContext {
             request_id: request_id.to_owned(),
             deadline,
+            max_attempts: match &call {
+                Call::Event(_, max_attempts) => Some(*max_attempts),
+                _ => None,
+            },
         };
         // Yield to the scheduler at every epoch tick, so the deadline below can fire.
         instance.store.set_epoch_deadline(1);
@@ -276,7 +281,7 @@ async fn invoke(instance: &mut Instance, call: Call) -> wasmtime::Result<Reply> 
     Ok(match call {
         Call::Describe => Reply::Describe(handler.call_describe(store).await?),
         Call::Http(request) => Reply::Http(handler.call_handle_http(store, &request).await?),
-        Call::Event(event) => Reply::Event(handler.call_handle_event(store, &event).await?),
+        Call::Event(event, _) => Reply::Event(handler.call_handle_event(store, &event).await?),
         Call::Schedule(tick) => Reply::Schedule(handler.call_handle_schedule(store, &tick).await?),
     })
 }

@@ -1,5 +1,5 @@
 //! The builder methods the outbound request types share (`http::Request`,
-//! `advoware::Request`): each defines `new` and `send`, this adds the rest.
+//! `advoware::Request`, `espocrm::Request`): each defines `new` and `send`, this adds the rest.
 //! A macro because the two wrap different WIT records with the same fields.
 
 macro_rules! request_builder {

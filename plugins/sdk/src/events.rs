@@ -14,3 +14,16 @@ pub fn emit_json<T: Serialize + ?Sized>(topic: &str, payload: &T) -> Result<(), 
         .map_err(|e| Error::Internal(format!("event not serialisable: {e}")))?;
     Ok(emit(topic, &bytes)?)
 }
+
+/// While an event is handled: the most deliveries it gets (the subscription's
+/// `max_attempts`). `event.attempt == max_attempts()` means a retryable error
+/// now sends it to the dead letters. `None` outside `handle_event`.
+pub fn max_attempts() -> Option<u32> {
+    wit::max_attempts()
+}
+
+/// Whether this is the event's last delivery: after a failure now it goes to
+/// the dead letters, retryable or not.
+pub fn is_last_attempt(event: &crate::Event) -> bool {
+    max_attempts().is_some_and(|max| event.attempt >= max)
+}

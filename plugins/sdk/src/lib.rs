@@ -55,6 +55,7 @@ mod router;
 
 pub mod advoware;
 pub mod config;
+pub mod espocrm;
 pub mod events;
 pub mod google_calendar;
 pub mod http;

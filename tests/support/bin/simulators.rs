@@ -1,11 +1,15 @@
 //! The upstream simulators as a program, for the demo and for trying plugins by hand.
 //!
-//! `simulators [--advoware 127.0.0.1:9471] [--google 127.0.0.1:9472 --google-key <file>]`
+//! `simulators [--advoware 127.0.0.1:9471] [--google 127.0.0.1:9472 --google-key <file>]
+//! [--espocrm 127.0.0.1:9473]`
 //! runs Advoware (configurator, security gateway, REST API with demo data)
-//! and, when asked, Google Calendar (token endpoint and Calendar API), until
+//! and, when asked, Google Calendar (token endpoint and Calendar API) and
+//! EspoCRM (REST API with demo data, webhooks), until
 //! Ctrl-C. The Advoware account is the simulator's default one;
 //! `deploy/demo` is configured for it. Google's service-account key is made
 //! at start and written to `--google-key` (its `token_uri` points here).
+//! EspoCRM's account is its simulator's default one; its webhooks are
+//! delivered every few seconds (EspoCRM's job runs every 5 minutes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,10 +17,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
+use bitbylaw_tests::simulators::espocrm::{EspoAccount, EspoCrm};
 use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
 
-const USAGE: &str =
-    "usage: simulators [--advoware <address:port>] [--google <address:port> --google-key <file>]";
+const USAGE: &str = "usage: simulators [--advoware <address:port>] \
+    [--google <address:port> --google-key <file>] [--espocrm <address:port>]";
+
+/// How often the demo's EspoCRM delivers webhooks: the real job's 5 minutes
+/// would leave the demo waiting.
+const ESPOCRM_DELIVERY_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn address(flag: &str, text: &str) -> SocketAddr {
     text.parse().unwrap_or_else(|e| {
@@ -30,12 +39,14 @@ async fn main() {
     let mut advoware_addr: SocketAddr = "127.0.0.1:9471".parse().unwrap();
     let mut google_addr: Option<SocketAddr> = None;
     let mut google_key: Option<PathBuf> = None;
+    let mut espocrm_addr: Option<SocketAddr> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--advoware", Some(addr)) => advoware_addr = address("--advoware", &addr),
             ("--google", Some(addr)) => google_addr = Some(address("--google", &addr)),
             ("--google-key", Some(file)) => google_key = Some(file.into()),
+            ("--espocrm", Some(addr)) => espocrm_addr = Some(address("--espocrm", &addr)),
             _ => {
                 eprintln!("{USAGE}");
                 std::process::exit(2);
@@ -83,6 +94,27 @@ async fn main() {
             eprintln!("--google and --google-key go together\n{USAGE}");
             std::process::exit(2);
         }
+    };
+    let _espocrm = match espocrm_addr {
+        Some(addr) => {
+            let espocrm = EspoCrm::start_on(addr, EspoAccount::default())
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("cannot listen on {addr}: {e}");
+                    std::process::exit(1)
+                });
+            espocrm.seed_demo_data();
+            espocrm.start_delivery_every(ESPOCRM_DELIVERY_PERIOD);
+            println!(
+                "EspoCRM simulator on {} (API {}, API key {}, webhooks every {} s)",
+                espocrm.base_url(),
+                espocrm.api_base(),
+                espocrm.account().api_key,
+                ESPOCRM_DELIVERY_PERIOD.as_secs()
+            );
+            Some(espocrm)
+        }
+        None => None,
     };
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -398,6 +398,26 @@ impl Advoware {
         state.data.parties.values().cloned().collect()
     }
 
+    /// `[upstreams.<name>]` for this simulator's account, its secrets written
+    /// as files into `dir`: the section a tenant file needs to use it.
+    pub fn upstream_toml(&self, name: &str, dir: &std::path::Path) -> String {
+        let account = self.account();
+        let api_key = dir.join(format!("{name}-api_key"));
+        let password = dir.join(format!("{name}-password"));
+        std::fs::write(&api_key, &account.api_key).unwrap();
+        std::fs::write(&password, &account.password).unwrap();
+        format!(
+            "[upstreams.{name}]\nkind = \"advoware\"\napi_url = \"{base}\"\nsecurity_gateway = \"{base}\"\napp_id = \"{}\"\nkanzlei = \"{}\"\ndatabase = \"{}\"\nuser = \"{}\"\napi_key = {{ file = \"{}\" }}\npassword = {{ file = \"{}\" }}\n",
+            account.app_id,
+            account.kanzlei,
+            account.database,
+            account.user,
+            api_key.display(),
+            password.display(),
+            base = self.base_url(),
+        )
+    }
+
     /// A few employees, appointments (with the quirks above) and parties to look at.
     pub fn seed_demo_data(&self) {
         // Dates from today on, so the demo's sync window always holds them.

@@ -4,4 +4,5 @@
 //! shared with the code under test, so a mistake is not mirrored.
 
 pub mod advoware;
+pub mod espocrm;
 pub mod google;

@@ -8,9 +8,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::settings::base_url;
 use super::{AdvowareError, Endpoints, Settings, fetch_error, time_left};
 use bitbylaw_core::egress::Egress;
+use bitbylaw_core::upstream::base_url;
 
 /// Discovered URLs are asked again after this long, so a moved relay is found.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);

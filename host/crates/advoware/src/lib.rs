@@ -7,7 +7,7 @@
 //! once, in native Rust, fixed for every plugin by one host update.
 //!
 //! A call: find the API base (configured, or asked from the configurator and
-//! kept for an hour), check the path stays below it ([`endpoint`]), take the
+//! kept for an hour), check the path stays below it (`bitbylaw_core::upstream::endpoint`), take the
 //! tenant's token ([`token`]: cached in the store, fetched once when missing),
 //! send. On 401 the token is dropped, a new one fetched and the call sent once
 //! more; a second 401 is an error, never a loop. Refusals are held for a few
@@ -18,7 +18,6 @@ mod capability;
 
 pub use capability::AdvowareCall;
 mod discovery;
-mod endpoint;
 mod settings;
 mod signing;
 mod token;
@@ -231,8 +230,12 @@ impl Client {
             .endpoints
             .get(&self.settings, &self.egress, deadline)
             .await?;
-        let url = endpoint::resolve(&endpoints.api_base, &request.path, &request.query)
-            .map_err(AdvowareError::InvalidRequest)?;
+        let url = bitbylaw_core::upstream::endpoint::resolve(
+            &endpoints.api_base,
+            &request.path,
+            &request.query,
+        )
+        .map_err(AdvowareError::InvalidRequest)?;
 
         let token = self.token(&endpoints, deadline).await?;
         let first = self

@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bitbylaw_core::secret::{Secret, SecretRef};
-use bitbylaw_core::upstream::SettingError;
+use bitbylaw_core::upstream::{SettingError, base_url, http_url};
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -219,39 +219,6 @@ impl Settings {
             timeout: Duration::from_millis(config.timeout_ms),
         })
     }
-}
-
-/// An http(s) URL that paths are appended to: it ends in `/`, has no query.
-pub(super) fn base_url(key: &str, text: &str) -> Result<Url, SettingError> {
-    let mut url = http_url(key, text)?;
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(SettingError::new(
-            key,
-            format!("`{text}`: a base URL has no query"),
-        ));
-    }
-    if !url.path().ends_with('/') {
-        let path = format!("{}/", url.path());
-        url.set_path(&path);
-    }
-    Ok(url)
-}
-
-/// An http(s) URL without credentials.
-fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
-    let url = Url::parse(text)
-        .map_err(|e| SettingError::new(key, format!("`{text}` is not a URL: {e}")))?;
-    // Credentials first: the other messages print the URL.
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(SettingError::new(key, "a URL here holds no credentials"));
-    }
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(SettingError::new(
-            key,
-            format!("`{url}`: only http and https URLs"),
-        ));
-    }
-    Ok(url)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ mod generated {
             "bitbylaw:plugin/http": async,
             "bitbylaw:plugin/advoware": async,
             "bitbylaw:plugin/google-calendar": async,
+            "bitbylaw:plugin/espocrm": async,
         },
         exports: { default: async },
     });

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bitbylaw_core::secret::SecretRef;
-use bitbylaw_core::upstream::SettingError;
+use bitbylaw_core::upstream::{SettingError, base_url};
 use reqwest::Url;
 use serde::Deserialize;
 use yup_oauth2::ServiceAccountKey;
@@ -119,24 +119,7 @@ impl std::fmt::Debug for Settings {
 
 impl Parsed {
     pub fn new(config: &GoogleConfig) -> Result<Self, SettingError> {
-        let mut api_base = Url::parse(&config.api_base)
-            .map_err(|e| SettingError::new("api_base", format!("not a URL: {e}")))?;
-        if !matches!(api_base.scheme(), "http" | "https") || api_base.host_str().is_none() {
-            return Err(SettingError::new(
-                "api_base",
-                "must be an http or https URL with a host",
-            ));
-        }
-        if api_base.query().is_some() || api_base.fragment().is_some() {
-            return Err(SettingError::new(
-                "api_base",
-                "must not have a query or fragment",
-            ));
-        }
-        if !api_base.path().ends_with('/') {
-            let path = format!("{}/", api_base.path());
-            api_base.set_path(&path);
-        }
+        let api_base = base_url("api_base", &config.api_base)?;
         if config.quota_burst == 0 {
             return Err(SettingError::new("quota_burst", "must be at least 1"));
         }

@@ -1,9 +1,10 @@
 //! Turning a plugin's path into a URL below the API base, and nothing else.
 //!
-//! The proxy hands through whatever `endpoint=` a caller sends, so this is the
-//! one place that keeps requests inside Advoware's API: no `..` (plain or
-//! percent-encoded), no absolute or scheme-relative URLs, no encoded slashes or
-//! backslashes that a server might decode into a way out.
+//! Plugins name upstream paths (the Advoware proxy hands through whatever
+//! `endpoint=` a caller sends), so this is the one place that keeps every
+//! kind's requests inside its API: no `..` (plain or percent-encoded), no
+//! absolute or scheme-relative URLs, no encoded slashes or backslashes that a
+//! server might decode into a way out.
 
 use percent_encoding::percent_decode_str;
 use reqwest::Url;

@@ -11,6 +11,7 @@
 //! fetched once across host instances), [`Recent`] values, and the metrics
 //! labelled by kind.
 
+pub mod endpoint;
 mod recent;
 mod token_cache;
 
@@ -19,6 +20,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
+use reqwest::Url;
 use tokio::time::Instant;
 
 pub use recent::Recent;
@@ -56,6 +58,39 @@ impl SettingError {
             }
         })
     }
+}
+
+/// An http(s) URL that paths are appended to: it ends in `/`, has no query.
+pub fn base_url(key: &str, text: &str) -> Result<Url, SettingError> {
+    let mut url = http_url(key, text)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(SettingError::new(
+            key,
+            format!("`{text}`: a base URL has no query"),
+        ));
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Ok(url)
+}
+
+/// An http(s) URL without credentials.
+pub fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
+    let url = Url::parse(text)
+        .map_err(|e| SettingError::new(key, format!("`{text}` is not a URL: {e}")))?;
+    // Credentials first: the other messages print the URL.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(SettingError::new(key, "a URL here holds no credentials"));
+    }
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(SettingError::new(
+            key,
+            format!("`{url}`: only http and https URLs"),
+        ));
+    }
+    Ok(url)
 }
 
 /// One kind of upstream account. Implemented by a unit struct in the kind's

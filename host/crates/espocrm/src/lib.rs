@@ -1,0 +1,242 @@
+//! Upstream kind `espocrm`: the firm's EspoCRM ("VMH"), used by every plugin
+//! granted the account through the `espocrm` WIT interface.
+//!
+//! The host holds the API key (and the secret key, when requests are signed)
+//! and the webhooks' secrets: a plugin names a path below `api/v1/` and gets
+//! EspoCRM's answer, and hands a webhook delivery's headers and body to
+//! [`signing::verify_webhook`] without ever seeing a secret. EspoCRM's API
+//! keys do not expire, so there is no token to cache: each request carries
+//! `X-Api-Key`, or `X-Hmac-Authorization` signed over its method and path.
+
+mod capability;
+mod settings;
+pub mod signing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bitbylaw_core::egress::{Egress, FetchError, Fetched, with_headers};
+use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
+use bitbylaw_core::upstream::{
+    Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState,
+};
+use bytes::Bytes;
+use reqwest::Method;
+use tokio::time::Instant;
+
+pub use capability::EspoCrmCall;
+pub use settings::{Auth, EspoCrmConfig, Parsed, Settings, Webhook, WebhookConfig};
+pub use signing::SignatureError;
+
+/// The kind: `kind = "espocrm"`, serving `bitbylaw:plugin/espocrm`.
+pub struct EspoCrm;
+
+/// The kind's name in tenant files and metrics.
+pub const KIND: &str = "espocrm";
+
+impl UpstreamKind for EspoCrm {
+    fn name(&self) -> &'static str {
+        KIND
+    }
+
+    fn interface(&self) -> &'static str {
+        "bitbylaw:plugin/espocrm"
+    }
+
+    fn parse(&self, settings: toml::Table) -> Result<Arc<dyn AccountSettings>, SettingError> {
+        let config: EspoCrmConfig = SettingError::parse_table(settings)?;
+        Ok(Arc::new(Parsed::new(config)?))
+    }
+
+    fn add_to_linker<T: UpstreamState>(
+        linker: &mut wasmtime::component::Linker<T>,
+    ) -> wasmtime::Result<()> {
+        capability::add_to_linker(linker)
+    }
+}
+
+impl AccountSettings for Parsed {
+    fn open(&self, context: &OpenContext<'_>) -> Result<Account, SettingError> {
+        let settings = self.resolve(context.base_dir)?;
+        Ok(Arc::new(Client::new(context, settings)))
+    }
+}
+
+/// What a plugin asks EspoCRM for.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    /// Below `api/v1/`, e.g. `CBeteiligte/abc`.
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Bytes>,
+    pub timeout: Option<Duration>,
+}
+
+/// Why a request got no answer from EspoCRM. Messages never hold secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EspoCrmError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("EspoCRM did not answer in time")]
+    Timeout,
+    #[error("connection to EspoCRM failed: {0}")]
+    Connection(String),
+    #[error("EspoCRM's answer is larger than {0} bytes")]
+    TooLarge(u64),
+}
+
+/// Headers the client sets itself.
+const RESERVED_HEADERS: [&str; 5] = [
+    "x-api-key",
+    "x-hmac-authorization",
+    "authorization",
+    "host",
+    "content-length",
+];
+
+/// Time kept back from the call's deadline, so that an EspoCRM timeout reaches
+/// the plugin as one before the host stops the whole call.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
+/// One tenant's EspoCRM client; shared by the tenant's plugins granted it.
+pub struct Client {
+    label: UpstreamLabel,
+    settings: Settings,
+    egress: Egress,
+    metrics: Metrics,
+}
+
+impl Client {
+    pub fn new(context: &OpenContext<'_>, settings: Settings) -> Self {
+        Self {
+            label: context.label(KIND),
+            settings,
+            egress: context.egress.clone(),
+            metrics: context.metrics.clone(),
+        }
+    }
+
+    /// Sends `request`, authenticated; every status EspoCRM answers is `Ok`.
+    /// Nothing runs past `deadline`.
+    pub async fn send(
+        &self,
+        request: ApiRequest,
+        deadline: Instant,
+    ) -> Result<Fetched, EspoCrmError> {
+        let method = match request.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            "PUT" => Method::PUT,
+            "PATCH" => Method::PATCH,
+            "DELETE" => Method::DELETE,
+            other => {
+                return Err(EspoCrmError::InvalidRequest(format!(
+                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
+                )));
+            }
+        };
+        if let Some((name, _)) = request
+            .headers
+            .iter()
+            .find(|(name, _)| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
+        {
+            return Err(EspoCrmError::InvalidRequest(format!(
+                "header `{name}` is set by the host"
+            )));
+        }
+        let api_base = &self.settings.api_base;
+        let url =
+            bitbylaw_core::upstream::endpoint::resolve(api_base, &request.path, &request.query)
+                .map_err(EspoCrmError::InvalidRequest)?;
+        let mut builder = with_headers(
+            self.egress.client().request(method.clone(), url.clone()),
+            &request.headers,
+        )
+        .map_err(EspoCrmError::InvalidRequest)?;
+        builder = match &self.settings.auth {
+            Auth::ApiKey(key) => builder.header("X-Api-Key", key.expose()),
+            Auth::Hmac {
+                api_key,
+                secret_key,
+            } => {
+                // Signed: the method and the path below `api/v1`, with its leading `/`.
+                let below = url
+                    .path()
+                    .strip_prefix(api_base.path().trim_end_matches('/'))
+                    .unwrap_or(url.path());
+                builder.header(
+                    "X-Hmac-Authorization",
+                    signing::hmac_authorization(
+                        api_key.expose(),
+                        secret_key.expose(),
+                        method.as_str(),
+                        below,
+                    ),
+                )
+            }
+        };
+        if let Some(body) = request.body {
+            let typed = request
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                builder = builder.header("content-type", "application/json");
+            }
+            builder = builder.body(body);
+        }
+        let deadline = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
+        let left = self
+            .settings
+            .timeout
+            .min(self.egress.max_timeout())
+            .min(deadline.saturating_duration_since(Instant::now()));
+        let timeout = request.timeout.map_or(left, |asked| asked.min(left));
+        if timeout.is_zero() {
+            return Err(EspoCrmError::Timeout);
+        }
+        match self.egress.fetch(builder, timeout).await {
+            Ok(answer) => {
+                let outcome = match answer.status {
+                    401 => "401",
+                    200..=299 => "2xx",
+                    300..=399 => "3xx",
+                    400..=499 => "4xx",
+                    _ => "5xx",
+                };
+                self.metrics.upstream_request(&self.label, outcome);
+                Ok(answer)
+            }
+            Err(error) => {
+                let (outcome, error) = match error {
+                    FetchError::Timeout => ("timeout", EspoCrmError::Timeout),
+                    FetchError::TooLarge(n) => ("too_large", EspoCrmError::TooLarge(n)),
+                    FetchError::Invalid(m) | FetchError::Connection(m) => {
+                        ("connection", EspoCrmError::Connection(m))
+                    }
+                };
+                self.metrics.upstream_request(&self.label, outcome);
+                Err(error)
+            }
+        }
+    }
+
+    /// Checks a webhook delivery against the account's webhook `name`; `None`
+    /// when the account has no such webhook.
+    pub fn verify_webhook(
+        &self,
+        name: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Option<Result<(), SignatureError>> {
+        let webhook = self.settings.webhooks.get(name)?;
+        Some(signing::verify_webhook(webhook, headers, body))
+    }
+
+    /// The names of the account's webhooks, for messages.
+    pub fn webhook_names(&self) -> Vec<&str> {
+        self.settings.webhooks.keys().map(String::as_str).collect()
+    }
+}

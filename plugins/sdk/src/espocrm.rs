@@ -1,0 +1,85 @@
+//! The firm's EspoCRM ("VMH"), authenticated by the host.
+//!
+//! The host holds the API key, the secret key and the webhooks' secrets; a
+//! plugin names a path below `api/v1/` and gets EspoCRM's answer, and hands
+//! a webhook delivery to [`verify_webhook`]. Needs an account of kind
+//! `espocrm` granted to the plugin (`upstreams = ["<account>"]`); without it
+//! every call answers `NotConfigured`.
+//!
+//! ```ignore
+//! let party = espocrm::Request::get("CBeteiligte/6571a1b2c3d4e5f60").send()?.json::<Value>()?;
+//! espocrm::verify_webhook("CBeteiligte.create", &request)?;
+//! ```
+
+use crate::Error;
+use crate::bindings::bitbylaw::plugin::espocrm as wit;
+use crate::http::HttpResponse;
+
+pub use wit::Error as EspoCrmError;
+pub use wit::SignatureError;
+
+/// A request being built: `espocrm::Request::get("CBeteiligte").query("maxSize", "50").send()`.
+#[derive(Debug, Clone)]
+pub struct Request {
+    inner: wit::Request,
+}
+
+impl Request {
+    /// `path` is below `api/v1/`, e.g. `CBeteiligte/abc`.
+    pub fn new(method: &str, path: impl Into<String>) -> Self {
+        Self {
+            inner: wit::Request {
+                method: method.to_ascii_uppercase(),
+                path: path.into(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                body: None,
+                timeout_ms: None,
+            },
+        }
+    }
+
+    crate::builder::request_builder!(path);
+
+    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.inner.query.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn send(&self) -> Result<HttpResponse, EspoCrmError> {
+        wit::send(&self.inner)
+    }
+}
+
+/// Checks an incoming request against the account's webhook `webhook`
+/// (`Signature` / `X-Signature` over the raw body).
+pub fn verify_webhook(webhook: &str, request: &crate::Request) -> Result<(), SignatureError> {
+    // Only the signature headers matter; the rest need not cross into the host.
+    let signatures: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter(|(name, _)| {
+            name.eq_ignore_ascii_case("signature") || name.eq_ignore_ascii_case("x-signature")
+        })
+        .cloned()
+        .collect();
+    wit::verify_webhook(webhook, &signatures, request.body())
+}
+
+impl From<EspoCrmError> for Error {
+    fn from(error: EspoCrmError) -> Self {
+        match error {
+            EspoCrmError::NotConfigured(m) => Error::Internal(m),
+            EspoCrmError::InvalidRequest(m) => {
+                Error::Internal(format!("invalid EspoCRM request: {m}"))
+            }
+            EspoCrmError::Timeout => Error::GatewayTimeout("EspoCRM did not answer in time".into()),
+            EspoCrmError::Connection(m) => {
+                Error::BadGateway(format!("EspoCRM connection failed: {m}"))
+            }
+            EspoCrmError::TooLarge(n) => {
+                Error::BadGateway(format!("EspoCRM's answer is larger than {n} bytes"))
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! `vmh-webhooks`: EspoCRM (VMH) announces created, updated and deleted
+//! parties (`CBeteiligte`) by webhook; this plugin checks each delivery's
+//! signature, lets each record through once while its sync is pending, emits
+//! `vmh.beteiligte.<action>`, and syncs the party into Advoware from the
+//! events. See `docs/plugins/vmh-webhooks.md`.
+//!
+//! EspoCRM retries 401, 403, 404, 405, 408, 500 and 503 and gives up on other
+//! refusals; an answer of 410 would delete the webhook in EspoCRM. So: a bad
+//! signature is 401, a malformed body 400 (resending it will not help), a store
+//! outage 503 (resending will), and nothing here ever answers 410.
+
+mod mapping;
+mod party;
+mod pending;
+mod settings;
+
+use bitbylaw_sdk::espocrm::SignatureError;
+use bitbylaw_sdk::{
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, espocrm, events,
+    info, lock, metrics, warn,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::party::{Failure, Outcome};
+use crate::settings::Settings;
+
+/// What a webhook announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Action {
+    pub const ALL: [Action; 3] = [Action::Create, Action::Update, Action::Delete];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == text)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Delete => "delete",
+        }
+    }
+
+    fn topic(self) -> &'static str {
+        match self {
+            Action::Create => "vmh.beteiligte.create",
+            Action::Update => "vmh.beteiligte.update",
+            Action::Delete => "vmh.beteiligte.delete",
+        }
+    }
+
+    fn of_topic(topic: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.topic() == topic)
+    }
+}
+
+/// Most records one delivery may carry (EspoCRM sends up to 50 by default).
+const MAX_BATCH: usize = 1000;
+
+/// How long a record's sync holds its lock; more than any sync takes.
+const SYNC_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The payload of `vmh.beteiligte.<action>`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Announced {
+    entity_id: String,
+    action: String,
+    source: String,
+    /// When the webhook came (RFC 3339, UTC).
+    timestamp: String,
+}
+
+struct VmhWebhooks;
+
+impl Plugin for VmhWebhooks {
+    fn describe() -> Description {
+        Action::ALL.into_iter().fold(
+            Description::new("vmh-webhooks", env!("CARGO_PKG_VERSION")),
+            |d, action| d.topic(action.topic()),
+        )
+    }
+
+    fn routes() -> Router {
+        Router::new()
+            .post("/vmh/webhook/beteiligte/{action}", receive)
+            .get("/vmh/beteiligte/{id}", lookup)
+    }
+
+    fn handle_event(event: Event) -> Result<(), HandlerError> {
+        let Some(action) = Action::of_topic(&event.topic) else {
+            return Err(HandlerError::Permanent(format!(
+                "not a topic of this plugin: {}",
+                event.topic
+            )));
+        };
+        let announced: Announced = serde_json::from_slice(&event.payload)
+            .map_err(|e| HandlerError::Permanent(format!("bad {} payload: {e}", event.topic)))?;
+        let id = announced.entity_id;
+        if !is_espo_id(&id) {
+            return Err(HandlerError::Permanent(format!(
+                "`{id}` is not an EspoCRM id"
+            )));
+        }
+        let settings = Settings::load().map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        let result = sync(&settings, action, &id);
+        let outcome = match &result {
+            Ok(outcome) => outcome.as_str(),
+            Err(Failure::Retryable(_)) => "retry",
+            Err(Failure::Permanent(_)) => "failed",
+        };
+        metrics::counter_add(
+            "vmh_party_syncs",
+            &[("action", action.as_str()), ("outcome", outcome)],
+            1,
+        );
+        let finished = match &result {
+            Ok(_) | Err(Failure::Permanent(_)) => true,
+            // Out of attempts: to the dead letters, and the record must not stay pending.
+            Err(Failure::Retryable(_)) => events::is_last_attempt(&event),
+        };
+        if finished {
+            finish(action, &id)
+                .map_err(|e| HandlerError::Retryable(format!("letting go of {id}: {e}")))?;
+        }
+        match result {
+            Ok(outcome) => {
+                info!("party sync {} {id}: {}", action.as_str(), outcome.as_str());
+                Ok(())
+            }
+            Err(Failure::Retryable(message)) => {
+                warn!(
+                    "party sync {} {id} failed, will retry: {message}",
+                    action.as_str()
+                );
+                Err(HandlerError::Retryable(message))
+            }
+            Err(Failure::Permanent(message)) => {
+                warn!(
+                    "party sync {} {id} failed for good: {message}",
+                    action.as_str()
+                );
+                Err(HandlerError::Permanent(message))
+            }
+        }
+    }
+}
+
+/// One record's sync, under the record's lock: a create and an update of the
+/// same record, or two updates, never run at once.
+fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failure> {
+    let Some(lease) = lock::acquire(&format!("party:{id}"), SYNC_LOCK_TTL)? else {
+        return Err(Failure::Retryable(format!("another sync of {id} runs")));
+    };
+    let result = match action {
+        Action::Create | Action::Update => party::upsert(settings, id),
+        Action::Delete => party::remove(settings, id),
+    };
+    // A lease not released expires with its TTL.
+    let _ = lease.release();
+    result
+}
+
+/// The id leaves the pending set; if a change came meanwhile, its event goes out now.
+fn finish(action: Action, id: &str) -> Result<(), Error> {
+    if pending::release(action, id)? {
+        emit(action, id)?;
+    }
+    Ok(())
+}
+
+fn emit(action: Action, id: &str) -> Result<(), Error> {
+    events::emit_json(
+        action.topic(),
+        &Announced {
+            entity_id: id.to_owned(),
+            action: action.as_str().to_owned(),
+            source: "espocrm".to_owned(),
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        },
+    )
+}
+
+/// EspoCRM's ids are 17 hex digits; anything plain and short is taken, nothing
+/// that could leave a path segment or a store key.
+fn is_espo_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn unauthorized(message: impl Into<String>) -> Response {
+    Response::json(
+        401,
+        &json!({ "error": "unauthorized", "message": message.into() }),
+    )
+}
+
+/// `POST /vmh/webhook/beteiligte/{action}`: one EspoCRM delivery.
+fn receive(request: Request) -> Result<Response, Error> {
+    let action_name = request.require_param("action")?;
+    let Some(action) = Action::parse(action_name) else {
+        return Err(Error::NotFound(format!(
+            "no webhook `{action_name}`: this plugin takes create, update and delete"
+        )));
+    };
+    let settings = Settings::load()?;
+    if settings.require_signature {
+        let webhook = settings.webhook(action);
+        match espocrm::verify_webhook(&webhook, &request) {
+            Ok(()) => {}
+            // The tenant's set-up, not the sender: 503, which EspoCRM retries.
+            Err(SignatureError::NotConfigured(message)) => {
+                return Err(Error::Unavailable(format!(
+                    "signature check not set up: {message}"
+                )));
+            }
+            Err(SignatureError::Missing) => {
+                return Ok(unauthorized(
+                    "a signature is required: no `Signature` or `X-Signature` header",
+                ));
+            }
+            Err(SignatureError::Malformed(message) | SignatureError::Mismatch(message)) => {
+                return Ok(unauthorized(format!("signature refused: {message}")));
+            }
+        }
+    }
+    let ids = batch_ids(request.body())?;
+    let mut distinct: Vec<String> = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if !distinct.contains(id) {
+            distinct.push(id.clone());
+        }
+    }
+    let fresh = pending::admit(action, &distinct)?;
+    for (sent, id) in fresh.iter().enumerate() {
+        if let Err(error) = emit(action, id) {
+            // Not announced: let the rest go again, so EspoCRM's retry of this
+            // delivery (it retries 503) finds them new.
+            let unsent = fresh[sent..].to_vec();
+            let _ = bitbylaw_sdk::kv::set_remove(&format!("pending:{}", action.as_str()), &unsent);
+            return Err(Error::Unavailable(format!(
+                "{} of {} records announced; send again: {error}",
+                sent,
+                fresh.len()
+            )));
+        }
+    }
+    metrics::counter_add(
+        "vmh_webhook_records",
+        &[("action", action.as_str())],
+        ids.len() as u64,
+    );
+    metrics::counter_add(
+        "vmh_webhook_announced",
+        &[("action", action.as_str())],
+        fresh.len() as u64,
+    );
+    Ok(Response::json(
+        200,
+        &json!({
+            "status": "received",
+            "action": action.as_str(),
+            "new_ids_count": fresh.len(),
+            "total_ids_in_batch": ids.len(),
+        }),
+    ))
+}
+
+/// The ids of a delivery's records, in order: the body must be EspoCRM's JSON
+/// array of records, each with an `id`.
+fn batch_ids(body: &[u8]) -> Result<Vec<String>, Error> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("body is not JSON: {e}")))?;
+    let Value::Array(records) = value else {
+        return Err(Error::BadRequest(
+            "body must be a JSON array of records, as EspoCRM sends them".into(),
+        ));
+    };
+    if records.len() > MAX_BATCH {
+        return Err(Error::BadRequest(format!(
+            "{} records in one delivery; at most {MAX_BATCH}",
+            records.len()
+        )));
+    }
+    records
+        .iter()
+        .enumerate()
+        .map(|(index, record)| match record.get("id") {
+            Some(Value::String(id)) if is_espo_id(id) => Ok(id.clone()),
+            Some(Value::String(id)) => Err(Error::BadRequest(format!(
+                "record {index}: `{}` is not an EspoCRM id (letters, digits, `-`, `_`)",
+                id.escape_debug()
+            ))),
+            Some(_) => Err(Error::BadRequest(format!(
+                "record {index}: `id` is not a string"
+            ))),
+            None if record.is_object() => {
+                Err(Error::BadRequest(format!("record {index} has no `id`")))
+            }
+            None => Err(Error::BadRequest(format!(
+                "record {index} is not an object"
+            ))),
+        })
+        .collect()
+}
+
+/// `GET /vmh/beteiligte/{id}`: what the plugin knows of one record.
+fn lookup(request: Request) -> Result<Response, Error> {
+    let id = request.require_param("id")?;
+    if !is_espo_id(id) {
+        return Err(Error::BadRequest(format!(
+            "`{}` is not an EspoCRM id",
+            id.escape_debug()
+        )));
+    }
+    let mut pending = serde_json::Map::new();
+    for action in Action::ALL {
+        pending.insert(
+            action.as_str().into(),
+            json!(pending::is_pending(action, id)?),
+        );
+    }
+    let linked = party::linked(id)?;
+    if linked.is_none() && pending.values().all(|p| p == &json!(false)) {
+        return Err(Error::NotFound(format!(
+            "nothing is known of EspoCRM record {id}"
+        )));
+    }
+    Ok(Response::json(
+        200,
+        &json!({ "entity_id": id, "advoware_id": linked, "pending": pending }),
+    ))
+}
+
+bitbylaw_sdk::export_plugin!(VmhWebhooks);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_gives_its_ids_in_order() {
+        let ids = batch_ids(br#"[{"id":"a1","name":"x"},{"id":"b2"},{"id":"a1"}]"#).unwrap();
+        assert_eq!(ids, ["a1", "b2", "a1"]);
+        assert_eq!(batch_ids(b"[]").unwrap(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_malformed_batch_says_what_is_wrong() {
+        for (body, says) in [
+            (&b"{"[..], "not JSON"),
+            (br#"{"id":"a1"}"#, "JSON array"),
+            (br#"[{"id":"a1"},{"name":"x"}]"#, "record 1 has no `id`"),
+            (br#"[{"id":5}]"#, "not a string"),
+            (br#"["a1"]"#, "record 0 is not an object"),
+            (br#"[{"id":"../x"}]"#, "not an EspoCRM id"),
+        ] {
+            let error = batch_ids(body).unwrap_err();
+            assert_eq!(error.status(), 400);
+            assert!(error.message().contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn actions_and_topics_match() {
+        for action in Action::ALL {
+            assert_eq!(Action::of_topic(action.topic()), Some(action));
+            assert_eq!(Action::parse(action.as_str()), Some(action));
+        }
+        assert_eq!(Action::parse("restore"), None);
+    }
+}

@@ -1,0 +1,383 @@
+//! The party sync: one EspoCRM record into Advoware.
+//!
+//! Create and update are one operation: read the whole record from EspoCRM
+//! (an update webhook carries only the changed attributes, never enough),
+//! map it, then update the linked Advoware party or create one and link it.
+//! Links live in this plugin's store (`link:<espo id>` → Advoware id,
+//! `party:<advoware id>` → EspoCRM id), and the EspoCRM id stands in the
+//! party's `advoware_link_field`, so a sync cut short right after creating a
+//! party finds that party instead of making another.
+
+use std::time::Duration;
+
+use bitbylaw_sdk::http::HttpResponse;
+use bitbylaw_sdk::{StoreError, advoware, espocrm, info, kv, warn};
+use serde_json::{Map, Value};
+
+use crate::mapping;
+use crate::settings::{OnDelete, Settings};
+
+/// How a sync failed: worth another try, or never going to work.
+#[derive(Debug)]
+pub enum Failure {
+    Retryable(String),
+    Permanent(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(m) => Failure::Retryable(format!("store unavailable: {m}")),
+            StoreError::Invalid(m) => Failure::Permanent(format!("store refused: {m}")),
+        }
+    }
+}
+
+/// What a sync did, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    /// Advoware already holds what EspoCRM says: nothing written.
+    Unchanged,
+    Deleted,
+    Deactivated,
+    /// EspoCRM no longer has the record, or nothing was linked to delete.
+    Nothing,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Updated => "updated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Deleted => "deleted",
+            Outcome::Deactivated => "deactivated",
+            Outcome::Nothing => "nothing",
+        }
+    }
+}
+
+/// How long the "creating" marker lasts: longer than any run of retries.
+const CREATING_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+fn link_key(espo_id: &str) -> String {
+    format!("link:{espo_id}")
+}
+
+fn reverse_key(advoware_id: &str) -> String {
+    format!("party:{advoware_id}")
+}
+
+fn synced_key(espo_id: &str) -> String {
+    format!("synced:{espo_id}")
+}
+
+fn creating_key(espo_id: &str) -> String {
+    format!("creating:{espo_id}")
+}
+
+/// The Advoware id linked to `espo_id`.
+pub fn linked(espo_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(kv::get(&link_key(espo_id))?.and_then(|bytes| String::from_utf8(bytes).ok()))
+}
+
+fn store_link(espo_id: &str, advoware_id: &str) -> Result<(), StoreError> {
+    kv::set(&link_key(espo_id), advoware_id.as_bytes(), None)?;
+    kv::set(&reverse_key(advoware_id), espo_id.as_bytes(), None)
+}
+
+fn drop_link(espo_id: &str, advoware_id: &str) -> Result<(), StoreError> {
+    kv::delete(&link_key(espo_id))?;
+    kv::delete(&reverse_key(advoware_id))?;
+    kv::delete(&synced_key(espo_id))?;
+    Ok(())
+}
+
+/// A short piece of an answer's body for messages.
+fn excerpt(answer: &HttpResponse) -> String {
+    let text = String::from_utf8_lossy(&answer.body);
+    let text = text.trim();
+    match text.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// What an upstream's status means for the sync: 408, 429 and 5xx pass, and
+/// so do 401 and 403 (credentials or rights an operator can fix); any other
+/// refusal is the data's fault and will not pass by retrying.
+fn refused(system: &str, what: &str, answer: &HttpResponse) -> Failure {
+    let message = format!(
+        "{system} answered {} to {what}: {}",
+        answer.status,
+        excerpt(answer)
+    );
+    match answer.status {
+        401 | 403 | 408 | 429 | 500..=599 => Failure::Retryable(message),
+        _ => Failure::Permanent(message),
+    }
+}
+
+fn advoware_failed(what: &str, error: advoware::AdvowareError) -> Failure {
+    use advoware::AdvowareError as E;
+    let message = format!("Advoware, {what}: {error:?}");
+    match error {
+        E::NotConfigured(_) | E::InvalidRequest(_) | E::TooLarge(_) => Failure::Permanent(message),
+        E::Unauthorized(_) | E::Timeout | E::Connection(_) | E::Unavailable(_) => {
+            Failure::Retryable(message)
+        }
+    }
+}
+
+fn espocrm_failed(what: &str, error: espocrm::EspoCrmError) -> Failure {
+    use espocrm::EspoCrmError as E;
+    let message = format!("EspoCRM, {what}: {error:?}");
+    match error {
+        E::NotConfigured(_) | E::InvalidRequest(_) | E::TooLarge(_) => Failure::Permanent(message),
+        E::Timeout | E::Connection(_) => Failure::Retryable(message),
+    }
+}
+
+fn json_body(value: &Map<String, Value>) -> Vec<u8> {
+    Value::Object(value.clone()).to_string().into_bytes()
+}
+
+/// The party's id as Advoware's answer gives it (number or text).
+fn advoware_id(answer: &HttpResponse, field: &str) -> Result<String, Failure> {
+    let party: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+        Failure::Retryable(format!("Advoware's answer to the create is not JSON: {e}"))
+    })?;
+    match &party[field] {
+        Value::Number(n) => Ok(n.to_string()),
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        _ => Err(Failure::Retryable(format!(
+            "Advoware's answer to the create has no `{field}`"
+        ))),
+    }
+}
+
+/// Syncs a created or updated record.
+pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
+    let path = format!("{}/{espo_id}", settings.entity);
+    let answer = espocrm::Request::get(&path)
+        .send()
+        .map_err(|e| espocrm_failed("reading the record", e))?;
+    if answer.status == 404 {
+        info!("EspoCRM record {espo_id} is gone; nothing to sync (its delete webhook follows)");
+        return Ok(Outcome::Nothing);
+    }
+    if !answer.is_success() {
+        return Err(refused("EspoCRM", "reading the record", &answer));
+    }
+    let record: Map<String, Value> = serde_json::from_slice(&answer.body).map_err(|e| {
+        Failure::Permanent(format!(
+            "EspoCRM's record {espo_id} is not a JSON object: {e}"
+        ))
+    })?;
+    let fields = mapping::party(
+        &record,
+        &settings.mapping,
+        &settings.advoware_link_field,
+        espo_id,
+    );
+
+    let mut link = linked(espo_id)?;
+    if link.is_none() {
+        link = adopt(settings, espo_id, &record, &fields)?;
+    }
+    let (outcome, advoware_id) = match link {
+        Some(advoware_id) => {
+            let fingerprint = mapping::fingerprint(&fields, &advoware_id);
+            if kv::get(&synced_key(espo_id))?.as_deref() == Some(fingerprint.as_bytes()) {
+                (Outcome::Unchanged, advoware_id)
+            } else {
+                match update(settings, &advoware_id, &fields)? {
+                    true => (Outcome::Updated, advoware_id),
+                    // Deleted in Advoware meanwhile: the record still exists, so make it anew.
+                    false => {
+                        warn!(
+                            "Advoware party {advoware_id} of EspoCRM record {espo_id} is gone; creating it again"
+                        );
+                        kv::delete(&reverse_key(&advoware_id))?;
+                        (Outcome::Created, create(settings, espo_id, &fields)?)
+                    }
+                }
+            }
+        }
+        None => (Outcome::Created, create(settings, espo_id, &fields)?),
+    };
+    kv::set(
+        &synced_key(espo_id),
+        mapping::fingerprint(&fields, &advoware_id).as_bytes(),
+        None,
+    )?;
+    write_back(settings, espo_id, &record, &advoware_id)?;
+    Ok(outcome)
+}
+
+/// A party this record was linked to without the link being stored: the id
+/// the tenant wrote back to EspoCRM, or the party a sync cut short created
+/// (found by the EspoCRM id in its link field).
+fn adopt(
+    settings: &Settings,
+    espo_id: &str,
+    record: &Map<String, Value>,
+    fields: &Map<String, Value>,
+) -> Result<Option<String>, Failure> {
+    if let Some(field) = &settings.write_back_field {
+        let written = match record.get(field) {
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(advoware_id) = written {
+            store_link(espo_id, &advoware_id)?;
+            return Ok(Some(advoware_id));
+        }
+    }
+    if kv::get(&creating_key(espo_id))?.is_none() {
+        return Ok(None);
+    }
+    // A create was started and may have gone through: look for its party.
+    let mut request = advoware::Request::get(&settings.advoware_path);
+    if let Some(name) = fields.get("name").and_then(Value::as_str) {
+        request = request.query("name", name);
+    }
+    let answer = request
+        .send()
+        .map_err(|e| advoware_failed("looking for a party created before", e))?;
+    if !answer.is_success() {
+        return Err(refused(
+            "Advoware",
+            "looking for a party created before",
+            &answer,
+        ));
+    }
+    let parties: Vec<Value> = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let found = parties
+        .iter()
+        .find(|party| party[&settings.advoware_link_field] == espo_id)
+        .and_then(|party| match &party[&settings.advoware_id_field] {
+            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) => Some(s.clone()),
+            _ => None,
+        });
+    if let Some(advoware_id) = &found {
+        info!("EspoCRM record {espo_id}: found Advoware party {advoware_id} from a sync cut short");
+        store_link(espo_id, advoware_id)?;
+        kv::delete(&creating_key(espo_id))?;
+    }
+    Ok(found)
+}
+
+fn create(
+    settings: &Settings,
+    espo_id: &str,
+    fields: &Map<String, Value>,
+) -> Result<String, Failure> {
+    kv::set(&creating_key(espo_id), b"1", Some(CREATING_TTL))?;
+    let answer = advoware::Request::post(&settings.advoware_path)
+        .header("content-type", "application/json")
+        .body(json_body(fields))
+        .send()
+        .map_err(|e| advoware_failed("creating the party", e))?;
+    if !answer.is_success() {
+        return Err(refused("Advoware", "creating the party", &answer));
+    }
+    let advoware_id = advoware_id(&answer, &settings.advoware_id_field)?;
+    store_link(espo_id, &advoware_id)?;
+    kv::delete(&creating_key(espo_id))?;
+    Ok(advoware_id)
+}
+
+/// Updates the party; false when Advoware has no such party.
+fn update(
+    settings: &Settings,
+    advoware_id: &str,
+    fields: &Map<String, Value>,
+) -> Result<bool, Failure> {
+    let answer = advoware::Request::put(format!("{}/{advoware_id}", settings.advoware_path))
+        .header("content-type", "application/json")
+        .body(json_body(fields))
+        .send()
+        .map_err(|e| advoware_failed("updating the party", e))?;
+    match answer.status {
+        404 => Ok(false),
+        _ if answer.is_success() => Ok(true),
+        _ => Err(refused("Advoware", "updating the party", &answer)),
+    }
+}
+
+/// Writes the Advoware id into the record, when the tenant asks for it and it
+/// is not there yet (the write makes EspoCRM announce an update, whose sync
+/// then finds nothing changed).
+fn write_back(
+    settings: &Settings,
+    espo_id: &str,
+    record: &Map<String, Value>,
+    advoware_id: &str,
+) -> Result<(), Failure> {
+    let Some(field) = &settings.write_back_field else {
+        return Ok(());
+    };
+    let current = match record.get(field) {
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    if current == advoware_id {
+        return Ok(());
+    }
+    let value = advoware_id
+        .parse::<i64>()
+        .map(Value::from)
+        .unwrap_or_else(|_| Value::String(advoware_id.to_owned()));
+    let mut change = Map::new();
+    change.insert(field.clone(), value);
+    let answer = espocrm::Request::put(format!("{}/{espo_id}", settings.entity))
+        .body(json_body(&change))
+        .send()
+        .map_err(|e| espocrm_failed("writing the Advoware id back", e))?;
+    match answer.status {
+        // Deleted in EspoCRM meanwhile: its delete webhook follows.
+        404 => Ok(()),
+        _ if answer.is_success() => Ok(()),
+        _ => Err(refused("EspoCRM", "writing the Advoware id back", &answer)),
+    }
+}
+
+/// Syncs a deleted record: deletes or deactivates its party.
+pub fn remove(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
+    let Some(advoware_id) = linked(espo_id)? else {
+        info!("EspoCRM record {espo_id} was deleted; no Advoware party is linked to it");
+        return Ok(Outcome::Nothing);
+    };
+    let path = format!("{}/{advoware_id}", settings.advoware_path);
+    match settings.on_delete {
+        OnDelete::Delete => {
+            let answer = advoware::Request::delete(&path)
+                .send()
+                .map_err(|e| advoware_failed("deleting the party", e))?;
+            if !(answer.is_success() || answer.status == 404) {
+                return Err(refused("Advoware", "deleting the party", &answer));
+            }
+            drop_link(espo_id, &advoware_id)?;
+            Ok(Outcome::Deleted)
+        }
+        OnDelete::Deactivate => {
+            let answer = advoware::Request::put(&path)
+                .header("content-type", "application/json")
+                .body(json_body(&settings.deactivate))
+                .send()
+                .map_err(|e| advoware_failed("deactivating the party", e))?;
+            if !(answer.is_success() || answer.status == 404) {
+                return Err(refused("Advoware", "deactivating the party", &answer));
+            }
+            // The party stays, and so does the link; a later sync writes everything again.
+            kv::delete(&synced_key(espo_id))?;
+            Ok(Outcome::Deactivated)
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Which records have a sync on its way, per action.
+//!
+//! A webhook's ids are added to the action's pending set with `set-add`, which
+//! answers the ids that were not in it: only those get an event, in one atomic
+//! step, so twenty batches at once on any number of host instances emit each id
+//! once. An id leaves the set when its sync has finished (done, or given up to
+//! the dead letters), so a later change of the record is synced again.
+//!
+//! A change that arrives while its record's sync runs must not be lost: the
+//! sync may have read the record before the change. Such an id is also put in
+//! the action's `again` set, and the sync, when it lets go of the id, looks
+//! there and, if flagged, takes the id up again with a fresh event. Both sides
+//! order their steps so that no interleaving loses a change (the worst case is
+//! one sync more, which then writes nothing):
+//! - receipt: `pending += ids`; for the ids already there: `again += them`,
+//!   then `pending += them` again: those new now were let go in between, and
+//!   get their event here;
+//! - finish: `pending -= id`, then `again -= id`; if it was flagged:
+//!   `pending += id`, and a new event if that was new.
+
+use bitbylaw_sdk::{StoreError, kv};
+
+use crate::Action;
+
+fn pending_key(action: Action) -> String {
+    format!("pending:{}", action.as_str())
+}
+
+fn again_key(action: Action) -> String {
+    format!("again:{}", action.as_str())
+}
+
+/// Marks distinct `ids` pending; returns those whose event is to be emitted now.
+pub fn admit(action: Action, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut fresh = kv::set_add(&pending_key(action), ids)?;
+    if fresh.len() < ids.len() {
+        let busy: Vec<String> = ids
+            .iter()
+            .filter(|id| !fresh.contains(id))
+            .cloned()
+            .collect();
+        kv::set_add(&again_key(action), &busy)?;
+        fresh.extend(kv::set_add(&pending_key(action), &busy)?);
+    }
+    Ok(fresh)
+}
+
+/// The sync of `id` has finished. True when a change came meanwhile and the
+/// id is pending again: the caller emits its event.
+pub fn release(action: Action, id: &str) -> Result<bool, StoreError> {
+    let id = [id.to_owned()];
+    kv::set_remove(&pending_key(action), &id)?;
+    if kv::set_remove(&again_key(action), &id)? == 0 {
+        return Ok(false);
+    }
+    Ok(!kv::set_add(&pending_key(action), &id)?.is_empty())
+}
+
+/// Whether `id` is pending for `action`.
+pub fn is_pending(action: Action, id: &str) -> Result<bool, StoreError> {
+    Ok(kv::set_members(&pending_key(action))?
+        .iter()
+        .any(|member| member == id))
+}

@@ -1,0 +1,259 @@
+//! A tenant running `vmh-webhooks` between the EspoCRM and Advoware
+//! simulators, for the webhook tests and the benchmark. The webhooks are
+//! registered in the EspoCRM simulator with their URL on the host (the key in
+//! the query, as EspoCRM must send it) and in the tenant's EspoCRM account
+//! with the same ids and secrets.
+
+use serde_json::Value;
+
+use crate::simulators::advoware::Advoware;
+use crate::simulators::espocrm::{self, EspoCrm};
+use crate::{Backend, TestHost};
+
+pub const API_KEY: &str = "firm-a-key";
+
+pub const ACTIONS: [&str; 3] = ["create", "update", "delete"];
+
+/// The webhook of `action` as the simulator and the tenant both know it;
+/// `create`'s is the reference's test vector (`webhookId456`, `secretKey123`).
+pub fn webhook_id(action: &str) -> String {
+    match action {
+        "create" => "webhookId456".into(),
+        _ => format!("wh-{action}-4f2a9c"),
+    }
+}
+
+pub fn webhook_secret(action: &str) -> String {
+    match action {
+        "create" => "secretKey123".into(),
+        _ => format!("{action}-secret-7d1e0b93a5c4"),
+    }
+}
+
+#[derive(Clone)]
+pub struct VmhOptions {
+    /// Lines for `[plugins.vmh-webhooks.config]`.
+    pub config: String,
+    /// Lines for each `[plugins.vmh-webhooks.subscriptions."vmh.beteiligte.<action>"]`.
+    pub subscription: String,
+    /// Sign API requests (`secret_key`) instead of sending the key.
+    pub hmac: bool,
+    pub key_prefix: Option<String>,
+    /// Register the three webhooks in the EspoCRM simulator, pointing at the host.
+    pub register_webhooks: bool,
+    /// More host settings (`[admin]`, ...), after [`HOST_TOML`].
+    pub host: String,
+}
+
+impl Default for VmhOptions {
+    fn default() -> Self {
+        Self {
+            config: String::new(),
+            subscription: "backoff_base_ms = 100\nbackoff_jitter = 0.0".into(),
+            hmac: true,
+            key_prefix: None,
+            register_webhooks: true,
+            host: String::new(),
+        }
+    }
+}
+
+pub struct VmhRig {
+    pub espocrm: EspoCrm,
+    pub advoware: Advoware,
+    pub host: TestHost,
+    pub options: VmhOptions,
+    files: tempfile::TempDir,
+}
+
+/// Retries come back quickly in tests.
+pub const HOST_TOML: &str = "[events]\nretry_poll_ms = 20\n";
+
+impl VmhRig {
+    pub async fn start(options: VmhOptions) -> Self {
+        let espocrm = EspoCrm::start_default().await;
+        let advoware = Advoware::start_default().await;
+        let files = tempfile::tempdir().unwrap();
+        let toml = tenant(&espocrm, &advoware, files.path(), &options);
+        let mut builder = TestHost::builder(Backend::Redis)
+            .host_toml(&format!("{HOST_TOML}{}", options.host))
+            .tenant("firm-a", Some(API_KEY), &toml);
+        if let Some(prefix) = &options.key_prefix {
+            builder = builder.key_prefix(prefix);
+        }
+        let host = builder.start().await;
+        if options.register_webhooks {
+            for action in ACTIONS {
+                espocrm.register_webhook_with(
+                    &format!("CBeteiligte.{action}"),
+                    &Self::webhook_url(&host, action),
+                    &webhook_id(action),
+                    &webhook_secret(action),
+                );
+            }
+        }
+        Self {
+            espocrm,
+            advoware,
+            host,
+            options,
+            files,
+        }
+    }
+
+    /// A second host instance of the same deployment (same store prefix).
+    pub async fn another_instance(&self) -> TestHost {
+        let prefix = self
+            .options
+            .key_prefix
+            .clone()
+            .expect("another instance needs VmhOptions::key_prefix");
+        TestHost::builder(Backend::Redis)
+            .host_toml(&format!("{HOST_TOML}{}", self.options.host))
+            .key_prefix(&prefix)
+            .tenant(
+                "firm-a",
+                Some(API_KEY),
+                &tenant(
+                    &self.espocrm,
+                    &self.advoware,
+                    self.files.path(),
+                    &self.options,
+                ),
+            )
+            .start()
+            .await
+    }
+
+    /// Where EspoCRM posts `action`'s webhooks: the key in the query.
+    pub fn webhook_url(host: &TestHost, action: &str) -> String {
+        host.url(&format!(
+            "/vmh/webhook/beteiligte/{action}?apikey={API_KEY}"
+        ))
+    }
+
+    /// Posts `body` to `action`'s route on `host`, signed like EspoCRM when
+    /// `signed`: status and answer.
+    pub async fn post_to(host: &TestHost, action: &str, body: &[u8], signed: bool) -> (u16, Value) {
+        let mut request = host
+            .client
+            .post(Self::webhook_url(host, action))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if signed {
+            let (id, secret) = (webhook_id(action), webhook_secret(action));
+            request = request
+                .header("Signature", espocrm::webhook_signature(&id, &secret, body))
+                .header(
+                    "X-Signature",
+                    espocrm::legacy_webhook_signature(&id, &secret, body),
+                );
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn post(&self, action: &str, body: &[u8], signed: bool) -> (u16, Value) {
+        Self::post_to(&self.host, action, body, signed).await
+    }
+
+    /// `GET /vmh/beteiligte/{id}`: status and what the plugin knows.
+    pub async fn lookup(&self, id: &str) -> (u16, Value) {
+        let response = self
+            .host
+            .get(&format!("/vmh/beteiligte/{id}"), API_KEY)
+            .await;
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Whether `id`'s sync of `action` has finished (the id is no longer pending).
+    pub async fn settled(&self, id: &str, action: &str) -> bool {
+        let (status, known) = self.lookup(id).await;
+        status == 404 || known["pending"][action] == false
+    }
+
+    /// The ids announced on `vmh.beteiligte.<action>`, in order: the topic's
+    /// stream as the host wrote it to Redis.
+    pub fn announced(&self, action: &str) -> Vec<String> {
+        let stream = format!(
+            "{}:{{firm-a}}:ev:topic:vmh.beteiligte.{action}",
+            self.host.prefix
+        );
+        let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg("-")
+            .arg("+")
+            .query(&mut crate::redis_connection())
+            .unwrap();
+        reply
+            .ids
+            .iter()
+            .map(|entry| {
+                let payload: Vec<u8> = redis::from_redis_value_ref(&entry.map["payload"]).unwrap();
+                let payload: Value = serde_json::from_slice(&payload).unwrap();
+                payload["entity_id"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// The Advoware parties that carry EspoCRM id `id`.
+    pub fn parties_of(&self, id: &str) -> Vec<Value> {
+        self.advoware
+            .parties()
+            .into_iter()
+            .filter(|p| p["externeId"] == id)
+            .collect()
+    }
+}
+
+fn tenant(
+    espocrm: &EspoCrm,
+    advoware: &Advoware,
+    files: &std::path::Path,
+    options: &VmhOptions,
+) -> String {
+    let account = espocrm.account();
+    std::fs::write(files.join("espo_key"), &account.api_key).unwrap();
+    let secret_line = match (&account.secret_key, options.hmac) {
+        (Some(secret), true) => {
+            std::fs::write(files.join("espo_secret"), secret).unwrap();
+            format!(
+                "secret_key = {{ file = \"{}/espo_secret\" }}",
+                files.display()
+            )
+        }
+        _ => String::new(),
+    };
+    let mut toml = format!(
+        "{advoware}\n[upstreams.vmh]\nkind = \"espocrm\"\nbase_url = \"{base}\"\napi_key = {{ file = \"{files}/espo_key\" }}\n{secret_line}\n",
+        advoware = advoware.upstream_toml("advoware", files),
+        base = espocrm.base_url(),
+        files = files.display(),
+    );
+    for action in ACTIONS {
+        std::fs::write(files.join(format!("wh-{action}")), webhook_secret(action)).unwrap();
+        toml.push_str(&format!(
+            "[upstreams.vmh.webhooks.\"CBeteiligte.{action}\"]\nid = \"{}\"\nsecret = {{ file = \"{}/wh-{action}\" }}\n",
+            webhook_id(action),
+            files.display()
+        ));
+    }
+    toml.push_str("[plugins.vmh-webhooks]\ncomponent = \"{component:vmh-webhooks}\"\nupstreams = [\"advoware\", \"vmh\"]\n");
+    for action in ACTIONS {
+        toml.push_str(&format!(
+            "[plugins.vmh-webhooks.subscriptions.\"vmh.beteiligte.{action}\"]\n{}\n",
+            options.subscription
+        ));
+    }
+    toml.push_str(&format!(
+        "[plugins.vmh-webhooks.config]\n{}\n",
+        options.config
+    ));
+    toml
+}

@@ -1,0 +1,474 @@
+//! `vmh-webhooks` through the host, between the EspoCRM simulator (which
+//! signs and sends its webhooks like EspoCRM) and the Advoware simulator:
+//! signatures, dedup across instances, the party sync, retries and dead letters.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bitbylaw_tests::simulators::espocrm::{self, Outcome};
+use bitbylaw_tests::vmh::{VmhOptions, VmhRig, webhook_id, webhook_secret};
+use bitbylaw_tests::wait_for;
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+const ADMIN_TOKEN: &str = "vmh-admin-token";
+
+/// The reference's test vector: webhook `webhookId456`, secret `secretKey123`.
+const VECTOR_BODY: &[u8] = br#"[{"id":"abc123","name":"Test"}]"#;
+const VECTOR_SIGNATURE: &str = "d2ViaG9va0lkNDU2OmFmYTBlMDJlNDJjNTQ3ODRkYmM2MjE2YTIzZGM1OTQ3NjU5ZTAwNzg0Zjg4NTNkZjVjZDAzNjg1MDZiMzI5OWQ=";
+const VECTOR_X_SIGNATURE: &str = "d2ViaG9va0lkNDU2Oq+g4C5CxUeE28YhaiPcWUdlngB4T4hT31zQNoUGsymd";
+
+async fn post_with(
+    rig: &VmhRig,
+    action: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut request = rig
+        .host
+        .client
+        .post(VmhRig::webhook_url(&rig.host, action))
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn mueller() -> Value {
+    json!({
+        "name": "Hans Müller", "firstName": "Hans", "lastName": "Müller", "salutationName": "Herr",
+        "emailAddress": "hans.mueller@example.de", "phoneNumber": "+49 30 1234567",
+        "addressStreet": "Hauptstraße 1", "addressPostalCode": "10115", "addressCity": "Berlin",
+        "addressCountry": "Deutschland", "cRolle": "Mandant"
+    })
+}
+
+/// Runs EspoCRM's delivery job once; every batch must have been taken (200).
+async fn deliver_ok(rig: &VmhRig) {
+    let report = rig.espocrm.deliver().await;
+    assert!(!report.deliveries.is_empty(), "nothing was queued");
+    for delivery in &report.deliveries {
+        assert_eq!(delivery.status, Some(200), "{delivery:?}");
+        assert_eq!(delivery.outcome, Outcome::Delivered);
+    }
+}
+
+async fn settled(rig: &VmhRig, id: &str, action: &str) {
+    wait_for(WAIT, || async {
+        rig.settled(id, action).await.then_some(())
+    })
+    .await;
+}
+
+async fn one_party(rig: &VmhRig, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+    wait_for(WAIT, || async {
+        let parties = rig.parties_of(id);
+        assert!(
+            parties.len() <= 1,
+            "two parties for one record: {parties:?}"
+        );
+        parties.into_iter().next().filter(|p| check(p))
+    })
+    .await
+}
+
+fn advoware_writes(rig: &VmhRig) -> usize {
+    rig.advoware
+        .api_requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_are_taken_by_their_signature_only() {
+    let rig = VmhRig::start(VmhOptions::default()).await;
+
+    // The reference's vectors, both headers and each alone.
+    let (status, answer) = post_with(
+        &rig,
+        "create",
+        VECTOR_BODY,
+        &[
+            ("Signature", VECTOR_SIGNATURE),
+            ("X-Signature", VECTOR_X_SIGNATURE),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({ "status": "received", "action": "create", "new_ids_count": 1, "total_ids_in_batch": 1 })
+    );
+    for header in [
+        ("Signature", VECTOR_SIGNATURE),
+        ("X-Signature", VECTOR_X_SIGNATURE),
+    ] {
+        let (status, answer) = post_with(&rig, "create", VECTOR_BODY, &[header]).await;
+        assert_eq!(status, 200, "{header:?}: {answer}");
+        assert_eq!(answer["status"], "received");
+    }
+
+    // A wrong secret, a tampered body, another webhook's signature, none.
+    let tampered = br#"[{"id":"abc124","name":"Test"}]"#;
+    let wrong_secret = espocrm::webhook_signature("webhookId456", "secretKey124", tampered);
+    let other_webhook =
+        espocrm::webhook_signature(&webhook_id("update"), &webhook_secret("update"), tampered);
+    for (headers, says) in [
+        (vec![("Signature", wrong_secret.as_str())], "does not match"),
+        (vec![("Signature", VECTOR_SIGNATURE)], "does not match"),
+        (vec![("X-Signature", VECTOR_X_SIGNATURE)], "does not match"),
+        (
+            vec![("Signature", other_webhook.as_str())],
+            "another webhook",
+        ),
+        (vec![("Signature", "bm90IGEgc2lnbmF0dXJl")], "Signature"),
+        (vec![], "signature is required"),
+    ] {
+        let (status, answer) = post_with(&rig, "create", tampered, &headers).await;
+        assert_eq!(status, 401, "{headers:?}: {answer}");
+        assert_eq!(answer["error"], "unauthorized");
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(!message.contains("secretKey123"), "{message}");
+    }
+
+    // Signed but malformed: 400 saying what is wrong.
+    for (body, says) in [
+        (&b"{\"id\":\"a1\"}"[..], "JSON array"),
+        (b"[{\"name\":\"x\"}]", "record 0 has no `id`"),
+        (b"[{\"id\":\"a1\"},{\"id\":\"../../x\"}]", "record 1"),
+        (b"not json", "not JSON"),
+    ] {
+        let (status, answer) = rig.post("create", body, true).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(says),
+            "{answer}"
+        );
+    }
+
+    // An unknown action is 404, never 410 (EspoCRM would delete the webhook).
+    let (status, answer) = rig.post("restore", VECTOR_BODY, true).await;
+    assert_eq!(status, 404, "{answer}");
+
+    // Only the one signed record was announced; nothing refused reached the bus.
+    let announced = rig.announced("create");
+    assert!(!announced.is_empty());
+    assert!(announced.iter().all(|id| id == "abc123"), "{announced:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_can_take_unsigned_deliveries() {
+    let rig = VmhRig::start(VmhOptions {
+        config: "require_signature = false".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    let (status, answer) = rig
+        .post("update", br#"[{"id":"u1"},{"id":"u2"},{"id":"u1"}]"#, false)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["new_ids_count"], 2);
+    assert_eq!(answer["total_ids_in_batch"], 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_batches_on_two_instances_announce_each_record_once() {
+    let rig = VmhRig::start(VmhOptions {
+        key_prefix: Some(format!("test-vmh-{}", uuid::Uuid::new_v4().simple())),
+        // No sync finishes during the test (EspoCRM is down, retries wait long),
+        // so every record stays pending and only dedup decides.
+        subscription: "backoff_base_ms = 600000".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    rig.espocrm.refuse_connections();
+    let second = rig.another_instance().await;
+    let ids: Vec<String> = (0..1000)
+        .map(|n| format!("{:017x}", 0x6571_a1b2_0000_u64 + n))
+        .collect();
+    // Batch b holds ids b*50 .. b*50+100: every id comes in two batches.
+    let bodies: Vec<Vec<u8>> = (0..20)
+        .map(|b| {
+            let batch: Vec<Value> = (0..100)
+                .map(|k| json!({ "id": ids[(b * 50 + k) % 1000], "name": "x" }))
+                .collect();
+            serde_json::to_vec(&batch).unwrap()
+        })
+        .collect();
+    let answers = futures::future::join_all(bodies.iter().enumerate().map(|(b, body)| {
+        let host = if b % 2 == 0 { &rig.host } else { &second };
+        VmhRig::post_to(host, "create", body, true)
+    }))
+    .await;
+    let mut new = 0;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(answer["total_ids_in_batch"], 100);
+        new += answer["new_ids_count"].as_u64().unwrap();
+    }
+    assert_eq!(new, 1000);
+    let mut announced = rig.announced("create");
+    assert_eq!(announced.len(), 1000, "each record once");
+    announced.sort();
+    assert_eq!(announced, ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_reaches_advoware_and_follows_its_updates_and_deletion() {
+    let rig = VmhRig::start(VmhOptions {
+        config: "write_back_field = \"cAdvowareBetNr\"".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    let party = one_party(&rig, &id, |_| true).await;
+    for (field, value) in [
+        ("name", "Müller"),
+        ("vorname", "Hans"),
+        ("anrede", "Herr"),
+        ("email", "hans.mueller@example.de"),
+        ("telefon", "+49 30 1234567"),
+        ("strasse", "Hauptstraße 1"),
+        ("plz", "10115"),
+        ("ort", "Berlin"),
+        ("land", "Deutschland"),
+        ("rolle", "Mandant"),
+    ] {
+        assert_eq!(party[field], value, "{field}: {party}");
+    }
+    let bet_nr = party["betNr"].clone();
+    // The Advoware id is written back to the record...
+    wait_for(WAIT, || async {
+        let record = rig.espocrm.record("CBeteiligte", &id)?;
+        (record["cAdvowareBetNr"] == bet_nr).then_some(())
+    })
+    .await;
+    settled(&rig, &id, "create").await;
+    let (status, known) = rig.lookup(&id).await;
+    assert_eq!(status, 200);
+    assert_eq!(known["advoware_id"], bet_nr.to_string());
+
+    // ...and the update EspoCRM announces for that write changes nothing in Advoware.
+    let writes = advoware_writes(&rig);
+    deliver_ok(&rig).await;
+    settled(&rig, &id, "update").await;
+    assert_eq!(
+        advoware_writes(&rig),
+        writes,
+        "a sync with nothing changed writes nothing"
+    );
+
+    // An update (the webhook carries only the changed field: the sync reads the whole record).
+    rig.espocrm
+        .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
+    deliver_ok(&rig).await;
+    let delivered = rig.espocrm.deliveries().last().cloned().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&delivered.body).unwrap(),
+        json!([{ "id": id, "addressCity": "Hamburg" }])
+    );
+    one_party(&rig, &id, |p| p["ort"] == "Hamburg").await;
+    settled(&rig, &id, "update").await;
+
+    // A second update after the first finished is processed again.
+    rig.espocrm.user_update(
+        "CBeteiligte",
+        &id,
+        json!({ "addressCity": "Köln", "phoneNumber": "+49 221 5555" }),
+    );
+    deliver_ok(&rig).await;
+    let party = one_party(&rig, &id, |p| p["ort"] == "Köln").await;
+    assert_eq!(party["telefon"], "+49 221 5555");
+    assert_eq!(party["name"], "Müller", "fields not in the webhook stay");
+    settled(&rig, &id, "update").await;
+
+    // Deleted in EspoCRM: deactivated in Advoware (the default).
+    assert!(rig.espocrm.user_delete("CBeteiligte", &id));
+    deliver_ok(&rig).await;
+    let party = one_party(&rig, &id, |p| p["aktiv"] == false).await;
+    assert_eq!(party["betNr"], bet_nr);
+    settled(&rig, &id, "delete").await;
+    assert_eq!(rig.advoware.parties().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_removes_the_party_when_the_tenant_says_so() {
+    let rig = VmhRig::start(VmhOptions {
+        config: "on_delete = \"delete\"".into(),
+        hmac: false,
+        ..VmhOptions::default()
+    })
+    .await;
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    one_party(&rig, &id, |_| true).await;
+    settled(&rig, &id, "create").await;
+    // The account without a secret key sends its key (`X-Api-Key`).
+    let read = rig
+        .espocrm
+        .api_requests()
+        .into_iter()
+        .find(|r| r.method == "GET")
+        .unwrap();
+    assert!(read.headers.contains_key("x-api-key"));
+    assert!(!read.headers.contains_key("x-hmac-authorization"));
+
+    rig.espocrm.user_delete("CBeteiligte", &id);
+    deliver_ok(&rig).await;
+    wait_for(WAIT, || async {
+        rig.parties_of(&id).is_empty().then_some(())
+    })
+    .await;
+    settled(&rig, &id, "delete").await;
+    let (status, _) = rig.lookup(&id).await;
+    assert_eq!(status, 404, "the link is gone with the party");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_advoware_down_the_sync_is_retried_and_succeeds_once_it_is_back() {
+    let rig = VmhRig::start(VmhOptions {
+        subscription:
+            "max_attempts = 50\nbackoff_base_ms = 50\nbackoff_max_ms = 200\nbackoff_jitter = 0.0"
+                .into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    rig.advoware.refuse_connections();
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    // At least three attempts have failed before Advoware comes back.
+    wait_for(WAIT, || async {
+        let metrics = rig.host.metrics().await;
+        let retries: f64 = metrics
+            .lines()
+            .filter(|l| l.contains("name=\"vmh_party_syncs\"") && l.contains("outcome=\"retry\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        (retries >= 3.0).then_some(())
+    })
+    .await;
+    assert!(rig.parties_of(&id).is_empty());
+    let (_, known) = rig.lookup(&id).await;
+    assert_eq!(
+        known["pending"]["create"], true,
+        "pending while it is retried"
+    );
+    rig.advoware.accept_connections().await;
+    one_party(&rig, &id, |p| p["name"] == "Müller").await;
+    settled(&rig, &id, "create").await;
+    assert_eq!(rig.parties_of(&id).len(), 1, "made once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validation_error_goes_to_the_dead_letters_and_the_record_is_let_go() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token = secrets.path().join("admin-token");
+    std::fs::write(&token, ADMIN_TOKEN).unwrap();
+    let rig = VmhRig::start(VmhOptions {
+        // Advoware requires `name`; mapped from the surname alone, a company has none.
+        config: "[plugins.vmh-webhooks.config.mapping]\nname = \"lastName\"\nort = \"addressCity\""
+            .into(),
+        host: format!("[admin]\ntoken = {{ file = \"{}\" }}\n", token.display()),
+        ..VmhOptions::default()
+    })
+    .await;
+    let id = rig.espocrm.user_create(
+        "CBeteiligte",
+        json!({ "name": "Hausverwaltung Nord GmbH", "addressCity": "Kiel" }),
+    );
+    deliver_ok(&rig).await;
+    let dead = wait_for(WAIT, || async {
+        let letters: Value = rig
+            .host
+            .client
+            .get(rig.host.url("/admin/tenants/firm-a/dead-letters"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        letters["dead_letters"]
+            .as_array()
+            .filter(|l| !l.is_empty())
+            .cloned()
+    })
+    .await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let error = dead[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("400") && error.contains("Feld 'name' fehlt"),
+        "{error}"
+    );
+    assert_eq!(dead[0]["attempts"], 1, "a validation error is not retried");
+    // The record left the pending set, so a later change is synced.
+    settled(&rig, &id, "create").await;
+    rig.espocrm
+        .user_update("CBeteiligte", &id, json!({ "lastName": "Nord" }));
+    deliver_ok(&rig).await;
+    let party = one_party(&rig, &id, |_| true).await;
+    assert_eq!(party["name"], "Nord");
+    assert_eq!(party["ort"], "Kiel");
+    // And EspoCRM re-sending the create is taken as new, not suppressed.
+    let body = serde_json::to_vec(&json!([{ "id": id }])).unwrap();
+    let (status, answer) = rig.post("create", &body, true).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["new_ids_count"], 1, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
+    let rig = VmhRig::start(VmhOptions::default()).await;
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    one_party(&rig, &id, |_| true).await;
+    settled(&rig, &id, "create").await;
+
+    // Advoware is slow: the update's sync has read the record and is still
+    // writing when the next change comes.
+    let reads_before = rig.espocrm.api_requests().len();
+    rig.advoware.set_latency(Duration::from_millis(1500));
+    rig.espocrm
+        .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
+    deliver_ok(&rig).await;
+    wait_for(WAIT, || async {
+        rig.espocrm.api_requests()[reads_before..]
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(&id))
+            .then_some(())
+    })
+    .await;
+    rig.espocrm
+        .user_update("CBeteiligte", &id, json!({ "addressCity": "Potsdam" }));
+    let body = serde_json::to_vec(&json!([{ "id": id, "addressCity": "Potsdam" }])).unwrap();
+    let (status, answer) = rig.post("update", &body, true).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["new_ids_count"], 0, "its sync is pending: {answer}");
+    rig.advoware.set_latency(Duration::ZERO);
+
+    // The running sync wrote Hamburg; the change that came meanwhile follows.
+    one_party(&rig, &id, |p| p["ort"] == "Potsdam").await;
+    settled(&rig, &id, "update").await;
+    let written: Vec<Value> = rig
+        .advoware
+        .api_requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["ort"].clone())
+        .collect();
+    assert_eq!(written, [json!("Hamburg"), json!("Potsdam")]);
+    assert_eq!(
+        rig.announced("update").len(),
+        2,
+        "the webhook's event, then the one for the change"
+    );
+}
