@@ -39,6 +39,19 @@ impl Emitter for Recorded {
             .push((tenant.to_owned(), topic.to_owned(), payload));
         Box::pin(async { Ok("event-1".to_owned()) })
     }
+
+    fn emit_all<'a>(
+        &'a self,
+        tenant: &'a str,
+        topic: &'a str,
+        payloads: Vec<Vec<u8>>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), StoreError>> + Send + 'a>> {
+        let mut recorded = self.0.lock().unwrap();
+        for payload in payloads {
+            recorded.push((tenant.to_owned(), topic.to_owned(), payload));
+        }
+        Box::pin(async { Ok(()) })
+    }
 }
 
 struct Plugin {

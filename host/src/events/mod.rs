@@ -90,6 +90,29 @@ impl EventBus {
         }
     }
 
+    /// Queues one event per payload for `topic`, all or none.
+    pub async fn emit_all(
+        &self,
+        tenant: &str,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        if !self.workers().subscribed(tenant, topic) {
+            return Err(StoreError::Invalid(format!(
+                "no plugin of this tenant subscribes to topic `{topic}`"
+            )));
+        }
+        match self {
+            EventBus::Memory(bus) => {
+                for payload in payloads {
+                    bus.emit(tenant, topic, payload).await?;
+                }
+                Ok(())
+            }
+            EventBus::Redis(bus) => bus.emit_all(tenant, topic, payloads).await,
+        }
+    }
+
     /// Readies what `tenant`'s delivery needs in the store (consumer groups),
     /// leaving what runs untouched: a reload calls it before the swap, so a
     /// store error keeps the running version and its delivery as they are.
@@ -189,6 +212,16 @@ impl crate::capabilities::Emitter for EventBus {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, StoreError>> + Send + 'a>>
     {
         Box::pin(EventBus::emit(self, tenant, topic, payload))
+    }
+
+    fn emit_all<'a>(
+        &'a self,
+        tenant: &'a str,
+        topic: &'a str,
+        payloads: Vec<Vec<u8>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send + 'a>>
+    {
+        Box::pin(EventBus::emit_all(self, tenant, topic, payloads))
     }
 }
 

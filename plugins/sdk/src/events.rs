@@ -10,9 +10,25 @@ pub fn emit(topic: &str, payload: &[u8]) -> Result<(), StoreError> {
 }
 
 pub fn emit_json<T: Serialize + ?Sized>(topic: &str, payload: &T) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(payload)
-        .map_err(|e| Error::Internal(format!("event not serialisable: {e}")))?;
-    Ok(emit(topic, &bytes)?)
+    Ok(emit(topic, &to_bytes(payload)?)?)
+}
+
+/// One event per payload, all or none, in one store round trip.
+pub fn emit_all(topic: &str, payloads: &[Vec<u8>]) -> Result<(), StoreError> {
+    wit::emit_all(topic, payloads)
+}
+
+/// [`emit_all`] with JSON payloads.
+pub fn emit_all_json<T: Serialize>(topic: &str, payloads: &[T]) -> Result<(), Error> {
+    let bytes = payloads
+        .iter()
+        .map(to_bytes)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(emit_all(topic, &bytes)?)
+}
+
+fn to_bytes<T: Serialize + ?Sized>(payload: &T) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(payload).map_err(|e| Error::Internal(format!("event not serialisable: {e}")))
 }
 
 /// While an event is handled: the most deliveries it gets (the subscription's

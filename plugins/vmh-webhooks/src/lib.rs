@@ -77,6 +77,17 @@ struct Announced {
     timestamp: String,
 }
 
+impl Announced {
+    fn new(action: Action, id: &str, timestamp: &str) -> Self {
+        Self {
+            entity_id: id.to_owned(),
+            action: action.as_str().to_owned(),
+            source: "espocrm".to_owned(),
+            timestamp: timestamp.to_owned(),
+        }
+    }
+}
+
 struct VmhWebhooks;
 
 impl Plugin for VmhWebhooks {
@@ -176,15 +187,8 @@ fn finish(action: Action, id: &str) -> Result<(), Error> {
 }
 
 fn emit(action: Action, id: &str) -> Result<(), Error> {
-    events::emit_json(
-        action.topic(),
-        &Announced {
-            entity_id: id.to_owned(),
-            action: action.as_str().to_owned(),
-            source: "espocrm".to_owned(),
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        },
-    )
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    events::emit_json(action.topic(), &Announced::new(action, id, &now))
 }
 
 /// EspoCRM's ids are 17 hex digits; anything plain and short is taken, nothing
@@ -241,18 +245,18 @@ fn receive(request: Request) -> Result<Response, Error> {
         }
     }
     let fresh = pending::admit(action, &distinct)?;
-    for (sent, id) in fresh.iter().enumerate() {
-        if let Err(error) = emit(action, id) {
-            // Not announced: let the rest go again, so EspoCRM's retry of this
-            // delivery (it retries 503) finds them new.
-            let unsent = fresh[sent..].to_vec();
-            let _ = bitbylaw_sdk::kv::set_remove(&format!("pending:{}", action.as_str()), &unsent);
-            return Err(Error::Unavailable(format!(
-                "{} of {} records announced; send again: {error}",
-                sent,
-                fresh.len()
-            )));
-        }
+    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let announced: Vec<Announced> = fresh
+        .iter()
+        .map(|id| Announced::new(action, id, &timestamp))
+        .collect();
+    if let Err(error) = events::emit_all_json(action.topic(), &announced) {
+        // None was announced (all or none): let the ids go again, so that
+        // EspoCRM's retry of this delivery (it retries 503) finds them new.
+        let _ = pending::forget(action, &fresh);
+        return Err(Error::Unavailable(format!(
+            "the records could not be announced; send again: {error}"
+        )));
     }
     metrics::counter_add(
         "vmh_webhook_records",

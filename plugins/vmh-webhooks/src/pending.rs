@@ -56,6 +56,11 @@ pub fn release(action: Action, id: &str) -> Result<bool, StoreError> {
     Ok(!kv::set_add(&pending_key(action), &id)?.is_empty())
 }
 
+/// Takes back `ids` that [`admit`] let through but that could not be announced.
+pub fn forget(action: Action, ids: &[String]) -> Result<u32, StoreError> {
+    kv::set_remove(&pending_key(action), ids)
+}
+
 /// Whether `id` is pending for `action`.
 pub fn is_pending(action: Action, id: &str) -> Result<bool, StoreError> {
     Ok(kv::set_members(&pending_key(action))?

@@ -96,8 +96,49 @@ impl RedisBus {
         payload: Vec<u8>,
     ) -> Result<String, StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
-        let keys = Keys::new(&self.inner.prefix, tenant);
+        let command = self.xadd(tenant, topic, &id, &payload, super::now_us());
         let mut connection = self.inner.store.connection();
+        let _: String = command
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(id)
+    }
+
+    /// One `XADD` per payload in a `MULTI` block: all or none, one round trip.
+    /// The entries share one stream, so one slot on a cluster too.
+    pub async fn emit_all(
+        &self,
+        tenant: &str,
+        topic: &str,
+        payloads: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let emitted_us = super::now_us();
+        let mut pipeline = redis::pipe();
+        pipeline.atomic();
+        for payload in &payloads {
+            let id = uuid::Uuid::new_v4().to_string();
+            pipeline
+                .add_command(self.xadd(tenant, topic, &id, payload, emitted_us))
+                .ignore();
+        }
+        let mut connection = self.inner.store.connection();
+        let () = pipeline
+            .query_async(&mut connection)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    fn xadd(
+        &self,
+        tenant: &str,
+        topic: &str,
+        id: &str,
+        payload: &[u8],
+        emitted_us: u64,
+    ) -> redis::Cmd {
+        let keys = Keys::new(&self.inner.prefix, tenant);
         let mut command = redis::cmd("XADD");
         command
             .arg(keys.topic(topic))
@@ -106,18 +147,14 @@ impl RedisBus {
             .arg(self.inner.config.max_stream_length)
             .arg("*");
         EventRecord {
-            id: &id,
+            id,
             topic,
-            payload: &payload,
-            emitted_us: super::now_us(),
+            payload,
+            emitted_us,
             attempt: 1,
         }
         .write(&mut command);
-        let _: String = command
-            .query_async(&mut connection)
-            .await
-            .map_err(classify)?;
-        Ok(id)
+        command
     }
 
     /// Creates the consumer groups of `tenant`'s subscriptions (each plugin's
