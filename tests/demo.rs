@@ -1,7 +1,8 @@
 //! The demo from the README: `deploy/demo` as it is, the host as its own process
 //! with the environment `scripts/demo.sh` sets, the Advoware simulator on the
-//! demo's port 9471 and the Google simulator on 9472: hello, the proxy, and a
-//! calendar sync of the demo's employees.
+//! demo's port 9471, the Google simulator on 9472 and the EspoCRM simulator on
+//! 9473: hello, the proxy, a calendar sync of the demo's employees, and
+//! EspoCRM's demo parties arriving in Advoware by webhook.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
+use bitbylaw_tests::simulators::espocrm::{self, EspoAccount, EspoCrm};
 use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
 use bitbylaw_tests::{HostProcess, cache_dir, component, wait_for};
 use serde_json::Value;
@@ -31,6 +33,15 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
     .await
     .expect("port 9472 is the demo's Google simulator; is scripts/demo.sh running?");
     let google_key = account.key_json(&google.token_uri());
+    let crm = EspoCrm::start_on("127.0.0.1:9473".parse().unwrap(), EspoAccount::default())
+        .await
+        .expect("port 9473 is the demo's EspoCRM simulator; is scripts/demo.sh running?");
+    let crm_account = crm.account().clone();
+    let crm_secret = crm_account.secret_key.clone().unwrap();
+    let secrets: Vec<String> = ["create", "update", "delete"]
+        .into_iter()
+        .map(|action| espocrm::demo_webhook(action).1)
+        .collect();
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -43,7 +54,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
     let listen = format!("127.0.0.1:{port}");
     // What scripts/demo.sh does: the built plugins into a component store as version "demo".
     let store = dir.path().join("components");
-    for plugin in ["hello", "advoware-proxy", "calendar-sync"] {
+    for plugin in ["hello", "advoware-proxy", "calendar-sync", "vmh-webhooks"] {
         std::fs::create_dir_all(store.join(plugin)).unwrap();
         std::fs::copy(component(plugin), store.join(plugin).join("demo.wasm")).unwrap();
     }
@@ -62,6 +73,11 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("DEMO_ADVOWARE_API_KEY", advoware.api_key.as_str()),
             ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
             ("DEMO_GOOGLE_KEY", google_key.as_str()),
+            ("DEMO_ESPOCRM_API_KEY", crm_account.api_key.as_str()),
+            ("DEMO_ESPOCRM_SECRET_KEY", crm_secret.as_str()),
+            ("DEMO_VMH_SECRET_CREATE", secrets[0].as_str()),
+            ("DEMO_VMH_SECRET_UPDATE", secrets[1].as_str()),
+            ("DEMO_VMH_SECRET_DELETE", secrets[2].as_str()),
         ],
     );
     let client = reqwest::Client::new();
@@ -146,4 +162,38 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             .any(|e| e["summary"] == "Kanzleirunde" && e["recurrence"][0] == "RRULE:FREQ=WEEKLY"),
         "{events:?}"
     );
+
+    // EspoCRM's demo parties, made after its webhooks were registered, reach
+    // Advoware by webhook, and their Advoware ids are written back.
+    crm.register_demo_webhooks(&format!(
+        "{base}/vmh/webhook/beteiligte/{{action}}?apikey=demo-key"
+    ));
+    crm.seed_demo_data();
+    let report = crm.deliver().await;
+    assert_eq!(report.delivered, 3, "{:?}", report.deliveries);
+    assert!(
+        report.deliveries.iter().all(|d| d.status == Some(200)),
+        "{:?}\n{}",
+        report.deliveries,
+        host.log_text()
+    );
+    let parties = wait_for(Duration::from_secs(30), || async {
+        let parties: Vec<Value> = sim
+            .parties()
+            .into_iter()
+            .filter(|p| p["externeId"].is_string())
+            .collect();
+        (parties.len() == 3).then_some(parties)
+    })
+    .await;
+    let mut names: Vec<&str> = parties.iter().filter_map(|p| p["name"].as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["Müller", "Schneider", "Weiß"]);
+    wait_for(Duration::from_secs(30), || async {
+        crm.records("CBeteiligte")
+            .iter()
+            .all(|r| r["cAdvowareBetNr"].is_number())
+            .then_some(())
+    })
+    .await;
 }

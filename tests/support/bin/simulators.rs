@@ -1,15 +1,18 @@
 //! The upstream simulators as a program, for the demo and for trying plugins by hand.
 //!
 //! `simulators [--advoware 127.0.0.1:9471] [--google 127.0.0.1:9472 --google-key <file>]
-//! [--espocrm 127.0.0.1:9473]`
+//! [--espocrm 127.0.0.1:9473 [--espocrm-webhooks <url with {action}>]]`
 //! runs Advoware (configurator, security gateway, REST API with demo data)
 //! and, when asked, Google Calendar (token endpoint and Calendar API) and
 //! EspoCRM (REST API with demo data, webhooks), until
 //! Ctrl-C. The Advoware account is the simulator's default one;
 //! `deploy/demo` is configured for it. Google's service-account key is made
 //! at start and written to `--google-key` (its `token_uri` points here).
-//! EspoCRM's account is its simulator's default one; its webhooks are
-//! delivered every few seconds (EspoCRM's job runs every 5 minutes).
+//! EspoCRM's account is its simulator's default one; with
+//! `--espocrm-webhooks` its `CBeteiligte` webhooks post there (`{action}`
+//! replaced by create, update, delete), signed with the demo's secrets, every
+//! few seconds (EspoCRM's job runs every 5 minutes); its demo records are
+//! made after the webhooks, so their creates are delivered too.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -21,7 +24,8 @@ use bitbylaw_tests::simulators::espocrm::{EspoAccount, EspoCrm};
 use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
 
 const USAGE: &str = "usage: simulators [--advoware <address:port>] \
-    [--google <address:port> --google-key <file>] [--espocrm <address:port>]";
+    [--google <address:port> --google-key <file>] \
+    [--espocrm <address:port> [--espocrm-webhooks <url with {action}>]]";
 
 /// How often the demo's EspoCRM delivers webhooks: the real job's 5 minutes
 /// would leave the demo waiting.
@@ -40,6 +44,7 @@ async fn main() {
     let mut google_addr: Option<SocketAddr> = None;
     let mut google_key: Option<PathBuf> = None;
     let mut espocrm_addr: Option<SocketAddr> = None;
+    let mut espocrm_webhooks: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -47,6 +52,7 @@ async fn main() {
             ("--google", Some(addr)) => google_addr = Some(address("--google", &addr)),
             ("--google-key", Some(file)) => google_key = Some(file.into()),
             ("--espocrm", Some(addr)) => espocrm_addr = Some(address("--espocrm", &addr)),
+            ("--espocrm-webhooks", Some(url)) => espocrm_webhooks = Some(url),
             _ => {
                 eprintln!("{USAGE}");
                 std::process::exit(2);
@@ -103,6 +109,10 @@ async fn main() {
                     eprintln!("cannot listen on {addr}: {e}");
                     std::process::exit(1)
                 });
+            if let Some(url) = &espocrm_webhooks {
+                espocrm.register_demo_webhooks(url);
+                println!("EspoCRM webhooks to {url}");
+            }
             espocrm.seed_demo_data();
             espocrm.start_delivery_every(ESPOCRM_DELIVERY_PERIOD);
             println!(

@@ -101,6 +101,15 @@ impl Default for EspoAccount {
     }
 }
 
+/// The demo's webhook of `action` (`create`, `update`, `delete`): its id and
+/// secret, as `scripts/demo.sh` hands them to the demo tenant. Not secrets.
+pub fn demo_webhook(action: &str) -> (String, String) {
+    (
+        format!("demo-webhook-{action}"),
+        format!("demo-secret-{action}"),
+    )
+}
+
 /// The `X-Hmac-Authorization` value for `METHOD path`, `path` being below
 /// `/api/v1` (e.g. `/Lead/abc`; a missing leading `/` is added, a query dropped).
 pub fn hmac_authorization(api_key: &str, secret: &str, method: &str, path: &str) -> String {
@@ -744,6 +753,21 @@ impl EspoCrm {
     }
 
     /// A few `CBeteiligte` (a client, an opponent, another client) to look at.
+    /// The demo's webhooks (`deploy/demo`, `scripts/demo.sh`): one per action
+    /// of `CBeteiligte`, posting to `url_template` with `{action}` replaced,
+    /// with the ids and secrets [`demo_webhook`] names.
+    pub fn register_demo_webhooks(&self, url_template: &str) {
+        for action in ["create", "update", "delete"] {
+            let (id, secret) = demo_webhook(action);
+            self.register_webhook_with(
+                &format!("CBeteiligte.{action}"),
+                &url_template.replace("{action}", action),
+                &id,
+                &secret,
+            );
+        }
+    }
+
     pub fn seed_demo_data(&self) {
         for party in [
             json!({
