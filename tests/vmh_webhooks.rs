@@ -472,3 +472,27 @@ async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
         "the webhook's event, then the one for the change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_finds_its_party_instead_of_making_another() {
+    let rig = VmhRig::start(VmhOptions::default()).await;
+    // Advoware makes the party, but its answer never arrives (a gateway timed out).
+    rig.advoware.lose_next_answers(1, 504);
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    settled(&rig, &id, "create").await;
+    let parties = rig.parties_of(&id);
+    assert_eq!(parties.len(), 1, "made once: {parties:?}");
+    let posts = rig
+        .advoware
+        .api_requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(
+        posts, 1,
+        "the retry looked the party up instead of creating it again"
+    );
+    let (_, known) = rig.lookup(&id).await;
+    assert_eq!(known["advoware_id"], parties[0]["betNr"].to_string());
+}

@@ -143,6 +143,9 @@ struct Faults {
     broken_after: Option<usize>,
     /// Every API request answers 401, valid token or not.
     refuse_all_tokens: bool,
+    /// The next API writes are carried out, but answered with this status
+    /// instead (a gateway that timed out after Advoware committed), one each.
+    lost_answers: VecDeque<u16>,
 }
 
 #[derive(Default)]
@@ -314,6 +317,16 @@ impl Advoware {
         state
             .faults
             .failures
+            .extend(std::iter::repeat_n(status, count));
+    }
+
+    /// The next `count` writes (POST, PUT, DELETE) are carried out, but their
+    /// answers are lost: the caller gets `status` (e.g. 504) instead.
+    pub fn lose_next_answers(&self, count: usize, status: u16) {
+        let mut state = self.gateway.lock().unwrap();
+        state
+            .faults
+            .lost_answers
             .extend(std::iter::repeat_n(status, count));
     }
 
@@ -569,7 +582,21 @@ async fn api_gate(
             "Authorization has been denied for this request.",
         );
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let write = parts.method != axum::http::Method::GET;
+    let answer = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if write
+        && let Some(status) = shared
+            .gateway
+            .lock()
+            .unwrap()
+            .faults
+            .lost_answers
+            .pop_front()
+    {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+        return refuse(status, "Gateway Timeout");
+    }
+    answer
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
