@@ -622,3 +622,33 @@ proptest! {
         prop_assert!(result.is_ok(), "{}", result.unwrap_err());
     }
 }
+
+/// Found by the property test: an event made in Google is imported by a run
+/// that Google then fails (the appointment exists, its link never reached
+/// Google), and the appointment is changed in Advoware before the next run.
+/// That run must link the appointment the import made, not import again.
+#[test]
+fn an_import_cut_short_then_changed_in_advoware_is_linked_not_made_twice() {
+    let rounds = vec![
+        Round {
+            ops: vec![Op::GoogleCreate(Shape {
+                day: 1,
+                kind: Kind::Timed {
+                    start: 28,
+                    quarters: 1,
+                },
+                weekly: None,
+            })],
+            fault: Fault::Google(1),
+        },
+        Round {
+            ops: vec![Op::AdvowareUpdate {
+                pick: 0,
+                shape: None,
+            }],
+            fault: Fault::None,
+        },
+    ];
+    let result = runtime().block_on(case(rounds));
+    assert!(result.is_ok(), "{}", result.unwrap_err());
+}

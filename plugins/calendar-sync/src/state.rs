@@ -83,6 +83,12 @@ pub struct Mirrored {
     /// appointment will have, so a run cut short after the POST links the
     /// appointment it made instead of making another.
     pub import_started: Option<String>,
+    /// The appointment the import made, stored as soon as Advoware answered:
+    /// a run cut short before the link reached Google links this one, even
+    /// when it was changed in Advoware meanwhile (its fingerprint then no
+    /// longer matches `import_started`).
+    #[serde(default)]
+    pub import_made: Option<i64>,
 }
 
 impl Mirrored {
@@ -140,6 +146,7 @@ impl Mirrored {
         }
         if self.fr_nr.is_some() {
             self.import_started = None;
+            self.import_made = None;
         }
     }
 }

@@ -584,18 +584,31 @@ impl Run<'_> {
         state: &mut EmployeeState,
         advoware: &AdvowareSide,
     ) -> Result<(), RunError> {
-        let started: Vec<(String, String)> = state
+        let started: Vec<(String, Option<String>, Option<i64>)> = state
             .events
             .iter()
             .filter(|(_, e)| e.fr_nr.is_none())
-            .filter_map(|(id, e)| Some((id.clone(), e.import_started.clone()?)))
+            .filter(|(_, e)| e.import_started.is_some() || e.import_made.is_some())
+            .map(|(id, e)| (id.clone(), e.import_started.clone(), e.import_made))
             .collect();
-        for (event_id, fingerprint) in started {
+        for (event_id, fingerprint, made_fr_nr) in started {
             let linked: BTreeSet<i64> = state.events.values().filter_map(|e| e.fr_nr).collect();
-            let made = advoware
-                .termine
-                .values()
-                .find(|t| !linked.contains(&t.fr_nr) && t.appointment.fingerprint() == fingerprint);
+            let made = match made_fr_nr {
+                // Advoware answered: that appointment, whatever it holds now.
+                Some(fr_nr) => {
+                    let Some(termin) = advoware.termine.get(&fr_nr) else {
+                        // Outside the window or deleted: never import it twice; the link waits.
+                        self.report.note_failure(format!(
+                            "appointment {fr_nr}, imported from Google event {event_id} by an interrupted run, is not in the window; linking it waits"
+                        ));
+                        continue;
+                    };
+                    Some(termin)
+                }
+                None => advoware.termine.values().find(|t| {
+                    !linked.contains(&t.fr_nr) && Some(t.appointment.fingerprint()) == fingerprint
+                }),
+            };
             match made {
                 Some(termin) => {
                     info!(
@@ -1121,6 +1134,11 @@ impl Run<'_> {
             .map_err(|e| RunError::Failed(format!("Advoware's answer to the create: {e}")))?;
         let termin = advoware_map::read(&created).map_err(RunError::Failed)?;
         self.report.advoware.created += 1;
+        // Made: remember which, before the link that may not reach Google.
+        if let Some(mirrored) = state.events.get_mut(id) {
+            mirrored.import_made = Some(termin.fr_nr);
+        }
+        state.save(&self.kuerzel)?;
         info!(
             "calendar sync of {}: Google event {} is now appointment {}",
             self.kuerzel, id, termin.fr_nr
