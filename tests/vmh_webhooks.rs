@@ -496,3 +496,59 @@ async fn a_create_whose_answer_was_lost_finds_its_party_instead_of_making_anothe
     let (_, known) = rig.lookup(&id).await;
     assert_eq!(known["advoware_id"], parties[0]["betNr"].to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
+    let rig = VmhRig::start(VmhOptions {
+        // The sweep every second instead of every minute.
+        config: "[plugins.vmh-webhooks.schedules.vmh_pending_sweep]\ncron = \"* * * * * *\"".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    // A delivery that got through: announced, never swept again.
+    let delivered = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    one_party(&rig, &delivered, |_| true).await;
+    // What a host killed between admitting a record and announcing it leaves:
+    // the record pending, no event on its way. EspoCRM's retry would find it
+    // not new.
+    let lost = rig.espocrm.user_create(
+        "CBeteiligte",
+        json!({ "name": "Petra Schneider", "lastName": "Schneider", "addressCity": "Hamburg" }),
+    );
+    let pending = format!(
+        "{}:{{firm-a}}:vmh-webhooks:kv:pending:create",
+        rig.host.prefix
+    );
+    let _: () = redis::cmd("SADD")
+        .arg(&pending)
+        .arg(&lost)
+        .query(&mut bitbylaw_tests::redis_connection())
+        .unwrap();
+    let body = serde_json::to_vec(&json!([{ "id": lost }])).unwrap();
+    let (_, answer) = rig.post("create", &body, true).await;
+    assert_eq!(answer["new_ids_count"], 0, "pending: {answer}");
+    // The sweep finds it pending and unannounced twice in a row, and announces it.
+    let party = one_party(&rig, &lost, |_| true).await;
+    assert_eq!(party["name"], "Schneider");
+    // Announced by the sweep, and once more for the delivery that came while
+    // it was pending (flagged `again`), which its sync then let through.
+    wait_for(WAIT, || async {
+        let times = rig
+            .announced("create")
+            .iter()
+            .filter(|id| **id == lost)
+            .count();
+        assert!(times <= 2, "announced {times} times");
+        (times == 2).then_some(())
+    })
+    .await;
+    settled(&rig, &lost, "create").await;
+    let announced = rig.announced("create");
+    assert_eq!(rig.parties_of(&lost).len(), 1);
+    assert_eq!(
+        announced.iter().filter(|id| **id == delivered).count(),
+        1,
+        "a record announced by its receipt is not swept: {announced:?}"
+    );
+}

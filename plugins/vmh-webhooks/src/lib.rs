@@ -16,8 +16,8 @@ mod settings;
 
 use bitbylaw_sdk::espocrm::SignatureError;
 use bitbylaw_sdk::{
-    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, espocrm, events,
-    info, lock, metrics, warn,
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Tick, espocrm,
+    events, info, lock, metrics, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -64,6 +64,9 @@ impl Action {
 /// Most records one delivery may carry (EspoCRM sends up to 50 by default).
 const MAX_BATCH: usize = 1000;
 
+/// The schedule that announces what a receipt that died left pending.
+const SWEEP: &str = "vmh_pending_sweep";
+
 /// How long a record's sync holds its lock; more than any sync takes.
 const SYNC_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -93,9 +96,28 @@ struct VmhWebhooks;
 impl Plugin for VmhWebhooks {
     fn describe() -> Description {
         Action::ALL.into_iter().fold(
-            Description::new("vmh-webhooks", env!("CARGO_PKG_VERSION")),
+            Description::new("vmh-webhooks", env!("CARGO_PKG_VERSION"))
+                .schedule(SWEEP, "0 * * * * *"),
             |d, action| d.topic(action.topic()),
         )
+    }
+
+    /// Announces what a receipt that died left pending (`pending::sweep`).
+    fn handle_schedule(_tick: Tick) -> Result<(), HandlerError> {
+        for action in Action::ALL {
+            let orphans =
+                pending::sweep(action).map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            if orphans.is_empty() {
+                continue;
+            }
+            warn!(
+                "{} {} records were pending without an event (a receipt died); announcing them",
+                orphans.len(),
+                action.as_str()
+            );
+            announce(action, &orphans).map_err(|e| HandlerError::Retryable(e.to_string()))?;
+        }
+        Ok(())
     }
 
     fn routes() -> Router {
@@ -181,14 +203,25 @@ fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failur
 /// The id leaves the pending set; if a change came meanwhile, its event goes out now.
 fn finish(action: Action, id: &str) -> Result<(), Error> {
     if pending::release(action, id)? {
-        emit(action, id)?;
+        announce(action, &[id.to_owned()])?;
     }
     Ok(())
 }
 
-fn emit(action: Action, id: &str) -> Result<(), Error> {
+/// One event per id, all or none, then the ids recorded as announced (an id
+/// pending but never recorded so is taken up by the sweep).
+fn announce(action: Action, ids: &[String]) -> Result<(), Error> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    events::emit_json(action.topic(), &Announced::new(action, id, &now))
+    let events: Vec<Announced> = ids
+        .iter()
+        .map(|id| Announced::new(action, id, &now))
+        .collect();
+    events::emit_all_json(action.topic(), &events)?;
+    pending::announced(action, ids)?;
+    Ok(())
 }
 
 /// EspoCRM's ids are 17 hex digits; anything plain and short is taken, nothing
@@ -245,12 +278,7 @@ fn receive(request: Request) -> Result<Response, Error> {
         }
     }
     let fresh = pending::admit(action, &distinct)?;
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let announced: Vec<Announced> = fresh
-        .iter()
-        .map(|id| Announced::new(action, id, &timestamp))
-        .collect();
-    if let Err(error) = events::emit_all_json(action.topic(), &announced) {
+    if let Err(error) = announce(action, &fresh) {
         // None was announced (all or none): let the ids go again, so that
         // EspoCRM's retry of this delivery (it retries 503) finds them new.
         let _ = pending::forget(action, &fresh);

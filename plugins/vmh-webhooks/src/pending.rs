@@ -17,6 +17,15 @@
 //!   get their event here;
 //! - finish: `pending -= id`, then `again -= id`; if it was flagged:
 //!   `pending += id`, and a new event if that was new.
+//!
+//! A host killed between admitting ids and announcing them would leave them
+//! pending with no event on its way, and EspoCRM's retry of the delivery would
+//! find them not new. So announced ids are also put in `announced:<action>`,
+//! and a sweep (the schedule `vmh_pending_sweep`, every minute) announces the
+//! ids that stood pending but unannounced at two sweeps in a row: a receipt
+//! takes milliseconds, so those were left by a receipt that died.
+
+use std::collections::HashSet;
 
 use bitbylaw_sdk::{StoreError, kv};
 
@@ -50,10 +59,50 @@ pub fn admit(action: Action, ids: &[String]) -> Result<Vec<String>, StoreError> 
 pub fn release(action: Action, id: &str) -> Result<bool, StoreError> {
     let id = [id.to_owned()];
     kv::set_remove(&pending_key(action), &id)?;
+    kv::set_remove(&announced_key(action), &id)?;
     if kv::set_remove(&again_key(action), &id)? == 0 {
         return Ok(false);
     }
     Ok(!kv::set_add(&pending_key(action), &id)?.is_empty())
+}
+
+fn announced_key(action: Action) -> String {
+    format!("announced:{}", action.as_str())
+}
+
+fn unannounced_key(action: Action) -> String {
+    format!("unannounced:{}", action.as_str())
+}
+
+/// Records that `ids` were announced (their events are on the bus).
+pub fn announced(action: Action, ids: &[String]) -> Result<(), StoreError> {
+    if !ids.is_empty() {
+        kv::set_add(&announced_key(action), ids)?;
+    }
+    Ok(())
+}
+
+/// The ids a receipt that died left pending without an event: pending and
+/// not announced now and at the sweep before. The caller announces them.
+pub fn sweep(action: Action) -> Result<Vec<String>, StoreError> {
+    let announced: HashSet<String> = kv::set_members(&announced_key(action))?
+        .into_iter()
+        .collect();
+    let unannounced: Vec<String> = kv::set_members(&pending_key(action))?
+        .into_iter()
+        .filter(|id| !announced.contains(id))
+        .collect();
+    let before: HashSet<String> = kv::set_members(&unannounced_key(action))?
+        .into_iter()
+        .collect();
+    kv::delete(&unannounced_key(action))?;
+    if !unannounced.is_empty() {
+        kv::set_add(&unannounced_key(action), &unannounced)?;
+    }
+    Ok(unannounced
+        .into_iter()
+        .filter(|id| before.contains(id))
+        .collect())
 }
 
 /// Takes back `ids` that [`admit`] let through but that could not be announced.
