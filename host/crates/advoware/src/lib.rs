@@ -29,7 +29,7 @@ use bitbylaw_core::egress::{Egress, FetchError, Fetched, with_headers};
 use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
 use bitbylaw_core::upstream::{
     Account, AccountSettings, OpenContext, Recent, SettingError, TokenCache, TokenError,
-    UpstreamKind, UpstreamState,
+    UpstreamKind, UpstreamState, api_method, check_headers, request_outcome,
 };
 use bytes::Bytes;
 use reqwest::{Method, Url};
@@ -205,27 +205,9 @@ impl Client {
         deadline: Instant,
     ) -> Result<Fetched, AdvowareError> {
         let deadline = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            "GET" => Method::GET,
-            "POST" => Method::POST,
-            "PUT" => Method::PUT,
-            "PATCH" => Method::PATCH,
-            "DELETE" => Method::DELETE,
-            other => {
-                return Err(AdvowareError::InvalidRequest(format!(
-                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
-                )));
-            }
-        };
-        if let Some((name, _)) = request
-            .headers
-            .iter()
-            .find(|(name, _)| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
-        {
-            return Err(AdvowareError::InvalidRequest(format!(
-                "header `{name}` is set by the host"
-            )));
-        }
+        let method = api_method(&request.method).map_err(AdvowareError::InvalidRequest)?;
+        check_headers(&request.headers, &RESERVED_HEADERS)
+            .map_err(AdvowareError::InvalidRequest)?;
         let endpoints = self
             .endpoints
             .get(&self.settings, &self.egress, deadline)
@@ -310,28 +292,10 @@ impl Client {
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }
-        match self.egress.fetch(builder, timeout).await {
-            Ok(answer) => {
-                let outcome = match answer.status {
-                    401 => "401",
-                    200..=299 => "2xx",
-                    300..=399 => "3xx",
-                    400..=499 => "4xx",
-                    _ => "5xx",
-                };
-                self.metrics.upstream_request(&self.label, outcome);
-                Ok(answer)
-            }
-            Err(error) => {
-                let outcome = match &error {
-                    FetchError::Timeout => "timeout",
-                    FetchError::TooLarge(_) => "too_large",
-                    FetchError::Invalid(_) | FetchError::Connection(_) => "connection",
-                };
-                self.metrics.upstream_request(&self.label, outcome);
-                Err(fetch_error(error, "Advoware API"))
-            }
-        }
+        let answer = self.egress.fetch(builder, timeout).await;
+        self.metrics
+            .upstream_request(&self.label, request_outcome(&answer));
+        answer.map_err(|error| fetch_error(error, "Advoware API"))
     }
 }
 

@@ -18,10 +18,10 @@ use std::time::Duration;
 use bitbylaw_core::egress::{Egress, FetchError, Fetched, with_headers};
 use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
 use bitbylaw_core::upstream::{
-    Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState,
+    Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState, api_method,
+    check_headers, request_outcome,
 };
 use bytes::Bytes;
-use reqwest::Method;
 use tokio::time::Instant;
 
 pub use capability::EspoCrmCall;
@@ -125,27 +125,8 @@ impl Client {
         request: ApiRequest,
         deadline: Instant,
     ) -> Result<Fetched, EspoCrmError> {
-        let method = match request.method.to_ascii_uppercase().as_str() {
-            "GET" => Method::GET,
-            "POST" => Method::POST,
-            "PUT" => Method::PUT,
-            "PATCH" => Method::PATCH,
-            "DELETE" => Method::DELETE,
-            other => {
-                return Err(EspoCrmError::InvalidRequest(format!(
-                    "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
-                )));
-            }
-        };
-        if let Some((name, _)) = request
-            .headers
-            .iter()
-            .find(|(name, _)| RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()))
-        {
-            return Err(EspoCrmError::InvalidRequest(format!(
-                "header `{name}` is set by the host"
-            )));
-        }
+        let method = api_method(&request.method).map_err(EspoCrmError::InvalidRequest)?;
+        check_headers(&request.headers, &RESERVED_HEADERS).map_err(EspoCrmError::InvalidRequest)?;
         let api_base = &self.settings.api_base;
         let url =
             bitbylaw_core::upstream::endpoint::resolve(api_base, &request.path, &request.query)
@@ -197,30 +178,14 @@ impl Client {
         if timeout.is_zero() {
             return Err(EspoCrmError::Timeout);
         }
-        match self.egress.fetch(builder, timeout).await {
-            Ok(answer) => {
-                let outcome = match answer.status {
-                    401 => "401",
-                    200..=299 => "2xx",
-                    300..=399 => "3xx",
-                    400..=499 => "4xx",
-                    _ => "5xx",
-                };
-                self.metrics.upstream_request(&self.label, outcome);
-                Ok(answer)
-            }
-            Err(error) => {
-                let (outcome, error) = match error {
-                    FetchError::Timeout => ("timeout", EspoCrmError::Timeout),
-                    FetchError::TooLarge(n) => ("too_large", EspoCrmError::TooLarge(n)),
-                    FetchError::Invalid(m) | FetchError::Connection(m) => {
-                        ("connection", EspoCrmError::Connection(m))
-                    }
-                };
-                self.metrics.upstream_request(&self.label, outcome);
-                Err(error)
-            }
-        }
+        let answer = self.egress.fetch(builder, timeout).await;
+        self.metrics
+            .upstream_request(&self.label, request_outcome(&answer));
+        answer.map_err(|error| match error {
+            FetchError::Timeout => EspoCrmError::Timeout,
+            FetchError::TooLarge(n) => EspoCrmError::TooLarge(n),
+            FetchError::Invalid(m) | FetchError::Connection(m) => EspoCrmError::Connection(m),
+        })
     }
 
     /// Checks a webhook delivery against the account's webhook `name`; `None`

@@ -93,6 +93,53 @@ pub fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
     Ok(url)
 }
 
+/// The method of a plugin's request to an upstream API: GET, POST, PUT,
+/// PATCH or DELETE, in any case; the message says what else was given.
+pub fn api_method(text: &str) -> Result<reqwest::Method, String> {
+    match text.to_ascii_uppercase().as_str() {
+        "GET" => Ok(reqwest::Method::GET),
+        "POST" => Ok(reqwest::Method::POST),
+        "PUT" => Ok(reqwest::Method::PUT),
+        "PATCH" => Ok(reqwest::Method::PATCH),
+        "DELETE" => Ok(reqwest::Method::DELETE),
+        other => Err(format!(
+            "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
+        )),
+    }
+}
+
+/// Refuses a plugin's header that the kind sets itself (`reserved`, lower case).
+pub fn check_headers(headers: &[(String, String)], reserved: &[&str]) -> Result<(), String> {
+    match headers
+        .iter()
+        .find(|(name, _)| reserved.contains(&name.to_ascii_lowercase().as_str()))
+    {
+        Some((name, _)) => Err(format!("header `{name}` is set by the host")),
+        None => Ok(()),
+    }
+}
+
+/// The `outcome` label of an upstream request, for
+/// `bitbylaw_upstream_requests_total`: the status class (401 on its own), or
+/// why no answer came.
+pub fn request_outcome(
+    answer: &Result<crate::egress::Fetched, crate::egress::FetchError>,
+) -> &'static str {
+    use crate::egress::FetchError;
+    match answer {
+        Ok(fetched) => match fetched.status {
+            401 => "401",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        Err(FetchError::Timeout) => "timeout",
+        Err(FetchError::TooLarge(_)) => "too_large",
+        Err(FetchError::Invalid(_) | FetchError::Connection(_)) => "connection",
+    }
+}
+
 /// One kind of upstream account. Implemented by a unit struct in the kind's
 /// crate and listed once in the host (`host/src/upstreams.rs`).
 pub trait UpstreamKind: Send + Sync + 'static {
