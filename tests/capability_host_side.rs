@@ -529,3 +529,147 @@ async fn a_google_account_serves_only_the_plugins_granted_it() {
         "bitbylaw_upstream_calls_total{tenant=\"firm-a\",kind=\"google\",account=\"workspace\",method=\"calendarList.list\",outcome=\"ok\"} 1"
     ));
 }
+
+#[tokio::test]
+async fn an_espocrm_account_signs_for_the_plugins_granted_it_and_checks_their_webhooks() {
+    use bitbylaw_bindings::espocrm::{self, Request};
+    use bitbylaw_tests::simulators::espocrm::{EspoCrm, webhook_signature};
+
+    let sim = EspoCrm::start_default().await;
+    let id = sim.user_create("CBeteiligte", serde_json::json!({ "name": "Hans Müller" }));
+    let secrets = tempfile::tempdir().unwrap();
+    let account = sim.account();
+    std::fs::write(secrets.path().join("key"), &account.api_key).unwrap();
+    std::fs::write(
+        secrets.path().join("secret"),
+        account.secret_key.as_ref().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(secrets.path().join("hook"), "hook-secret-1").unwrap();
+    let table: toml::Table = format!(
+        "base_url = \"{}\"\napi_key = {{ file = \"key\" }}\nsecret_key = {{ file = \"secret\" }}\n[webhooks.\"CBeteiligte.create\"]\nid = \"hook-1\"\nsecret = {{ file = \"hook\" }}\n",
+        sim.base_url()
+    )
+    .parse()
+    .unwrap();
+    let settings = bitbylaw_espocrm::EspoCrm.parse(table).unwrap();
+    let store = memory();
+    let metrics = Metrics::new();
+    let egress = Egress::new(Duration::from_secs(5), 1 << 20).unwrap();
+    let client = settings
+        .open(&OpenContext {
+            tenant: "firm-a",
+            account: "vmh",
+            base_dir: secrets.path(),
+            store: &store,
+            key_prefix: "cap-test",
+            egress: &egress,
+            metrics: &metrics,
+        })
+        .unwrap();
+    let get = |path: &str| Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: vec![("select".into(), "name".into())],
+        headers: Vec::new(),
+        body: None,
+        timeout_ms: None,
+    };
+    let body = br#"[{"id":"abc123"}]"#.to_vec();
+    let signed = vec![(
+        "Signature".to_owned(),
+        webhook_signature("hook-1", "hook-secret-1", &body),
+    )];
+
+    let ungranted = Plugin::new("firm-a", "other", &store);
+    let mut state = ungranted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_espocrm::EspoCrmCall(state.upstream_call());
+    let refused = espocrm::Host::send(&mut call, get(&format!("CBeteiligte/{id}"))).await;
+    assert!(
+        matches!(&refused, Err(espocrm::Error::NotConfigured(m)) if m.contains("may not use EspoCRM")),
+        "{refused:?}"
+    );
+    let refused = espocrm::Host::verify_webhook(
+        &mut call,
+        "CBeteiligte.create".into(),
+        signed.clone(),
+        body.clone(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(espocrm::SignatureError::NotConfigured(_))),
+        "{refused:?}"
+    );
+    assert!(sim.api_requests().is_empty());
+
+    let mut granted = Plugin::new("firm-a", "vmh-webhooks", &store);
+    granted.grants.grant("espocrm", "vmh", client).unwrap();
+    let mut state = granted.state(Duration::from_secs(5));
+    let mut call = bitbylaw_espocrm::EspoCrmCall(state.upstream_call());
+    // Signed with the account's secret key; the simulator checks it with its own HMAC.
+    let answer = espocrm::Host::send(&mut call, get(&format!("CBeteiligte/{id}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let sent = sim.api_requests().pop().unwrap();
+    assert!(sent.headers.contains_key("x-hmac-authorization"));
+    assert!(
+        !sent.headers.contains_key("x-api-key"),
+        "the key travels only inside the signature"
+    );
+    assert_eq!(sent.query.as_deref(), Some("select=name"));
+    // Paths stay below the API; the plugin cannot set the auth headers.
+    for path in [
+        "../Webhook",
+        "CBeteiligte/%2e%2e/x",
+        "http://evil.example/x",
+    ] {
+        let refused = espocrm::Host::send(&mut call, get(path)).await;
+        assert!(
+            matches!(refused, Err(espocrm::Error::InvalidRequest(_))),
+            "{path}: {refused:?}"
+        );
+    }
+    let mut forged = get("CBeteiligte");
+    forged.headers.push(("X-Api-Key".into(), "other".into()));
+    let refused = espocrm::Host::send(&mut call, forged).await;
+    assert!(
+        matches!(&refused, Err(espocrm::Error::InvalidRequest(m)) if m.contains("set by the host")),
+        "{refused:?}"
+    );
+
+    // Webhooks: the configured one verifies; another name, secret or body does not.
+    espocrm::Host::verify_webhook(
+        &mut call,
+        "CBeteiligte.create".into(),
+        signed.clone(),
+        body.clone(),
+    )
+    .await
+    .unwrap();
+    let tampered = espocrm::Host::verify_webhook(
+        &mut call,
+        "CBeteiligte.create".into(),
+        signed.clone(),
+        b"[]".to_vec(),
+    )
+    .await;
+    assert!(
+        matches!(tampered, Err(espocrm::SignatureError::Mismatch(_))),
+        "{tampered:?}"
+    );
+    let unknown =
+        espocrm::Host::verify_webhook(&mut call, "CBeteiligte.update".into(), signed, body).await;
+    assert!(
+        matches!(&unknown, Err(espocrm::SignatureError::NotConfigured(m)) if m.contains("CBeteiligte.create")),
+        "the message names the webhooks there are: {unknown:?}"
+    );
+    assert!(metrics.render().unwrap().contains(
+        "bitbylaw_upstream_requests_total{tenant=\"firm-a\",kind=\"espocrm\",account=\"vmh\",outcome=\"2xx\"} 1"
+    ));
+}
