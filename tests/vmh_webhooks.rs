@@ -552,3 +552,136 @@ async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
         "a record announced by its receipt is not swept: {announced:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
+    const RECORDS: usize = 100;
+    let prefix = format!("test-vmh-kill-{}", uuid::Uuid::new_v4().simple());
+    let rig = VmhRig::start(VmhOptions {
+        key_prefix: Some(prefix.clone()),
+        // A dead host's events go to another after 3 s, its locks after 3 s,
+        // and what it admitted without announcing is swept every second.
+        host: "visibility_timeout_ms = 3000\n[plugin_defaults]\ndeadline_ms = 2000\n".into(),
+        subscription: "max_attempts = 100\nbackoff_base_ms = 100\nbackoff_max_ms = 500\nbackoff_jitter = 0.0".into(),
+        config: "lock_ttl_s = 3\n[plugins.vmh-webhooks.schedules.vmh_pending_sweep]\ncron = \"* * * * * *\"".into(),
+        register_webhooks: false,
+        ..VmhOptions::default()
+    })
+    .await;
+    // The instance EspoCRM posts to runs as its own process on a fixed port,
+    // so it can come back there after `kill -9`; the rig's host shares its store.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("host.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\n[store]\n{}\nkey_prefix = \"{prefix}\"\n[runtime]\ncache_dir = \"{}\"\n{}{}",
+            bitbylaw_tests::redis_target::store_toml(),
+            bitbylaw_tests::cache_dir().display(),
+            bitbylaw_tests::vmh::HOST_TOML,
+            rig.options.host,
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
+    std::fs::write(dir.path().join("key"), bitbylaw_tests::vmh::API_KEY).unwrap();
+    let tenant = rig.tenant_toml().replace(
+        "{component:vmh-webhooks}",
+        &bitbylaw_tests::component("vmh-webhooks")
+            .display()
+            .to_string(),
+    );
+    std::fs::write(
+        dir.path().join("tenants/firm-a.toml"),
+        format!(
+            "api_keys = [{{ file = \"{}\" }}]\n{tenant}",
+            dir.path().join("key").display()
+        ),
+    )
+    .unwrap();
+    let spawn = |log: &str| {
+        bitbylaw_tests::HostProcess::spawn(
+            &dir.path().join("host.toml"),
+            &dir.path().join(log),
+            &[],
+        )
+    };
+    let mut doomed = spawn("doomed.log");
+    doomed.listening().await;
+    for action in ["create", "update", "delete"] {
+        rig.espocrm.register_webhook_with(
+            &format!("CBeteiligte.{action}"),
+            &format!(
+                "http://127.0.0.1:{port}/vmh/webhook/beteiligte/{action}?apikey={}",
+                bitbylaw_tests::vmh::API_KEY
+            ),
+            &webhook_id(action),
+            &webhook_secret(action),
+        );
+    }
+    let ids: Vec<String> = (0..RECORDS)
+        .map(|i| {
+            rig.espocrm.user_create(
+                "CBeteiligte",
+                json!({ "name": format!("Person {i}"), "lastName": format!("Nachname-{i:03}") }),
+            )
+        })
+        .collect();
+    // Slow syncs, so that the kill lands in the middle of the work.
+    rig.advoware.set_latency(Duration::from_millis(30));
+    let espocrm = &rig.espocrm;
+    let delivery = espocrm.deliver();
+    let kill = async {
+        wait_for(WAIT, || async {
+            (rig.advoware.parties().len() >= 5).then_some(())
+        })
+        .await;
+        doomed.kill();
+    };
+    let (first, ()) = tokio::join!(delivery, kill);
+    assert!(
+        rig.advoware.parties().len() < RECORDS,
+        "killed before the work was done: {:?}",
+        first
+            .deliveries
+            .iter()
+            .map(|d| d.outcome)
+            .collect::<Vec<_>>()
+    );
+    rig.advoware.set_latency(Duration::ZERO);
+
+    // It comes back on its port; EspoCRM delivers what failed again.
+    let back = spawn("back.log");
+    back.listening().await;
+    for _ in 0..(espocrm::MAX_ATTEMPTS as usize) {
+        if rig.espocrm.queued() == 0 {
+            break;
+        }
+        rig.espocrm.deliver().await;
+    }
+    assert_eq!(rig.espocrm.queued(), 0, "every delivery got through");
+    // Every record reaches Advoware exactly once.
+    wait_for(Duration::from_secs(60), || async {
+        let parties = rig.advoware.parties();
+        for id in &ids {
+            let made = parties
+                .iter()
+                .filter(|p| p["externeId"] == id.as_str())
+                .count();
+            assert!(made <= 1, "{id} made {made} times");
+            if made == 0 {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
+    for id in &ids {
+        settled(&rig, id, "create").await;
+    }
+    assert_eq!(rig.advoware.parties().len(), RECORDS, "{}", back.log_text());
+}

@@ -125,6 +125,16 @@ impl VmhRig {
             .await
     }
 
+    /// The tenant file, `{component:…}` not yet resolved.
+    pub fn tenant_toml(&self) -> String {
+        tenant(
+            &self.espocrm,
+            &self.advoware,
+            self.files.path(),
+            &self.options,
+        )
+    }
+
     /// Where EspoCRM posts `action`'s webhooks: the key in the query.
     pub fn webhook_url(host: &TestHost, action: &str) -> String {
         host.url(&format!(

@@ -67,9 +67,6 @@ const MAX_BATCH: usize = 1000;
 /// The schedule that announces what a receipt that died left pending.
 const SWEEP: &str = "vmh_pending_sweep";
 
-/// How long a record's sync holds its lock; more than any sync takes.
-const SYNC_LOCK_TTL: std::time::Duration = std::time::Duration::from_secs(120);
-
 /// The payload of `vmh.beteiligte.<action>`.
 #[derive(Debug, Serialize, Deserialize)]
 struct Announced {
@@ -188,7 +185,8 @@ impl Plugin for VmhWebhooks {
 /// One record's sync, under the record's lock: a create and an update of the
 /// same record, or two updates, never run at once.
 fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failure> {
-    let Some(lease) = lock::acquire(&format!("party:{id}"), SYNC_LOCK_TTL)? else {
+    let ttl = std::time::Duration::from_secs(settings.lock_ttl_s.max(1));
+    let Some(lease) = lock::acquire(&format!("party:{id}"), ttl)? else {
         return Err(Failure::Retryable(format!("another sync of {id} runs")));
     };
     let result = match action {

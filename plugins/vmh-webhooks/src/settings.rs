@@ -72,6 +72,14 @@ pub struct Settings {
     /// Advoware field → EspoCRM attribute(s). Given, it replaces the default whole.
     #[serde(default = "default_mapping")]
     pub mapping: BTreeMap<String, Source>,
+    /// How long a record's sync lock outlives a host that died holding it;
+    /// keep it above the plugin's `deadline_ms`, which no sync outlives.
+    #[serde(default = "default_lock_ttl")]
+    pub lock_ttl_s: u64,
+}
+
+fn default_lock_ttl() -> u64 {
+    120
 }
 
 fn yes() -> bool {
