@@ -33,7 +33,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha512};
+use sha2::Sha512;
 
 /// How far a request's timestamp may be from the gateway's clock.
 const CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -87,23 +87,7 @@ pub fn signature(
 
 /// RFC 2104 with SHA-512 (block size 128 bytes).
 fn hmac_sha512(key: &[u8], message: &[u8]) -> Vec<u8> {
-    const BLOCK: usize = 128;
-    let mut block = if key.len() > BLOCK {
-        Sha512::digest(key).to_vec()
-    } else {
-        key.to_vec()
-    };
-    block.resize(BLOCK, 0);
-    let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
-    let inner = Sha512::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha512::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .to_vec()
+    super::hmac::<Sha512, 128>(key, message)
 }
 
 /// One request that reached the REST API (after faults, before auth).

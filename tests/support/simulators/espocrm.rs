@@ -52,7 +52,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde_json::{Map, Value, json};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 /// Where the REST API lives below the base URL.
 pub const API_PATH: &str = "api/v1/";
@@ -134,24 +134,8 @@ pub fn legacy_webhook_signature(webhook_id: &str, secret: &str, body: &[u8]) -> 
 }
 
 /// RFC 2104 with SHA-256 (block size 64 bytes).
-fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    const BLOCK: usize = 64;
-    let mut block = if key.len() > BLOCK {
-        Sha256::digest(key).to_vec()
-    } else {
-        key.to_vec()
-    };
-    block.resize(BLOCK, 0);
-    let pad = |byte: u8| block.iter().map(|k| k ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new()
-        .chain_update(pad(0x36))
-        .chain_update(message)
-        .finalize();
-    Sha256::new()
-        .chain_update(pad(0x5c))
-        .chain_update(inner)
-        .finalize()
-        .into()
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    super::hmac::<Sha256, 64>(key, message)
 }
 
 fn hex(bytes: &[u8]) -> String {
