@@ -138,8 +138,11 @@ impl Plugin for VmhWebhooks {
                 "`{id}` is not an EspoCRM id"
             )));
         }
-        let settings = Settings::load().map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        let result = sync(&settings, action, &id);
+        // Settings that do not load are the operator's to fix: retried, and let
+        // go of on the last attempt like any other failure.
+        let result = Settings::load()
+            .map_err(|e| Failure::Retryable(e.to_string()))
+            .and_then(|settings| sync(&settings, action, &id));
         let outcome = match &result {
             Ok(outcome) => outcome.as_str(),
             Err(Failure::Retryable(_)) => "retry",

@@ -255,7 +255,10 @@ fn adopt(
             &answer,
         ));
     }
-    let parties: Vec<Value> = serde_json::from_slice(&answer.body).unwrap_or_default();
+    // Unreadable is not "none there": creating again could make a second party.
+    let parties: Vec<Value> = serde_json::from_slice(&answer.body).map_err(|e| {
+        Failure::Retryable(format!("Advoware's party list is not a JSON list: {e}"))
+    })?;
     let found = parties
         .iter()
         .find(|party| party[&settings.advoware_link_field] == espo_id)
