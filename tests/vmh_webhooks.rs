@@ -685,3 +685,82 @@ async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
     }
     assert_eq!(rig.advoware.parties().len(), RECORDS, "{}", back.log_text());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_party_deleted_in_advoware_is_made_again_once_even_when_that_answer_is_lost() {
+    let rig = VmhRig::start(VmhOptions::default()).await;
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    let first = one_party(&rig, &id, |_| true).await;
+    settled(&rig, &id, "create").await;
+    // Someone deletes the party in Advoware; the record changes in EspoCRM,
+    // and Advoware's answer to the party made anew is lost.
+    assert!(
+        rig.advoware
+            .user_delete_party(first["betNr"].as_i64().unwrap())
+    );
+    rig.espocrm
+        .user_update("CBeteiligte", &id, json!({ "addressCity": "Leipzig" }));
+    rig.advoware.lose_next_answers(1, 504);
+    deliver_ok(&rig).await;
+    let again = one_party(&rig, &id, |p| p["ort"] == "Leipzig").await;
+    assert_ne!(again["betNr"], first["betNr"]);
+    settled(&rig, &id, "update").await;
+    assert_eq!(rig.parties_of(&id).len(), 1, "made again once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_copied_with_anothers_advoware_id_gets_a_party_of_its_own() {
+    let rig = VmhRig::start(VmhOptions {
+        config: "write_back_field = \"cAdvowareBetNr\"".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    let original = rig.espocrm.user_create("CBeteiligte", mueller());
+    deliver_ok(&rig).await;
+    let party = one_party(&rig, &original, |_| true).await;
+    settled(&rig, &original, "create").await;
+    // EspoCRM's "Duplicate" copies every field, the written-back id too.
+    let mut copy = rig.espocrm.record("CBeteiligte", &original).unwrap();
+    copy["name"] = json!("Hans Müller (Kopie)");
+    copy["lastName"] = json!("Müller-Kopie");
+    let copied = rig.espocrm.user_create("CBeteiligte", copy);
+    deliver_ok(&rig).await;
+    let own = one_party(&rig, &copied, |_| true).await;
+    assert_ne!(own["betNr"], party["betNr"]);
+    let untouched = rig.parties_of(&original);
+    assert_eq!(untouched.len(), 1);
+    assert_eq!(
+        untouched[0]["name"], "Müller",
+        "the original's party is not overwritten"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_busy_on_its_last_attempt_is_taken_up_again_not_given_up() {
+    let rig = VmhRig::start(VmhOptions {
+        subscription: "max_attempts = 2\nbackoff_base_ms = 50\nbackoff_jitter = 0.0".into(),
+        ..VmhOptions::default()
+    })
+    .await;
+    let id = rig.espocrm.user_create("CBeteiligte", mueller());
+    // Another sync of the record holds its lock (as a host that died in it would).
+    let lock = format!(
+        "{}:{{firm-a}}:vmh-webhooks:lock:party:{id}",
+        rig.host.prefix
+    );
+    let _: () = redis::cmd("SET")
+        .arg(&lock)
+        .arg("someone-else")
+        .arg("PX")
+        .arg(1500)
+        .query(&mut bitbylaw_tests::redis_connection())
+        .unwrap();
+    deliver_ok(&rig).await;
+    // Both attempts find it busy; it is announced again and synced once the lock is free.
+    let party = one_party(&rig, &id, |_| true).await;
+    assert_eq!(party["name"], "Müller");
+    settled(&rig, &id, "create").await;
+    assert!(rig.announced("create").len() >= 2, "announced again");
+    assert_eq!(rig.parties_of(&id).len(), 1);
+}

@@ -138,14 +138,21 @@ impl Plugin for VmhWebhooks {
                 "`{id}` is not an EspoCRM id"
             )));
         }
-        // Settings that do not load are the operator's to fix: retried, and let
-        // go of on the last attempt like any other failure.
+        // On the last attempt the record is let go of first: a trap or a
+        // deadline now must not leave it pending with no event on its way.
+        let last = events::is_last_attempt(&event);
+        if last {
+            finish(action, &id)
+                .map_err(|e| HandlerError::Retryable(format!("letting go of {id}: {e}")))?;
+        }
+        // Settings that do not load are the operator's to fix: retried like
+        // any other failure.
         let result = Settings::load()
             .map_err(|e| Failure::Retryable(e.to_string()))
             .and_then(|settings| sync(&settings, action, &id));
         let outcome = match &result {
             Ok(outcome) => outcome.as_str(),
-            Err(Failure::Retryable(_)) => "retry",
+            Err(Failure::Retryable(_) | Failure::Busy(_)) => "retry",
             Err(Failure::Permanent(_)) => "failed",
         };
         metrics::counter_add(
@@ -153,12 +160,20 @@ impl Plugin for VmhWebhooks {
             &[("action", action.as_str()), ("outcome", outcome)],
             1,
         );
-        let finished = match &result {
-            Ok(_) | Err(Failure::Permanent(_)) => true,
-            // Out of attempts: to the dead letters, and the record must not stay pending.
-            Err(Failure::Retryable(_)) => events::is_last_attempt(&event),
-        };
-        if finished {
+        if let (true, Err(Failure::Busy(_))) = (last, &result) {
+            // Busy all along: the record is not failing, another sync of it
+            // was running. It is taken up again with a fresh event.
+            info!(
+                "party sync {} {id}: busy on its last attempt; announced again",
+                action.as_str()
+            );
+            let fresh = pending::admit(action, std::slice::from_ref(&id))
+                .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            announce(action, &fresh).map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            return Ok(());
+        }
+        let finished = matches!(result, Ok(_) | Err(Failure::Permanent(_)));
+        if finished && !last {
             finish(action, &id)
                 .map_err(|e| HandlerError::Retryable(format!("letting go of {id}: {e}")))?;
         }
@@ -167,7 +182,7 @@ impl Plugin for VmhWebhooks {
                 info!("party sync {} {id}: {}", action.as_str(), outcome.as_str());
                 Ok(())
             }
-            Err(Failure::Retryable(message)) => {
+            Err(Failure::Retryable(message) | Failure::Busy(message)) => {
                 warn!(
                     "party sync {} {id} failed, will retry: {message}",
                     action.as_str()
@@ -190,7 +205,7 @@ impl Plugin for VmhWebhooks {
 fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failure> {
     let ttl = std::time::Duration::from_secs(settings.lock_ttl_s.max(1));
     let Some(lease) = lock::acquire(&format!("party:{id}"), ttl)? else {
-        return Err(Failure::Retryable(format!("another sync of {id} runs")));
+        return Err(Failure::Busy(format!("another sync of {id} runs")));
     };
     let result = match action {
         Action::Create | Action::Update => party::upsert(settings, id),

@@ -22,6 +22,8 @@ use crate::settings::{OnDelete, Settings};
 pub enum Failure {
     Retryable(String),
     Permanent(String),
+    /// Another sync of the record runs: not a failure of this one.
+    Busy(String),
 }
 
 impl From<StoreError> for Failure {
@@ -200,7 +202,9 @@ pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
                         warn!(
                             "Advoware party {advoware_id} of EspoCRM record {espo_id} is gone; creating it again"
                         );
-                        kv::delete(&reverse_key(&advoware_id))?;
+                        // The whole link goes first: a retry of a create whose
+                        // answer is lost must take the `creating` path, not this one.
+                        drop_link(espo_id, &advoware_id)?;
                         (Outcome::Created, create(settings, espo_id, &fields)?)
                     }
                 }
@@ -233,16 +237,33 @@ fn adopt(
             _ => None,
         };
         if let Some(advoware_id) = written {
-            store_link(espo_id, &advoware_id)?;
-            return Ok(Some(advoware_id));
+            // A record copied in EspoCRM carries its original's id: adopt
+            // only a party that is no other record's.
+            let owner = kv::get(&reverse_key(&advoware_id))?;
+            if owner
+                .as_deref()
+                .is_none_or(|owner| owner == espo_id.as_bytes())
+            {
+                store_link(espo_id, &advoware_id)?;
+                return Ok(Some(advoware_id));
+            }
+            warn!(
+                "EspoCRM record {espo_id} names Advoware party {advoware_id} in `{field}`, which belongs to another record; not adopted"
+            );
         }
     }
-    if kv::get(&creating_key(espo_id))?.is_none() {
+    let Some(marker) = kv::get(&creating_key(espo_id))? else {
         return Ok(None);
-    }
-    // A create was started and may have gone through: look for its party.
+    };
+    // A create was started and may have gone through: look for its party by
+    // the name it was sent with (the record may be renamed since), then by
+    // the EspoCRM id in the link field.
+    let sent: Value = serde_json::from_slice(&marker).unwrap_or(Value::Null);
+    let name = sent
+        .as_str()
+        .or_else(|| fields.get("name").and_then(Value::as_str));
     let mut request = advoware::Request::get(&settings.advoware_path);
-    if let Some(name) = fields.get("name").and_then(Value::as_str) {
+    if let Some(name) = name {
         request = request.query("name", name);
     }
     let answer = request
@@ -280,7 +301,12 @@ fn create(
     espo_id: &str,
     fields: &Map<String, Value>,
 ) -> Result<String, Failure> {
-    kv::set(&creating_key(espo_id), b"1", Some(CREATING_TTL))?;
+    let name = fields.get("name").cloned().unwrap_or(Value::Null);
+    kv::set(
+        &creating_key(espo_id),
+        name.to_string().as_bytes(),
+        Some(CREATING_TTL),
+    )?;
     let answer = advoware::Request::post(&settings.advoware_path)
         .header("content-type", "application/json")
         .body(json_body(fields))

@@ -389,6 +389,12 @@ impl Advoware {
         store_appointment(&mut state.data, fields).unwrap()
     }
 
+    /// Deletes a party as a user would; whether it existed.
+    pub fn user_delete_party(&self, bet_nr: i64) -> bool {
+        let mut state = self.gateway.lock().unwrap();
+        state.data.parties.remove(&bet_nr).is_some()
+    }
+
     /// All parties, by `betNr`.
     pub fn parties(&self) -> Vec<Value> {
         let state = self.gateway.lock().unwrap();

@@ -147,15 +147,16 @@ impl Client {
                     .path()
                     .strip_prefix(api_base.path().trim_end_matches('/'))
                     .unwrap_or(url.path());
-                builder.header(
-                    "X-Hmac-Authorization",
-                    signing::hmac_authorization(
-                        api_key.expose(),
-                        secret_key.expose(),
-                        method.as_str(),
-                        below,
-                    ),
+                let signed = signing::hmac_authorization(
+                    api_key.expose(),
+                    secret_key.expose(),
+                    method.as_str(),
+                    below,
                 )
+                .ok_or_else(|| {
+                    EspoCrmError::InvalidRequest("the secret key cannot key an HMAC".into())
+                })?;
+                builder.header("X-Hmac-Authorization", signed)
             }
         };
         if let Some(body) = request.body {
