@@ -652,3 +652,39 @@ fn an_import_cut_short_then_changed_in_advoware_is_linked_not_made_twice() {
     let result = runtime().block_on(case(rounds));
     assert!(result.is_ok(), "{}", result.unwrap_err());
 }
+
+/// Found by the property test: the link of an import fails (Google down), the
+/// next run finds the import by its fingerprint but cannot link it either
+/// (Google down again): it must not import the event a second time meanwhile.
+#[test]
+fn an_import_whose_link_fails_twice_is_not_made_twice() {
+    let early = Shape {
+        day: 1,
+        kind: Kind::Timed {
+            start: 28,
+            quarters: 1,
+        },
+        weekly: None,
+    };
+    let rounds = vec![
+        Round {
+            ops: vec![
+                Op::AdvowareCreate(early.clone()),
+                Op::GoogleCreate(early.clone()),
+            ],
+            fault: Fault::None,
+        },
+        Round {
+            ops: vec![Op::GoogleCreate(early)],
+            fault: Fault::Google(1),
+        },
+        Round {
+            ops: vec![Op::AdvowareDelete {
+                pick: 89288354352132171,
+            }],
+            fault: Fault::Google(1),
+        },
+    ];
+    let result = runtime().block_on(case(rounds));
+    assert!(result.is_ok(), "{}", result.unwrap_err());
+}

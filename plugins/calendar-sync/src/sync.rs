@@ -595,20 +595,31 @@ impl Run<'_> {
             let linked: BTreeSet<i64> = state.events.values().filter_map(|e| e.fr_nr).collect();
             let made = match made_fr_nr {
                 // Advoware answered: that appointment, whatever it holds now.
-                Some(fr_nr) => {
-                    let Some(termin) = advoware.termine.get(&fr_nr) else {
-                        // Outside the window or deleted: never import it twice; the link waits.
-                        self.report.note_failure(format!(
-                            "appointment {fr_nr}, imported from Google event {event_id} by an interrupted run, is not in the window; linking it waits"
-                        ));
-                        continue;
-                    };
-                    Some(termin)
-                }
-                None => advoware.termine.values().find(|t| {
-                    !linked.contains(&t.fr_nr) && Some(t.appointment.fingerprint()) == fingerprint
-                }),
+                Some(fr_nr) => match advoware.termine.get(&fr_nr) {
+                    Some(termin) => Some(termin.clone()),
+                    // Moved out of the window, or deleted since.
+                    None => match self.read_termin(fr_nr)? {
+                        Some(termin) => Some(termin),
+                        None => {
+                            self.drop_deleted_import(calendar, state, &event_id, fr_nr);
+                            continue;
+                        }
+                    },
+                },
+                None => advoware
+                    .termine
+                    .values()
+                    .find(|t| {
+                        !linked.contains(&t.fr_nr)
+                            && Some(t.appointment.fingerprint()) == fingerprint
+                    })
+                    .cloned(),
             };
+            if let (Some(termin), Some(entry)) = (&made, state.events.get_mut(&event_id)) {
+                // Found: if the link cannot reach Google now, the next run links
+                // this one too, and no run imports the event again meanwhile.
+                entry.import_made = Some(termin.fr_nr);
+            }
             match made {
                 Some(termin) => {
                     info!(
@@ -640,6 +651,38 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// An appointment imported from Google and deleted in Advoware before the
+    /// import was linked: deleted in Google too, as any deletion in Advoware.
+    fn drop_deleted_import(
+        &mut self,
+        calendar: &CalendarRef,
+        state: &mut EmployeeState,
+        event_id: &str,
+        fr_nr: i64,
+    ) {
+        let etag = state.events.get(event_id).and_then(|e| e.etag.clone());
+        match calendar.delete(event_id, etag.as_deref()) {
+            Ok(()) | Err(GoogleError::NotFound(_) | GoogleError::Gone(_)) => {
+                self.report.google.deleted += 1;
+                if let Some(entry) = state.events.get_mut(event_id) {
+                    entry.cancelled = true;
+                    entry.gone = true;
+                    entry.pending = None;
+                    entry.import_started = None;
+                    entry.import_made = None;
+                }
+            }
+            // Changed in Google meanwhile: the next run looks again.
+            Err(GoogleError::PreconditionFailed(_)) => {}
+            Err(error) => {
+                let error = google_failed("delete", error);
+                self.report.note_failure(format!(
+                    "Google event {event_id}, whose appointment {fr_nr} was deleted in Advoware: {error}"
+                ));
+            }
+        }
     }
 
     /// Decides for every appointment known on either side.
@@ -1055,7 +1098,9 @@ impl Run<'_> {
         let candidates: Vec<String> = state
             .events
             .iter()
-            .filter(|(_, e)| e.fr_nr.is_none() && !e.cancelled && e.overlaps(from, to))
+            // An import Advoware answered waits for its link, never made twice.
+            .filter(|(_, e)| e.fr_nr.is_none() && !e.cancelled && e.import_made.is_none())
+            .filter(|(_, e)| e.overlaps(from, to))
             .map(|(id, _)| id.clone())
             .collect();
         for id in candidates {
