@@ -3,6 +3,15 @@
 //! A macro because the two wrap different WIT records with the same fields.
 
 macro_rules! request_builder {
+    // Upstream requests (`advoware`, `espocrm`) also take query pairs, encoded by the host.
+    ($target:ident, query) => {
+        crate::builder::request_builder!($target);
+
+        pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+            self.inner.query.push((name.into(), value.into()));
+            self
+        }
+    };
     ($target:ident) => {
         pub fn get($target: impl Into<String>) -> Self {
             Self::new("GET", $target)

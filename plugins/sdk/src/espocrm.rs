@@ -39,12 +39,7 @@ impl Request {
         }
     }
 
-    crate::builder::request_builder!(path);
-
-    pub fn query(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.inner.query.push((name.into(), value.into()));
-        self
-    }
+    crate::builder::request_builder!(path, query);
 
     pub fn send(&self) -> Result<HttpResponse, EspoCrmError> {
         wit::send(&self.inner)

@@ -43,9 +43,10 @@ fn again_key(action: Action) -> String {
 pub fn admit(action: Action, ids: &[String]) -> Result<Vec<String>, StoreError> {
     let mut fresh = kv::set_add(&pending_key(action), ids)?;
     if fresh.len() < ids.len() {
+        let admitted: HashSet<&String> = fresh.iter().collect();
         let busy: Vec<String> = ids
             .iter()
-            .filter(|id| !fresh.contains(id))
+            .filter(|id| !admitted.contains(id))
             .cloned()
             .collect();
         kv::set_add(&again_key(action), &busy)?;

@@ -1,8 +1,6 @@
 //! `bitbylaw:plugin/advoware`: the tenant's Advoware API through the host's
 //! client, for plugins the tenant file grants an Advoware account.
 
-use std::time::Duration;
-
 use bitbylaw_bindings::advoware::{self, Error, Host, Request};
 use bitbylaw_bindings::http::Response;
 use bitbylaw_core::upstream::{UpstreamCall, UpstreamState};
@@ -33,16 +31,14 @@ impl Host for AdvowareCall<'_> {
                 call.plugin, call.tenant
             )));
         };
-        let request = ApiRequest {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body.map(Into::into),
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
+        let request = ApiRequest::from_wit(
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+            request.timeout_ms,
+        );
         match client.send(request, call.deadline).await {
             Ok(answer) => Ok(Response {
                 status: answer.status,

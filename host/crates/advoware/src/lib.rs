@@ -31,7 +31,8 @@ use bitbylaw_core::upstream::{
     Account, AccountSettings, OpenContext, Recent, SettingError, TokenCache, TokenError,
     UpstreamKind, UpstreamState, api_method, check_headers, request_outcome,
 };
-use bytes::Bytes;
+
+pub use bitbylaw_core::upstream::ApiRequest;
 use reqwest::{Method, Url};
 use tokio::time::Instant;
 
@@ -79,17 +80,6 @@ pub struct Endpoints {
     pub api_base: Url,
     /// `<security gateway>api/v1/Token`.
     pub token_url: Url,
-}
-
-/// What a plugin asks Advoware for.
-#[derive(Debug, Clone)]
-pub struct ApiRequest {
-    pub method: String,
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Bytes>,
-    pub timeout: Option<Duration>,
 }
 
 /// Why a request got no answer from Advoware. Messages never hold secrets.

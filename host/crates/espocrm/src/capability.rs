@@ -1,8 +1,6 @@
 //! `bitbylaw:plugin/espocrm`: the tenant's EspoCRM through the host's client,
 //! for plugins the tenant file grants an EspoCRM account.
 
-use std::time::Duration;
-
 use bitbylaw_bindings::espocrm::{self, Error, Host, Request, SignatureError as WitSignatureError};
 use bitbylaw_bindings::http::Response;
 use bitbylaw_core::upstream::{UpstreamCall, UpstreamState};
@@ -40,16 +38,14 @@ impl Host for EspoCrmCall<'_> {
     async fn send(&mut self, request: Request) -> Result<Response, Error> {
         let client = self.client().map_err(Error::NotConfigured)?;
         let call = &self.0;
-        let request = ApiRequest {
-            method: request.method,
-            path: request.path,
-            query: request.query,
-            headers: request.headers,
-            body: request.body.map(Into::into),
-            timeout: request
-                .timeout_ms
-                .map(|ms| Duration::from_millis(u64::from(ms))),
-        };
+        let request = ApiRequest::from_wit(
+            request.method,
+            request.path,
+            request.query,
+            request.headers,
+            request.body,
+            request.timeout_ms,
+        );
         match client.send(request, call.deadline).await {
             Ok(answer) => Ok(Response {
                 status: answer.status,

@@ -21,7 +21,8 @@ use bitbylaw_core::upstream::{
     Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState, api_method,
     check_headers, request_outcome,
 };
-use bytes::Bytes;
+
+pub use bitbylaw_core::upstream::ApiRequest;
 use tokio::time::Instant;
 
 pub use capability::EspoCrmCall;
@@ -60,18 +61,6 @@ impl AccountSettings for Parsed {
         let settings = self.resolve(context.base_dir)?;
         Ok(Arc::new(Client::new(context, settings)))
     }
-}
-
-/// What a plugin asks EspoCRM for.
-#[derive(Debug, Clone)]
-pub struct ApiRequest {
-    pub method: String,
-    /// Below `api/v1/`, e.g. `CBeteiligte/abc`.
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Bytes>,
-    pub timeout: Option<Duration>,
 }
 
 /// Why a request got no answer from EspoCRM. Messages never hold secrets.

@@ -93,6 +93,40 @@ pub fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
     Ok(url)
 }
 
+/// What a plugin asks an upstream API for, as the kinds whose interface
+/// passes requests through (`advoware`, `espocrm`) take it from their WIT record.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: String,
+    /// Below the kind's API base; checked with [`endpoint::resolve`].
+    pub path: String,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<bytes::Bytes>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+impl ApiRequest {
+    /// From the fields every such WIT record has.
+    pub fn from_wit(
+        method: String,
+        path: String,
+        query: Vec<(String, String)>,
+        headers: Vec<(String, String)>,
+        body: Option<Vec<u8>>,
+        timeout_ms: Option<u32>,
+    ) -> Self {
+        Self {
+            method,
+            path,
+            query,
+            headers,
+            body: body.map(Into::into),
+            timeout: timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms))),
+        }
+    }
+}
+
 /// The method of a plugin's request to an upstream API: GET, POST, PUT,
 /// PATCH or DELETE, in any case; the message says what else was given.
 pub fn api_method(text: &str) -> Result<reqwest::Method, String> {
