@@ -435,13 +435,13 @@ async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
 
     // Advoware is slow: the update's sync has read the record and is still
     // writing when the next change comes.
-    let reads_before = rig.espocrm.api_requests().len();
+    let reads_before = rig.espocrm.answered().len();
     rig.advoware.set_latency(Duration::from_millis(1500));
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
     deliver_ok(&rig).await;
     wait_for(WAIT, || async {
-        rig.espocrm.api_requests()[reads_before..]
+        rig.espocrm.answered()[reads_before..]
             .iter()
             .any(|r| r.method == "GET" && r.path.ends_with(&id))
             .then_some(())

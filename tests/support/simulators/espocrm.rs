@@ -258,6 +258,8 @@ struct Sim {
     webhooks: Vec<StoredWebhook>,
     deliveries: Vec<Delivery>,
     api_requests: Vec<Recorded>,
+    /// Requests the API answered (after auth), recorded once the answer was made.
+    answered: Vec<Recorded>,
     faults: Faults,
     batch_size: usize,
     delivery_timeout: Duration,
@@ -317,6 +319,7 @@ impl Sim {
             webhooks: Vec::new(),
             deliveries: Vec::new(),
             api_requests: Vec::new(),
+            answered: Vec::new(),
             faults: Faults::default(),
             batch_size: BATCH_SIZE,
             delivery_timeout: DELIVERY_TIMEOUT,
@@ -580,6 +583,12 @@ impl EspoCrm {
     /// Requests that reached the REST API, in order.
     pub fn api_requests(&self) -> Vec<Recorded> {
         self.sim().api_requests.clone()
+    }
+
+    /// The requests the API has answered, in order: once a read is here, a
+    /// change made afterwards is not in its answer.
+    pub fn answered(&self) -> Vec<Recorded> {
+        self.sim().answered.clone()
     }
 
     /// Every answer waits this long first.
@@ -943,15 +952,16 @@ async fn api_gate(State(inner): State<Shared>, request: Request, next: Next) -> 
     let Ok(body) = axum::body::to_bytes(body, 16 * 1024 * 1024).await else {
         return Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large").into_response();
     };
+    let recorded = Recorded {
+        method: parts.method.to_string(),
+        path: parts.uri.path().trim_start_matches('/').to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers.clone(),
+        body: body.clone(),
+    };
     let failure = {
         let mut sim = inner.sim.lock().unwrap();
-        sim.api_requests.push(Recorded {
-            method: parts.method.to_string(),
-            path: parts.uri.path().trim_start_matches('/').to_owned(),
-            query: parts.uri.query().map(str::to_owned),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
+        sim.api_requests.push(recorded.clone());
         match &mut sim.faults.broken_after {
             Some(0) => Some(503),
             Some(left) => {
@@ -974,7 +984,9 @@ async fn api_gate(State(inner): State<Shared>, request: Request, next: Next) -> 
     ) {
         return Refusal::new(StatusCode::UNAUTHORIZED, "Unauthorized").into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let answer = next.run(Request::from_parts(parts, Body::from(body))).await;
+    inner.sim.lock().unwrap().answered.push(recorded);
+    answer
 }
 
 /// `path` is below `/api/v1`, as signed.
