@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware, signature};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, AppointmentRules, signature};
 use bitbylaw_tests::wait_for;
 use serde_json::Value;
 
@@ -179,12 +179,24 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
         .await;
     assert_eq!(status, 200);
     let fr_nr = all_day["frNr"].as_i64().unwrap();
+    assert_eq!(
+        all_day,
+        serde_json::json!({ "frNr": fr_nr }),
+        "a create answers with the new number only, as the reference says"
+    );
     assert_ne!(fr_nr, 7, "the server numbers appointments");
+    let (_, all_day) = api
+        .call(Method::GET, &format!("appointments/{fr_nr}"), None)
+        .await;
     assert_eq!(all_day["uhrzeitBis"], "23:59:00");
     assert_eq!(all_day["anwalt"], "SB");
     assert!(all_day["zuletztGeaendertAm"].as_str().unwrap().len() >= 19);
 
-    // An endless weekly series, and one for another employee.
+    // An endless weekly series, and one for another employee (whole records answered).
+    sim.set_appointment_rules(AppointmentRules {
+        create_answers_whole_record: true,
+        ..AppointmentRules::default()
+    });
     let (_, series) = api
         .call(
             Method::POST,
@@ -242,7 +254,31 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
         .await;
     assert_eq!(status, 400);
 
-    // Update keeps the number and re-stamps; delete removes; both 404 when missing.
+    // Update replaces the record: what the body lacks is gone, and a body
+    // without the required fields is refused.
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("appointments/{fr_nr}"),
+            Some(serde_json::json!({ "text": "nur der Titel" })),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, updated) = api
+        .call(
+            Method::PUT,
+            &format!("appointments/{fr_nr}"),
+            Some(serde_json::json!({ "kuerzel": "SB", "datum": "2026-12-03", "text": "ersetzt" })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(updated["text"], "ersetzt");
+    assert_eq!(updated["dauertermin"], Value::Null, "replaced, not merged");
+    // ...or, in the merging mode, keeps the number, merges and re-stamps.
+    sim.set_appointment_rules(AppointmentRules {
+        put_merges: true,
+        ..AppointmentRules::default()
+    });
     let (status, updated) = api.call(Method::PUT,
         &format!("appointments/{fr_nr}"),
         Some(serde_json::json!({ "text": "Fortbildung Mietrecht", "dauertermin": 0, "uhrzeitBis": "17:00:00" })),
@@ -252,6 +288,7 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     assert_eq!(updated["frNr"], fr_nr);
     assert_eq!(updated["text"], "Fortbildung Mietrecht");
     assert_eq!(updated["uhrzeitBis"], "17:00:00");
+    assert_eq!(updated["kuerzel"], "SB");
     let (status, read) = api
         .call(Method::GET, &format!("appointments/{fr_nr}"), None)
         .await;

@@ -6,49 +6,12 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::calendar::{API_KEY, CalendarRig, RigOptions};
+use bitbylaw_tests::calendar::{
+    API_KEY, CalendarRig, OPERATOR_KEY, RigOptions, berlin, by_fr_nr, day, timed,
+};
 use bitbylaw_tests::simulators::google::Quotas;
 use bitbylaw_tests::{HostProcess, component, keys_with_prefix, wait_for};
-use chrono::{Days, NaiveDate, Utc};
 use serde_json::{Value, json};
-
-fn today() -> NaiveDate {
-    Utc::now()
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .date_naive()
-}
-
-/// `YYYY-MM-DD`, `days` from today.
-fn day(days: u64) -> String {
-    (today() + Days::new(days)).format("%Y-%m-%d").to_string()
-}
-
-fn timed(title: &str, days: u64, from: &str, to: &str) -> Value {
-    json!({
-        "kuerzel": "SB", "text": title, "notiz": format!("Notiz zu {title}"), "ort": "LG Berlin",
-        "datum": format!("{}T00:00:00", day(days)), "uhrzeitVon": from,
-        "datumBis": format!("{}T00:00:00", day(days)), "uhrzeitBis": to,
-    })
-}
-
-/// A Google `start`/`end` with `dateTime` as Berlin wall-clock time, `YYYY-MM-DD HH:MM`.
-fn berlin(time: &Value) -> String {
-    let moment = chrono::DateTime::parse_from_rfc3339(time["dateTime"].as_str().unwrap()).unwrap();
-    moment
-        .with_timezone(&chrono_tz::Europe::Berlin)
-        .format("%Y-%m-%d %H:%M")
-        .to_string()
-}
-
-fn by_fr_nr(events: &[Value], fr_nr: i64) -> Vec<Value> {
-    events
-        .iter()
-        .filter(|e| {
-            e["extendedProperties"]["private"]["advoware_frnr"].as_str() == Some(&fr_nr.to_string())
-        })
-        .cloned()
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_run_creates_each_appointment_once_and_a_quiet_run_writes_nothing() {
@@ -433,15 +396,8 @@ async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
         "{component:calendar-sync}",
         &component("calendar-sync").display().to_string(),
     );
-    std::fs::write(
-        dir.path().join("tenants/firm-a.toml"),
-        format!(
-            "api_keys = [{{ file = \"{}\" }}]\n{tenant}",
-            dir.path().join("key").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("key"), API_KEY).unwrap();
+    // The tenant file names the rig's key files, which outlive the process.
+    std::fs::write(dir.path().join("tenants/firm-a.toml"), tenant).unwrap();
     let mut process = HostProcess::spawn(
         &dir.path().join("host.toml"),
         &dir.path().join("host.log"),
@@ -527,12 +483,22 @@ async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
     );
 }
 
+/// An audit or repair route, called with the firm's IT key (limited to them).
 async fn admin(rig: &CalendarRig, method: reqwest::Method, path: &str) -> (u16, Value) {
+    call_with(rig, OPERATOR_KEY, method, path).await
+}
+
+async fn call_with(
+    rig: &CalendarRig,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> (u16, Value) {
     let response = rig
         .host
         .client
         .request(method, rig.host.url(path))
-        .header("apikey", API_KEY)
+        .header("apikey", key)
         .send()
         .await
         .unwrap();
@@ -588,6 +554,33 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
         "the derived id is kept"
     );
     assert_eq!(found["deleted"], json!([]));
+    // Repairs need a key the tenant limited to them: the firm's ordinary key is refused.
+    for path in [
+        "/advoware/calendar/duplicates/SB",
+        "/advoware/calendar/orphans/SB",
+        "/advoware/calendar/locks/SB",
+    ] {
+        let (status, refused) = call_with(&rig, API_KEY, Method::DELETE, path).await;
+        assert_eq!(status, 403, "{path}: {refused}");
+        assert_eq!(refused["error"], "forbidden");
+        assert!(
+            refused["message"].as_str().unwrap().contains("routes"),
+            "{refused}"
+        );
+    }
+    let (status, _) = call_with(
+        &rig,
+        API_KEY,
+        Method::GET,
+        "/advoware/calendar/duplicates/SB",
+    )
+    .await;
+    assert_eq!(status, 200, "reading is for every key");
+    assert_eq!(
+        by_fr_nr(&rig.live_events("SB"), doubled).len(),
+        2,
+        "nothing deleted"
+    );
     let (_, repaired) = admin(&rig, Method::DELETE, "/advoware/calendar/duplicates/SB").await;
     assert_eq!(repaired["deleted"], json!([copy_id]));
     assert_eq!(by_fr_nr(&rig.live_events("SB"), doubled).len(), 1);
@@ -639,9 +632,19 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
         (locks["held"] == json!(["SB"])).then_some(())
     })
     .await;
-    let (_, released) = admin(&rig, Method::DELETE, "/advoware/calendar/locks/SB").await;
+    // The run is live: freeing its lock is refused unless forced; forced,
+    // the run stops before its next write (409) instead of writing beside another.
+    let (status, live) = admin(&rig, Method::DELETE, "/advoware/calendar/locks/SB").await;
+    assert_eq!(status, 409, "{live}");
+    assert_eq!(live["error"], "live");
+    let (_, released) = admin(
+        &rig,
+        Method::DELETE,
+        "/advoware/calendar/locks/SB?force=true",
+    )
+    .await;
     assert_eq!(released, json!({ "kuerzel": "SB", "released": true }));
-    assert_eq!(running.await.unwrap(), 200);
+    assert_eq!(running.await.unwrap(), 409);
     rig.advoware.set_latency(Duration::ZERO);
     let (_, locks) = admin(&rig, Method::GET, "/advoware/calendar/locks").await;
     assert_eq!(locks["held"], json!([]));
@@ -703,11 +706,14 @@ async fn the_trigger_syncs_every_employee_through_the_events_and_neutral_mode_hi
         let events = rig.live_events(kuerzel);
         assert_eq!(events.len(), 1, "{kuerzel}");
         assert_eq!(events[0]["summary"], "Termin", "neutral title");
-        assert!(
-            events[0].get("description").is_none() && events[0].get("location").is_none(),
-            "{}",
-            events[0]
-        );
+        for text in ["description", "location"] {
+            assert_eq!(
+                events[0][text].as_str().unwrap_or_default(),
+                "",
+                "{}",
+                events[0]
+            );
+        }
         assert_eq!(events[0]["transparency"], "opaque");
     }
 }
@@ -718,9 +724,9 @@ async fn the_calendar_subcommand_prints_what_the_routes_answer() {
     rig.advoware
         .insert_appointment(timed("Frist", 2, "09:00:00", "10:00:00"));
     let url = rig.host.url("");
-    let cli = |args: &[&str]| {
+    let cli = |key: &str, args: &[&str]| {
         let output = std::process::Command::new(bitbylaw_tests::host_binary())
-            .args(["calendar", "--url", &url, "--api-key", API_KEY])
+            .args(["calendar", "--url", &url, "--api-key", key])
             .args(args)
             .output()
             .unwrap();
@@ -730,23 +736,32 @@ async fn the_calendar_subcommand_prints_what_the_routes_answer() {
             String::from_utf8_lossy(&output.stderr).into_owned(),
         )
     };
-    let (code, out, err) = tokio::task::block_in_place(|| cli(&["run", "SB"]));
+    let (code, out, err) = tokio::task::block_in_place(|| cli(API_KEY, &["run", "SB"]));
     assert_eq!(code, Some(0), "{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["google"]["created"], 1, "{out}");
-    let (code, out, err) = tokio::task::block_in_place(|| cli(&["status"]));
+    let (code, out, err) = tokio::task::block_in_place(|| cli(API_KEY, &["status"]));
     assert_eq!(code, Some(0), "{err}");
     let status: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(status["employees"][0]["kuerzel"], "SB", "{out}");
-    let (code, out, _) = tokio::task::block_in_place(|| cli(&["verify", "SB"]));
+    let (code, out, _) = tokio::task::block_in_place(|| cli(API_KEY, &["verify", "SB"]));
     assert_eq!(code, Some(0));
     assert_eq!(
         serde_json::from_str::<Value>(&out).unwrap()["planned"],
         json!([])
     );
-    let (code, _, err) = tokio::task::block_in_place(|| cli(&["unlock", "ZZ"]));
+    let (code, _, err) = tokio::task::block_in_place(|| cli(API_KEY, &["unlock", "SB"]));
     assert_eq!(code, Some(2), "a refusal is an error");
+    assert!(err.contains("403") && err.contains("routes"), "{err}");
+    let (code, _, err) = tokio::task::block_in_place(|| cli(OPERATOR_KEY, &["unlock", "ZZ"]));
+    assert_eq!(code, Some(2));
     assert!(err.contains("400") && err.contains("mailbox"), "{err}");
+    let (code, out, err) = tokio::task::block_in_place(|| cli(OPERATOR_KEY, &["unlock", "SB"]));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("\"released\": false"),
+        "no run holds it: {out}"
+    );
 }
 
 /// Both sides change one appointment between runs: Advoware's version first, Google's a moment later.

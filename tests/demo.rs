@@ -70,6 +70,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("BITBYLAW_COMPONENTS__DIR", store.as_str()),
             ("BITBYLAW_RUNTIME__CACHE_DIR", cache.as_str()),
             ("DEMO_API_KEY", "demo-key"),
+            ("DEMO_OPERATOR_KEY", "demo-operator-key"),
             ("DEMO_ADVOWARE_API_KEY", advoware.api_key.as_str()),
             ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
             ("DEMO_GOOGLE_KEY", google_key.as_str()),

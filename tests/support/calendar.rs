@@ -3,13 +3,21 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use chrono::{Days, NaiveDate, Utc};
+use serde_json::{Value, json};
 
 use crate::simulators::advoware::Advoware;
 use crate::simulators::google::{Google, ServiceAccount};
 use crate::{Backend, TestHost};
 
 pub const API_KEY: &str = "firm-a-key";
+
+/// A key the tenant limits to the calendar's audit and repair routes: the
+/// firm's IT, who may delete duplicates and free locks.
+pub const OPERATOR_KEY: &str = "firm-a-operator-key";
+
+/// The routes [`OPERATOR_KEY`] opens.
+pub const OPERATOR_ROUTES: &str = r#"["GET /advoware/calendar/*", "DELETE /advoware/calendar/*"]"#;
 
 /// What a rig is made of, beyond the defaults.
 #[derive(Clone)]
@@ -62,7 +70,7 @@ impl CalendarRig {
         let toml = tenant(&advoware, &google, files.path(), &options);
         let mut builder = TestHost::builder(Backend::Redis)
             .host_toml(&format!("{HOST_TOML}\n{}", options.host))
-            .tenant("firm-a", Some(API_KEY), &toml);
+            .tenant("firm-a", None, &toml);
         if let Some(prefix) = &options.key_prefix {
             builder = builder.key_prefix(prefix);
         }
@@ -88,7 +96,7 @@ impl CalendarRig {
             .key_prefix(&prefix)
             .tenant(
                 "firm-a",
-                Some(API_KEY),
+                None,
                 &tenant(
                     &self.advoware,
                     &self.google,
@@ -222,6 +230,49 @@ impl CalendarRig {
     }
 }
 
+// ---- what the calendar tests share ----
+
+/// Today in Berlin.
+pub fn today() -> NaiveDate {
+    Utc::now()
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .date_naive()
+}
+
+/// `YYYY-MM-DD`, `days` from today.
+pub fn day(days: u64) -> String {
+    (today() + Days::new(days)).format("%Y-%m-%d").to_string()
+}
+
+/// An appointment of SB's, `days` from today, `from` to `to` (`HH:MM:SS`).
+pub fn timed(title: &str, days: u64, from: &str, to: &str) -> Value {
+    json!({
+        "kuerzel": "SB", "text": title, "notiz": format!("Notiz zu {title}"), "ort": "LG Berlin",
+        "datum": format!("{}T00:00:00", day(days)), "uhrzeitVon": from,
+        "datumBis": format!("{}T00:00:00", day(days)), "uhrzeitBis": to,
+    })
+}
+
+/// A Google `start`/`end` with `dateTime` as Berlin wall-clock time, `YYYY-MM-DD HH:MM`.
+pub fn berlin(time: &Value) -> String {
+    let moment = chrono::DateTime::parse_from_rfc3339(time["dateTime"].as_str().unwrap()).unwrap();
+    moment
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+/// The events linked to appointment `fr_nr`.
+pub fn by_fr_nr(events: &[Value], fr_nr: i64) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| {
+            e["extendedProperties"]["private"]["advoware_frnr"].as_str() == Some(&fr_nr.to_string())
+        })
+        .cloned()
+        .collect()
+}
+
 /// Event handlers (the employee runs) may take minutes: deliveries must wait longer.
 pub const HOST_TOML: &str = r#"
 [events]
@@ -239,8 +290,14 @@ fn tenant(
         .iter()
         .map(|(k, m)| format!("{k} = \"{m}\""))
         .collect();
+    std::fs::write(files.join("api.key"), API_KEY).unwrap();
+    std::fs::write(files.join("operator.key"), OPERATOR_KEY).unwrap();
     format!(
         r#"
+api_keys = [
+  {{ file = "{files}/api.key" }},
+  {{ key = {{ file = "{files}/operator.key" }}, routes = {OPERATOR_ROUTES} }},
+]
 {advoware}
 [upstreams.google]
 kind = "google"

@@ -245,7 +245,7 @@ async fn serve(
     let plugin_name = &entry.plugin.context().name;
     tracing::Span::current().record("plugin", plugin_name.as_str());
     let body = read_body(body, &parts, host.config().ingress.max_body_bytes).await?;
-    let plugin_request = plugin_request(&parts, entry, params, body, request_id);
+    let plugin_request = plugin_request(&parts, entry, params, body, request_id, &opens);
 
     let mut response = match entry.plugin.handle_http(request_id, plugin_request).await {
         Ok(answer) => plugin_response(answer)?,
@@ -355,16 +355,25 @@ async fn read_body(
         })
 }
 
-/// The request as the plugin gets it: without the tenant's prefix, and without
-/// credentials (auth headers, the `apikey` query parameter).
+/// Tells a plugin what the caller's credential opens: `routes` when the
+/// tenant limited it to a list of routes (an operator's key for repair routes,
+/// say), `all` when it opens every route. Set by the host only; one a client
+/// sends is dropped.
+pub const KEY_SCOPE_HEADER: &str = "x-bitbylaw-key-scope";
+
+/// The request as the plugin gets it: without the tenant's prefix, without
+/// credentials (auth headers, the `apikey` query parameter), and with the
+/// credential's scope ([`KEY_SCOPE_HEADER`]).
 fn plugin_request(
     parts: &http::request::Parts,
     entry: &RouteEntry,
     params: Params,
     body: bytes::Bytes,
     request_id: &str,
+    opens: &crate::config::Routes,
 ) -> wit::Request {
     let path = parts.uri.path();
+    let scope = if opens.is_some() { "routes" } else { "all" };
     wit::Request {
         method: parts.method.to_string(),
         path: path
@@ -378,9 +387,11 @@ fn plugin_request(
             .headers
             .iter()
             .filter(|(name, _)| !tenant::AUTH_HEADERS.contains(&name.as_str()))
+            .filter(|(name, _)| name.as_str() != KEY_SCOPE_HEADER)
             .filter_map(|(name, value)| {
                 Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
             })
+            .chain([(KEY_SCOPE_HEADER.to_owned(), scope.to_owned())])
             .collect(),
         body: body.into(),
         request_id: request_id.to_owned(),

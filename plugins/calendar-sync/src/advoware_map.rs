@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::model::{Appointment, ENDLESS_YEAR, Frequency, Recurrence, Span};
 
+/// The owner of an appointment shown in every employee's calendar.
+pub const FIRM_WIDE: &str = "ALLE";
+
 /// One appointment as read from Advoware.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Termin {
@@ -19,12 +22,40 @@ pub struct Termin {
     pub appointment: Appointment,
     /// `zuletztGeaendertAm`, Berlin local time.
     pub modified: Option<NaiveDateTime>,
+    /// `kuerzel` (else `anwalt`), upper case; [`FIRM_WIDE`] for everyone's.
+    pub owner: String,
+    /// `privat`: Google shows only that the time is taken.
+    pub private: bool,
+    /// The record as Advoware sent it: a write sends it back with only the
+    /// sync's own fields changed, so nothing else is lost when `PUT` replaces.
+    pub record: Value,
 }
 
 impl Termin {
-    /// Negative numbers are Advoware's special entries: shown in Google, never written.
+    /// Never written from Google: Advoware's special entries (negative
+    /// numbers) and firm-wide appointments, which one employee's calendar
+    /// must not change for everyone (a change there is put back).
     pub fn read_only(&self) -> bool {
-        self.fr_nr < 0
+        self.fr_nr < 0 || self.firm_wide()
+    }
+
+    pub fn firm_wide(&self) -> bool {
+        self.owner == FIRM_WIDE
+    }
+
+    /// Whether the appointment belongs in `kuerzel`'s calendar (its own, or everyone's).
+    pub fn shown_to(&self, kuerzel: &str) -> bool {
+        self.firm_wide() || self.owner.is_empty() || self.owner == kuerzel
+    }
+
+    /// What the sync remembers of the Advoware side: the content, and
+    /// whether it is private (so a change of `privat` alone is a change).
+    pub fn fingerprint(&self) -> String {
+        if self.private {
+            self.appointment.fingerprint_marked("private")
+        } else {
+            self.appointment.fingerprint()
+        }
     }
 }
 
@@ -134,6 +165,11 @@ pub fn read(value: &Value) -> Result<Termin, String> {
             let text = text.trim_end_matches('Z');
             NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok()
         });
+    let owner = [value.get("kuerzel"), value.get("anwalt")]
+        .into_iter()
+        .map(|v| text(v).trim().to_uppercase())
+        .find(|owner| !owner.is_empty())
+        .unwrap_or_default();
     Ok(Termin {
         fr_nr,
         appointment: Appointment {
@@ -144,7 +180,19 @@ pub fn read(value: &Value) -> Result<Termin, String> {
             location: text(value.get("ort")),
         },
         modified,
+        owner,
+        private: number(value.get("privat")).is_some_and(|p| p != 0),
+        record: value.clone(),
     })
+}
+
+/// The number a `POST appointments` answered: `{"frNr": N}` as the reference
+/// says, a bare number, or the whole new record.
+pub fn created_number(answer: &Value) -> Option<i64> {
+    match answer {
+        Value::Object(_) => number(answer.get("frNr")),
+        other => number(Some(other)),
+    }
 }
 
 fn day(date: NaiveDate) -> String {
@@ -155,10 +203,56 @@ fn clock(time: NaiveTime) -> String {
     time.format("%H:%M:%S").to_string()
 }
 
-/// The body of a `POST appointments` or `PUT appointments/{frNr}` for
-/// `kuerzel`. The appointment must be one Advoware can hold
-/// ([`Appointment::advoware_cannot_hold`]).
+/// The body of a `POST appointments` for `kuerzel`. The appointment must be
+/// one Advoware can hold ([`Appointment::advoware_cannot_hold`]).
 pub fn write(appointment: &Appointment, kuerzel: &str) -> Value {
+    let mut body = owned_fields(appointment);
+    body["kuerzel"] = json!(kuerzel);
+    body["anwalt"] = json!(kuerzel);
+    body
+}
+
+/// The body of a `PUT appointments/{frNr}`: the record as read, with the
+/// fields of the parts that differ from `before` replaced by `after`'s. The
+/// owner, `privat`, `erinnerung` and every field the sync does not know stay
+/// as they are, and so does a part that did not change (a time in the spring
+/// gap is not rewritten when only the title changed).
+pub fn write_over(record: &Value, before: &Appointment, after: &Appointment) -> Value {
+    let fields = owned_fields(after);
+    let mut body = match record {
+        Value::Object(_) => record.clone(),
+        _ => json!({}),
+    };
+    let mut take = |keys: &[&str]| {
+        for key in keys {
+            body[*key] = fields[*key].clone();
+        }
+    };
+    if before.span != after.span || before.recurrence != after.recurrence {
+        take(&[
+            "datum",
+            "uhrzeitVon",
+            "datumBis",
+            "uhrzeitBis",
+            "dauertermin",
+            "turnus",
+            "turnusArt",
+        ]);
+    }
+    if before.title != after.title {
+        take(&["text"]);
+    }
+    if before.notes != after.notes {
+        take(&["notiz"]);
+    }
+    if before.location != after.location {
+        take(&["ort"]);
+    }
+    body
+}
+
+/// The fields the sync owns, as Advoware writes them.
+fn owned_fields(appointment: &Appointment) -> Value {
     let endless = NaiveDate::from_ymd_opt(ENDLESS_YEAR, 12, 31).unwrap_or(NaiveDate::MAX);
     let series_end = appointment
         .recurrence
@@ -193,8 +287,6 @@ pub fn write(appointment: &Appointment, kuerzel: &str) -> Value {
         ),
     };
     json!({
-        "kuerzel": kuerzel,
-        "anwalt": kuerzel,
         "text": appointment.title,
         "notiz": appointment.notes,
         "ort": appointment.location,

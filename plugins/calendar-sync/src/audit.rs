@@ -1,6 +1,9 @@
 //! Audit and repair for the firm's IT: what a run would do, duplicates,
 //! orphans, lookups and locks. Reading routes write nothing; the repairing
-//! ones (`DELETE`) change only Google, and only what they list.
+//! ones (`DELETE`) change only Google, and only what they list, and answer
+//! only a key the tenant limited to them (403 for a key that opens every
+//! route): an ordinary key of the firm's tools must not delete events or
+//! free a live run's lock.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +11,12 @@ use bitbylaw_sdk::google_calendar::{CalendarRef, Event, EventTime, GoogleError, 
 use bitbylaw_sdk::{Error, Request, Response, advoware, kv, lock};
 use serde_json::{Value, json};
 
-use crate::settings::Settings;
-use crate::state::{EmployeeState, PROP_FR_NR, lease_key, lock_name};
-use crate::sync::{self, RunError, event_id};
+use crate::settings::{Settings, kuerzel};
+use crate::state::{EmployeeState, PROP_FR_NR, lock_name};
+use crate::sync::{self, Holder, LIVE_FOR, RunError, event_id};
 
 fn employee(request: &Request, settings: &Settings) -> Result<(String, String), Error> {
-    let kuerzel = request.require_param("kuerzel")?.to_uppercase();
+    let kuerzel = kuerzel(request.require_param("kuerzel")?);
     let mailbox = settings.mailbox(&kuerzel).ok_or_else(|| {
         Error::BadRequest(format!(
             "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
@@ -26,7 +29,16 @@ fn run_error(error: RunError) -> Error {
     match error {
         RunError::Refused(why) => Error::BadRequest(why),
         RunError::Failed(why) => Error::BadGateway(why),
+        RunError::LeaseLost(why) => Error::Conflict(why),
     }
+}
+
+/// A repairing call needs an operator's key.
+fn require_operator(request: &Request) -> Result<(), Error> {
+    if request.method() == "DELETE" {
+        request.require_limited_key("this repair")?;
+    }
+    Ok(())
 }
 
 /// The employee's calendar, as the sync stored it.
@@ -84,6 +96,7 @@ pub fn verify(request: Request) -> Result<Response, Error> {
 
 /// `GET|DELETE /advoware/calendar/duplicates/{kuerzel}`.
 pub fn duplicates(request: Request) -> Result<Response, Error> {
+    require_operator(&request)?;
     let settings = Settings::load()?;
     let (kuerzel, mailbox) = employee(&request, &settings)?;
     let calendar = calendar(&kuerzel, &mailbox)?;
@@ -128,6 +141,7 @@ pub fn duplicates(request: Request) -> Result<Response, Error> {
 /// `GET|DELETE /advoware/calendar/orphans/{kuerzel}`: linked events whose
 /// appointment Advoware no longer has.
 pub fn orphans(request: Request) -> Result<Response, Error> {
+    require_operator(&request)?;
     let settings = Settings::load()?;
     let (kuerzel, mailbox) = employee(&request, &settings)?;
     let calendar = calendar(&kuerzel, &mailbox)?;
@@ -234,32 +248,66 @@ pub fn lookup(request: Request) -> Result<Response, Error> {
     ))
 }
 
-/// `GET /advoware/calendar/locks`: employees a run holds the lock of.
+/// `GET /advoware/calendar/locks`: employees a run holds the lock of, with
+/// how long ago each run last showed it is alive.
 pub fn locks(_request: Request) -> Result<Response, Error> {
     let settings = Settings::load()?;
     let mut held = Vec::new();
+    let mut runs = Vec::new();
     for kuerzel in settings.mailboxes.keys() {
-        let kuerzel = kuerzel.to_uppercase();
-        if kv::get(&lease_key(&kuerzel))?.is_some() {
-            held.push(kuerzel);
+        if let Some(holder) = Holder::load(kuerzel)? {
+            held.push(kuerzel.clone());
+            runs.push(json!({
+                "kuerzel": kuerzel,
+                "silent_for_ms": u64::try_from(holder.silent_for().as_millis()).unwrap_or(u64::MAX),
+            }));
         }
     }
-    Ok(Response::json(200, &json!({ "held": held })))
+    Ok(Response::json(200, &json!({ "held": held, "runs": runs })))
 }
 
-/// `DELETE /advoware/calendar/locks/{kuerzel}`: releases the lock a run holds.
+/// `DELETE /advoware/calendar/locks/{kuerzel}[?force=true]`: frees the lock
+/// of a run that is gone (its host died). A run that showed it is alive
+/// recently is live: 409 says so, unless `force` (that run then stops before
+/// its next write and saves nothing, so no two runs ever write beside each
+/// other).
 pub fn unlock(request: Request) -> Result<Response, Error> {
+    request.require_limited_key("freeing a lock")?;
     let settings = Settings::load()?;
     let (kuerzel, _) = employee(&request, &settings)?;
-    let released = match kv::get(&lease_key(&kuerzel))? {
-        Some(token) => {
-            let token = String::from_utf8_lossy(&token).into_owned();
-            let released = lock::release(&lock_name(&kuerzel), &token)?;
-            kv::delete(&lease_key(&kuerzel))?;
-            released
+    let force = match request.query("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Error::BadRequest(format!(
+                "`force` is true or false, not `{other}`"
+            )));
         }
-        None => false,
     };
+    let Some(holder) = Holder::load(&kuerzel)? else {
+        return Ok(Response::json(
+            200,
+            &json!({ "kuerzel": kuerzel, "released": false }),
+        ));
+    };
+    let live_for = LIVE_FOR.max(settings.lock_ttl() / 3);
+    let silent = holder.silent_for();
+    if silent < live_for && !force {
+        return Ok(Response::json(
+            409,
+            &json!({
+                "error": "live",
+                "message": format!(
+                    "the run of {kuerzel} is live (last sign of life {} s ago); it frees its lock when done. `?force=true` frees it anyway: that run then stops before its next write",
+                    silent.as_secs()
+                ),
+                "kuerzel": kuerzel,
+                "silent_for_ms": u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+            }),
+        ));
+    }
+    let released = lock::release(&lock_name(&kuerzel), &holder.token)?;
+    kv::delete(&crate::state::lease_key(&kuerzel))?;
     Ok(Response::json(
         200,
         &json!({ "kuerzel": kuerzel, "released": released }),

@@ -23,7 +23,8 @@ pub struct Unsupported(pub String);
 /// How many occurrences are compared when checking a rule.
 const CHECKED_OCCURRENCES: u16 = 500;
 
-/// The event's content for Google (no id, status or private properties).
+/// The fields of an event the sync owns, from the content (no id or
+/// private properties): what an insert sends and what a patch changes.
 pub fn write(appointment: &Appointment) -> Event {
     let (start, end) = match &appointment.span {
         Span::Timed { start, end } => (timed(*start), timed(*end)),
@@ -33,9 +34,9 @@ pub fn write(appointment: &Appointment) -> Event {
     event.start = Some(start);
     event.end = Some(end);
     event.summary = Some(appointment.title.clone());
-    event.description = Some(appointment.notes.clone()).filter(|n| !n.is_empty());
-    event.location = Some(appointment.location.clone()).filter(|l| !l.is_empty());
-    event.transparency = Some("opaque".into());
+    // Empty rather than absent: in a patch, absent would keep an old text.
+    event.description = Some(appointment.notes.clone());
+    event.location = Some(appointment.location.clone());
     event.status = Some("confirmed".into());
     if let Some(recurrence) = &appointment.recurrence {
         event.recurrence = vec![rrule_line(recurrence, &appointment.span)];
@@ -180,6 +181,7 @@ fn recurrence(lines: &[String], span: &Span) -> Result<Option<Recurrence>, Unsup
     let mut until = None;
     // Parts that may narrow the rule; the expansion check decides whether they do.
     let mut narrowed = false;
+    let mut count: Option<u32> = None;
     for part in rule.split(';').filter(|p| !p.is_empty()) {
         let (key, value) = part.split_once('=').unwrap_or((part, ""));
         match key.to_ascii_uppercase().as_str() {
@@ -202,7 +204,15 @@ fn recurrence(lines: &[String], span: &Span) -> Result<Option<Recurrence>, Unsup
                     .map_err(|_| Unsupported(format!("INTERVAL `{value}` is not a number")))?
             }
             "UNTIL" => until = Some(until_day(value)?),
-            "COUNT" | "BYDAY" | "BYMONTHDAY" | "BYMONTH" | "WKST" => narrowed = true,
+            "COUNT" => {
+                narrowed = true;
+                count = Some(
+                    value
+                        .parse()
+                        .map_err(|_| Unsupported(format!("COUNT `{value}` is not a number")))?,
+                );
+            }
+            "BYDAY" | "BYMONTHDAY" | "BYMONTH" | "WKST" => narrowed = true,
             other => {
                 return Err(Unsupported(format!(
                     "the series uses {other}, which Advoware cannot express"
@@ -217,8 +227,19 @@ fn recurrence(lines: &[String], span: &Span) -> Result<Option<Recurrence>, Unsup
         until,
     };
     if narrowed {
-        let original = expand(rule, span)?;
-        if original.limited {
+        // A series with COUNT is finite however long: it is expanded to its
+        // last occurrence (which becomes UNTIL), never taken as endless.
+        let limit = match count {
+            Some(count) => u16::try_from(count).map_err(|_| {
+                Unsupported(format!(
+                    "a series of {count} occurrences is too long to check"
+                ))
+            })?,
+            None => CHECKED_OCCURRENCES,
+        }
+        .max(CHECKED_OCCURRENCES);
+        let original = expand(rule, span, limit)?;
+        if original.limited && count.is_none() {
             // Endless: compare as far as we look.
         } else if let Some(last) = original.dates.last() {
             candidate.until = Some(last.with_timezone(&BERLIN).date_naive());
@@ -226,6 +247,7 @@ fn recurrence(lines: &[String], span: &Span) -> Result<Option<Recurrence>, Unsup
         let simple = expand(
             rrule_line(&candidate, span).trim_start_matches("RRULE:"),
             span,
+            limit,
         )?;
         if simple.dates != original.dates {
             return Err(Unsupported(format!(
@@ -257,8 +279,8 @@ fn until_day(value: &str) -> Result<NaiveDate, Unsupported> {
     })
 }
 
-/// The rule's occurrences from the span's start (at most [`CHECKED_OCCURRENCES`]).
-fn expand(rule: &str, span: &Span) -> Result<rrule::RRuleResult, Unsupported> {
+/// The rule's occurrences from the span's start (at most `limit`).
+fn expand(rule: &str, span: &Span, limit: u16) -> Result<rrule::RRuleResult, Unsupported> {
     let start = match span {
         Span::Timed { start, .. } => *start,
         Span::AllDay { first, .. } => first.and_time(NaiveTime::MIN),
@@ -283,7 +305,7 @@ fn expand(rule: &str, span: &Span) -> Result<rrule::RRuleResult, Unsupported> {
     );
     let set = rrule::RRuleSet::from_str(&text)
         .map_err(|e| Unsupported(format!("the RRULE `{rule}` does not parse: {e}")))?;
-    Ok(set.all(CHECKED_OCCURRENCES))
+    Ok(set.all(limit))
 }
 
 #[cfg(test)]
@@ -429,7 +451,12 @@ mod tests {
         let mut weekly = timed("2026-12-01T08:00", "2026-12-01T08:30");
         weekly.recurrence = series(Frequency::Weekly, 2, Some("2026-12-31"));
         let line = write(&weekly).recurrence[0].clone();
-        let result = expand(line.trim_start_matches("RRULE:"), &weekly.span).unwrap();
+        let result = expand(
+            line.trim_start_matches("RRULE:"),
+            &weekly.span,
+            CHECKED_OCCURRENCES,
+        )
+        .unwrap();
         let days: Vec<String> = result
             .dates
             .iter()
@@ -455,6 +482,24 @@ mod tests {
             read(&event).unwrap().recurrence,
             series(Frequency::Weekly, 1, None)
         );
+    }
+
+    #[test]
+    fn a_series_of_500_or_more_occurrences_stays_finite() {
+        let mut event = write(&timed("2026-12-01T08:00", "2026-12-01T08:30"));
+        event.recurrence = vec!["RRULE:FREQ=DAILY;COUNT=600".into()];
+        // 600 days from 1 December 2026: the last on 22 July 2028.
+        assert_eq!(
+            read(&event).unwrap().recurrence,
+            series(Frequency::Daily, 1, Some("2028-07-22"))
+        );
+        event.recurrence = vec!["RRULE:FREQ=DAILY;COUNT=500".into()];
+        assert_eq!(
+            read(&event).unwrap().recurrence,
+            series(Frequency::Daily, 1, Some("2028-04-13"))
+        );
+        event.recurrence = vec!["RRULE:FREQ=DAILY;COUNT=70000".into()];
+        assert!(read(&event).is_err());
     }
 
     #[test]
@@ -489,8 +534,7 @@ mod tests {
                 .visible(&Visibility::Neutral("Termin".into())),
         );
         assert_eq!(event.summary.as_deref(), Some("Termin"));
-        assert_eq!(event.description, None);
-        assert_eq!(event.location, None);
-        assert_eq!(event.transparency.as_deref(), Some("opaque"));
+        assert_eq!(event.description.as_deref(), Some(""));
+        assert_eq!(event.location.as_deref(), Some(""));
     }
 }

@@ -22,7 +22,7 @@ use bitbylaw_sdk::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::settings::Settings;
+use crate::settings::{Settings, kuerzel};
 use crate::state::{EMPLOYEES_KEY, Report, report_key};
 use crate::sync::RunError;
 
@@ -55,7 +55,7 @@ impl Plugin for CalendarSync {
     }
 
     fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
-        let settings = Settings::load().map_err(permanent)?;
+        let settings = Settings::load().map_err(retryable)?;
         let all = AllEmployees {
             full_content: settings.full_content,
             only: None,
@@ -65,14 +65,16 @@ impl Plugin for CalendarSync {
     }
 
     fn handle_event(event: Event) -> Result<(), HandlerError> {
-        let settings = Settings::load().map_err(permanent)?;
+        // Settings that fail to load are retried (a tenant file being fixed),
+        // as any other failure; the retries run out into the dead letters.
+        let settings = Settings::load().map_err(retryable)?;
         match event.topic.as_str() {
             TOPIC_ALL => {
                 let all: AllEmployees = serde_json::from_slice(&event.payload).map_err(|e| {
                     HandlerError::Permanent(format!("bad {TOPIC_ALL} payload: {e}"))
                 })?;
                 let employees = match all.only {
-                    Some(kuerzel) => vec![kuerzel],
+                    Some(code) => vec![kuerzel(&code)],
                     None => employees(&settings).map_err(retryable)?,
                 };
                 for kuerzel in employees {
@@ -88,14 +90,17 @@ impl Plugin for CalendarSync {
                 let one: OneEmployee = serde_json::from_slice(&event.payload).map_err(|e| {
                     HandlerError::Permanent(format!("bad {TOPIC_EMPLOYEE} payload: {e}"))
                 })?;
-                match sync::run_employee(&settings, &one.kuerzel, one.full_content) {
+                let code = kuerzel(&one.kuerzel);
+                // The tenant's setting may have been narrowed since the event was made.
+                let full_content = one.full_content && settings.full_content;
+                match sync::run_employee(&settings, &code, full_content) {
                     Ok(_) => Ok(()),
                     Err(RunError::Refused(why)) => {
                         warn!("calendar sync of {} refused: {}", one.kuerzel, why);
                         Err(HandlerError::Permanent(why))
                     }
-                    Err(RunError::Failed(why)) => {
-                        warn!("calendar sync of {} failed: {}", one.kuerzel, why);
+                    Err(RunError::Failed(why) | RunError::LeaseLost(why)) => {
+                        warn!("calendar sync of {} failed: {}", code, why);
                         Err(HandlerError::Retryable(why))
                     }
                 }
@@ -122,10 +127,6 @@ struct OneEmployee {
     full_content: bool,
 }
 
-fn permanent(error: Error) -> HandlerError {
-    HandlerError::Permanent(error.to_string())
-}
-
 fn retryable(error: Error) -> HandlerError {
     HandlerError::Retryable(error.to_string())
 }
@@ -143,10 +144,14 @@ fn employees(settings: &Settings) -> Result<Vec<String>, Error> {
                 )));
             }
             let employees: Vec<Value> = answer.json()?;
-            employees
+            let mut codes: Vec<String> = employees
                 .iter()
-                .filter_map(|e| e.get("kuerzel")?.as_str().map(str::to_owned))
-                .collect()
+                .filter_map(|e| e.get("kuerzel")?.as_str().map(kuerzel))
+                .filter(|code| !code.is_empty())
+                .collect();
+            codes.sort();
+            codes.dedup();
+            codes
         }
     };
     Ok(listed
@@ -186,7 +191,7 @@ fn trigger(request: Request) -> Result<Response, Error> {
             e.message()
         ))
     })?;
-    let kuerzel = body.kuerzel.trim().to_owned();
+    let kuerzel = kuerzel(&body.kuerzel);
     if !valid_kuerzel(&kuerzel) {
         return Err(Error::BadRequest(
             "`kuerzel` must be \"ALL\" or an employee code (letters, digits, - or _)".into(),
@@ -199,22 +204,22 @@ fn trigger(request: Request) -> Result<Response, Error> {
             "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
         )));
     }
-    let full_content = body.full_content.unwrap_or(settings.full_content);
+    let full_content = narrowed(&settings, body.full_content);
     let payload = AllEmployees {
         full_content,
-        only: (!all).then(|| kuerzel.to_uppercase()),
+        only: (!all).then(|| kuerzel.clone()),
     };
     events::emit_json(TOPIC_ALL, &payload)?;
     let message = if all {
         "sync of all employees triggered".to_owned()
     } else {
-        format!("sync of {} triggered", kuerzel.to_uppercase())
+        format!("sync of {kuerzel} triggered")
     };
     Ok(Response::json(
         200,
         &json!({
             "status": "triggered",
-            "kuerzel": if all { "ALL".to_owned() } else { kuerzel.to_uppercase() },
+            "kuerzel": if all { "ALL".to_owned() } else { kuerzel },
             "full_content": full_content,
             "message": message,
         }),
@@ -231,7 +236,7 @@ struct RunBody {
 /// `POST /advoware/calendar/sync/{kuerzel}/now`: one employee's run, here and
 /// now, answering its report (409 when another run holds the lock).
 fn run_now(request: Request) -> Result<Response, Error> {
-    let kuerzel = request.require_param("kuerzel")?.to_uppercase();
+    let kuerzel = kuerzel(request.require_param("kuerzel")?);
     if !valid_kuerzel(&kuerzel) {
         return Err(Error::BadRequest("not an employee code".into()));
     }
@@ -246,7 +251,7 @@ fn run_now(request: Request) -> Result<Response, Error> {
             "employee `{kuerzel}` has no mailbox in the setting `mailboxes`"
         )));
     }
-    let full_content = body.full_content.unwrap_or(settings.full_content);
+    let full_content = narrowed(&settings, body.full_content);
     match sync::run_employee(&settings, &kuerzel, full_content) {
         Ok(report) if report.outcome == "skipped" => Ok(Response::json(409, &report)),
         Ok(report) => Ok(Response::json(200, &report)),
@@ -255,7 +260,14 @@ fn run_now(request: Request) -> Result<Response, Error> {
             &json!({ "error": "refused", "message": why }),
         )),
         Err(RunError::Failed(why)) => Err(Error::BadGateway(why)),
+        Err(RunError::LeaseLost(why)) => Err(Error::Conflict(why)),
     }
+}
+
+/// `full_content` of a request: it may ask for less than the tenant's
+/// setting (only the time in Google), never for more.
+fn narrowed(settings: &Settings, asked: Option<bool>) -> bool {
+    settings.full_content && asked.unwrap_or(true)
 }
 
 /// `GET /advoware/calendar/status`: each employee's last run.

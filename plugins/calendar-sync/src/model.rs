@@ -98,6 +98,16 @@ impl Appointment {
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The fingerprint of the content with a mark beside it (a flag the
+    /// content does not carry), distinct from [`Appointment::fingerprint`].
+    pub fn fingerprint_marked(&self, mark: &str) -> String {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        bytes.push(0);
+        bytes.extend_from_slice(mark.as_bytes());
+        let digest = Sha256::digest(&bytes);
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The appointment as Google should show it.
     pub fn visible(&self, visibility: &Visibility) -> Appointment {
         match visibility {

@@ -112,7 +112,31 @@ impl Settings {
                 "plugin setting `max_delete_share` must be between 0 and 1".into(),
             ));
         }
-        Ok(settings)
+        settings.normalised()
+    }
+
+    /// Employee codes in their one form ([`kuerzel`]) everywhere, so `sb` in
+    /// the settings and `SB` in a route are one employee with one lock and
+    /// one state.
+    fn normalised(mut self) -> Result<Self, Error> {
+        let mut mailboxes = BTreeMap::new();
+        for (code, mailbox) in std::mem::take(&mut self.mailboxes) {
+            if mailboxes.insert(kuerzel(&code), mailbox).is_some() {
+                return Err(Error::Internal(format!(
+                    "plugin setting `mailboxes` names employee `{}` twice (codes compare without case)",
+                    kuerzel(&code)
+                )));
+            }
+        }
+        self.mailboxes = mailboxes;
+        if let Some(employees) = &mut self.employees {
+            for code in employees.iter_mut() {
+                *code = kuerzel(code);
+            }
+            employees.sort();
+            employees.dedup();
+        }
+        Ok(self)
     }
 
     pub fn lock_ttl(&self) -> std::time::Duration {
@@ -127,11 +151,41 @@ impl Settings {
         }
     }
 
-    /// The mailbox of `kuerzel` (short codes compare without case).
-    pub fn mailbox(&self, kuerzel: &str) -> Option<&str> {
-        self.mailboxes
-            .iter()
-            .find(|(code, _)| code.eq_ignore_ascii_case(kuerzel))
-            .map(|(_, mailbox)| mailbox.as_str())
+    /// The mailbox of `code` (in any case).
+    pub fn mailbox(&self, code: &str) -> Option<&str> {
+        self.mailboxes.get(&kuerzel(code)).map(String::as_str)
+    }
+}
+
+/// An employee code in its one form: trimmed, upper case.
+pub fn kuerzel(code: &str) -> String {
+    code.trim().to_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn employee_codes_have_one_form_and_a_code_twice_is_refused() {
+        let settings: Settings = serde_json::from_value(serde_json::json!({
+            "mailboxes": { "sb": "sabine@kanzlei.example", "MK ": "markus@kanzlei.example" },
+            "employees": ["sb", "SB", "mk"],
+        }))
+        .unwrap();
+        let settings = settings.normalised().unwrap();
+        assert_eq!(settings.mailboxes.keys().collect::<Vec<_>>(), ["MK", "SB"]);
+        assert_eq!(
+            settings.employees.as_deref(),
+            Some(&["MK".to_owned(), "SB".to_owned()][..])
+        );
+        assert_eq!(settings.mailbox("Sb"), Some("sabine@kanzlei.example"));
+
+        let twice: Settings = serde_json::from_value(serde_json::json!({
+            "mailboxes": { "sb": "a@kanzlei.example", "SB": "b@kanzlei.example" },
+        }))
+        .unwrap();
+        let error = twice.normalised().unwrap_err();
+        assert!(error.message().contains("SB"), "{error}");
     }
 }

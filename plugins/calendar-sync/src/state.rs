@@ -24,6 +24,9 @@ use crate::model::Appointment;
 pub const PROP_FR_NR: &str = "advoware_frnr";
 pub const PROP_ADVOWARE_HASH: &str = "advoware_hash";
 pub const PROP_GOOGLE_HASH: &str = "google_hash";
+/// `1` while the event shows a private appointment (and so was made private
+/// by the sync), `0` after: the sync then gives it back its default visibility.
+pub const PROP_PRIVATE: &str = "advoware_private";
 
 /// The employees that ever ran (for the status and audit routes).
 pub const EMPLOYEES_KEY: &str = "employees";
@@ -89,6 +92,9 @@ pub struct Mirrored {
     /// longer matches `import_started`).
     #[serde(default)]
     pub import_made: Option<i64>,
+    /// The sync made the event private (it shows a private appointment).
+    #[serde(default)]
+    pub shown_private: bool,
 }
 
 impl Mirrored {
@@ -121,6 +127,9 @@ impl Mirrored {
             }
             return;
         }
+        // Live again (restored, or its appointment came back): not gone.
+        self.gone = false;
+        self.shown_private = event.private(PROP_PRIVATE) == Some("1");
         let content = google_map::read(event);
         self.fr_nr = event
             .private(PROP_FR_NR)

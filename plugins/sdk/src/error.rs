@@ -11,6 +11,9 @@ use crate::StoreError;
 pub enum Error {
     /// 400: the caller sent something unusable.
     BadRequest(String),
+    /// 403: the caller may not do this (e.g. a repair route called with an
+    /// ordinary key; see [`crate::Request::key_opens_all_routes`]).
+    Forbidden(String),
     /// 404
     NotFound(String),
     /// 409
@@ -29,6 +32,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::BadRequest(_) => 400,
+            Error::Forbidden(_) => 403,
             Error::NotFound(_) => 404,
             Error::Conflict(_) => 409,
             Error::BadGateway(_) => 502,
@@ -42,6 +46,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::BadRequest(_) => "bad_request",
+            Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::BadGateway(_) => "bad_gateway",
@@ -54,6 +59,7 @@ impl Error {
     pub fn message(&self) -> &str {
         match self {
             Error::BadRequest(m)
+            | Error::Forbidden(m)
             | Error::NotFound(m)
             | Error::Conflict(m)
             | Error::BadGateway(m)

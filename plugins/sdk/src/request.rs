@@ -5,6 +5,10 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 use crate::bindings::exports::bitbylaw::plugin::handler as wit;
 
+/// Set by the host: `routes` when the caller's credential is limited to a
+/// list of routes, `all` otherwise.
+const KEY_SCOPE_HEADER: &str = "x-bitbylaw-key-scope";
+
 /// A request on one of the plugin's routes.
 #[derive(Debug)]
 pub struct Request {
@@ -60,6 +64,27 @@ impl Request {
     /// The first value of a header, matched without regard to case.
     pub fn header(&self, name: &str) -> Option<&str> {
         find(&self.inner.headers, name, true)
+    }
+
+    /// Whether the caller's credential opens every route of the tenant (an
+    /// ordinary key), rather than a list the tenant limited it to. Routes for
+    /// operators (repairs, unlocking) refuse such keys, so the firm hands out
+    /// a key limited to them for that. The host sets this; a client cannot.
+    pub fn key_opens_all_routes(&self) -> bool {
+        self.header(KEY_SCOPE_HEADER) != Some("routes")
+    }
+
+    /// A 403 unless the caller's key is one the tenant limited to a list of
+    /// routes (see [`Request::key_opens_all_routes`]); `what` names the action.
+    pub fn require_limited_key(&self, what: &str) -> Result<(), Error> {
+        if self.key_opens_all_routes() {
+            return Err(Error::Forbidden(format!(
+                "{what} needs a key the tenant limits to it (`api_keys` or `kong_consumers` with `routes = [\"{} {}\"]`); a key for every route may not",
+                self.method(),
+                self.route()
+            )));
+        }
+        Ok(())
     }
 
     /// Every header pair in order.

@@ -13,6 +13,11 @@
 //! (`frNr`) and stamps `zuletztGeaendertAm`; an all-day appointment
 //! (`dauertermin: 1`) ends at 23:59; a series keeps its end in `datumBis` (2037
 //! for an endless one) and is listed for every range it overlaps.
+//! `POST appointments` answers with the new number only (`{"frNr": N}`), as
+//! the reference says; `PUT appointments/{frNr}` *replaces* the record (the
+//! reference is silent: the stricter reading, so a client that sends only
+//! what it changed loses the rest). [`Advoware::set_appointment_rules`]
+//! switches to a whole-record answer or a merging `PUT`.
 //!
 //! `Beteiligte` (parties) are *assumed* (not in the reference): numbered by
 //! `betNr`, stored as sent.
@@ -115,6 +120,17 @@ pub enum TokenFault {
     BareString,
 }
 
+/// How `POST` and `PUT` of appointments behave where the reference is silent
+/// or Advoware versions may differ.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppointmentRules {
+    /// `POST appointments` answers with the whole stored record instead of `{"frNr": N}`.
+    pub create_answers_whole_record: bool,
+    /// `PUT appointments/{frNr}` merges the fields sent into the record
+    /// instead of replacing it.
+    pub put_merges: bool,
+}
+
 #[derive(Default)]
 struct Faults {
     token: TokenFault,
@@ -143,6 +159,7 @@ struct Data {
 
 #[derive(Default)]
 struct Gateway {
+    appointment_rules: AppointmentRules,
     seen_nonces: HashSet<String>,
     tokens: HashMap<String, DateTime<Utc>>,
     issued: Vec<String>,
@@ -154,6 +171,10 @@ struct Gateway {
 
 #[derive(Clone)]
 struct Shared {
+    /// While true, appointment listings wait (see [`Advoware::hold_listings`]).
+    hold: tokio::sync::watch::Sender<bool>,
+    /// Listings waiting now.
+    held: Arc<std::sync::atomic::AtomicUsize>,
     account: Account,
     token_lifetime: Duration,
     addr: SocketAddr,
@@ -163,6 +184,8 @@ struct Shared {
 /// A running simulator; stops when dropped.
 pub struct Advoware {
     pub addr: SocketAddr,
+    hold: tokio::sync::watch::Sender<bool>,
+    held: Arc<std::sync::atomic::AtomicUsize>,
     account: Account,
     token_lifetime: Duration,
     gateway: Arc<Mutex<Gateway>>,
@@ -201,7 +224,11 @@ impl Advoware {
             state.data.next_fr_nr = 1001;
             state.data.next_bet_nr = 5001;
         }
+        let (hold, _) = tokio::sync::watch::channel(false);
+        let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let shared = Shared {
+            hold: hold.clone(),
+            held: held.clone(),
             account: account.clone(),
             token_lifetime,
             addr,
@@ -217,6 +244,8 @@ impl Advoware {
         let server = tokio::spawn(serve(listener, app.clone()));
         Ok(Self {
             addr,
+            hold,
+            held,
             account,
             token_lifetime,
             gateway,
@@ -293,6 +322,22 @@ impl Advoware {
     /// Discovery names a connector (`<base_url>connector/`, serving the same API) from now on.
     pub fn offer_connector(&self, offer: bool) {
         self.gateway.lock().unwrap().faults.connector = offer;
+    }
+
+    /// While `hold` is true, `GET appointments` (the listing) waits before it
+    /// answers: a test can hold a run between its reads and its writes.
+    pub fn hold_listings(&self, hold: bool) {
+        self.hold.send_replace(hold);
+    }
+
+    /// How many listings wait now.
+    pub fn held_listings(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How appointment writes behave (default: number-only answers, replacing `PUT`).
+    pub fn set_appointment_rules(&self, rules: AppointmentRules) {
+        self.gateway.lock().unwrap().appointment_rules = rules;
     }
 
     /// The next `count` API requests answer `status` (e.g. 500, 503).
@@ -840,6 +885,16 @@ async fn list_appointments(
     State(shared): State<Shared>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    let mut hold = shared.hold.subscribe();
+    if *hold.borrow_and_update() {
+        shared
+            .held
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let _ = hold.wait_for(|held| !held).await;
+        shared
+            .held
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
     let bound = |key: &str| match query.get(key) {
         None => Ok(None),
         Some(text) => date_of(&json!(text))
@@ -883,7 +938,10 @@ async fn create_appointment(State(shared): State<Shared>, body: Bytes) -> Respon
     fields.remove("frNr");
     let mut state = shared.gateway.lock().unwrap();
     match store_appointment(&mut state.data, fields) {
-        Ok(fr_nr) => Json(state.data.appointments[&fr_nr].clone()).into_response(),
+        Ok(fr_nr) if state.appointment_rules.create_answers_whole_record => {
+            Json(state.data.appointments[&fr_nr].clone()).into_response()
+        }
+        Ok(fr_nr) => Json(json!({ "frNr": fr_nr })).into_response(),
         Err(message) => refuse(StatusCode::BAD_REQUEST, &message),
     }
 }
@@ -916,10 +974,17 @@ async fn update_appointment(
     else {
         return refuse(StatusCode::NOT_FOUND, "Termin nicht gefunden");
     };
-    let Value::Object(mut fields) = current else {
-        unreachable!()
+    let fields = if state.appointment_rules.put_merges {
+        let Value::Object(mut fields) = current else {
+            unreachable!()
+        };
+        fields.extend(changes);
+        fields
+    } else {
+        // Replaced: what the body lacks is gone.
+        changes
     };
-    fields.extend(changes);
+    let mut fields = fields;
     fields.insert("frNr".into(), json!(fr_nr));
     match normalise_appointment(&mut fields) {
         Ok(()) => {

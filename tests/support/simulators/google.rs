@@ -794,11 +794,15 @@ fn if_match_fails(headers: &HeaderMap, event: &StoredEvent) -> bool {
         .is_some_and(|wanted| wanted != "*" && wanted != format!("\"{}\"", event.etag_version))
 }
 
-/// `from` into `into`: objects merged member by member, anything else replaced.
+/// `from` into `into`: objects merged member by member, `null` clears a
+/// member, anything else replaced (Google's patch semantics).
 fn merge(into: &mut Map<String, Value>, from: Map<String, Value>) {
     for (key, value) in from {
         match (into.get_mut(&key), value) {
             (Some(Value::Object(target)), Value::Object(nested)) => merge(target, nested),
+            (_, Value::Null) => {
+                into.remove(&key);
+            }
             (_, value) => {
                 into.insert(key, value);
             }

@@ -48,18 +48,27 @@ impl GoogleCall<'_> {
         change: Change<'_>,
     ) -> Result<Event, Error> {
         let client = self.client()?;
+        // A patch that sets the start sets the series with it: an empty list
+        // then clears a recurrence (a WIT list cannot say "leave it" apart
+        // from "none", and a time without its series means something else).
+        let clears_series = !change.replace && event.start.is_some() && event.recurrence.is_empty();
         let result = match event_to_api(event) {
-            Ok(event) => client
-                .change_event(
-                    subject,
-                    calendar_id,
-                    event_id,
-                    event,
-                    change,
-                    self.0.deadline,
-                )
-                .await
-                .map(event_from_api),
+            Ok(mut event) => {
+                if clears_series {
+                    event.recurrence = Some(Vec::new());
+                }
+                client
+                    .change_event(
+                        subject,
+                        calendar_id,
+                        event_id,
+                        event,
+                        change,
+                        self.0.deadline,
+                    )
+                    .await
+                    .map(event_from_api)
+            }
             Err(error) => Err(error),
         };
         self.answer(method, result)

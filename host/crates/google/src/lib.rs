@@ -298,8 +298,9 @@ impl Client {
         }
     }
 
-    /// `patch` or `update` of one event; with `if_match` through the host's
-    /// HTTP client, which can send it.
+    /// `patch` or `update` of one event: an unconditional update through
+    /// google-calendar3, the rest through the host's HTTP client (which can
+    /// send `If-Match` and the nulls a patch needs).
     pub async fn change_event(
         &self,
         subject: &str,
@@ -316,12 +317,18 @@ impl Client {
         } else {
             "events.patch"
         };
-        if let Some(etag) = if_match {
+        // A patch goes through the host's client too: it must clear the other
+        // form of a start or end, which google-calendar3 cannot send.
+        if if_match.is_some() || !replace {
             // As google-calendar3 does: absent fields are left out, not sent
             // as null (which would clear them in a patch).
-            let body = serde_json::to_value(&event)
+            let mut json = serde_json::to_value(&event)
                 .map(without_nulls)
-                .and_then(|json| serde_json::to_vec(&json))
+                .map_err(|e| GoogleError::Invalid(format!("the event cannot be sent: {e}")))?;
+            if !replace {
+                clear_other_time_forms(&mut json);
+            }
+            let body = serde_json::to_vec(&json)
                 .map_err(|e| GoogleError::Invalid(format!("the event cannot be sent: {e}")))?;
             let verb = if replace {
                 reqwest::Method::PUT
@@ -335,7 +342,7 @@ impl Client {
                         verb.clone(),
                         &path,
                         token,
-                        etag,
+                        if_match,
                         Some(body.clone()),
                         deadline,
                     )
@@ -349,12 +356,12 @@ impl Client {
             let hub = self.hub(token);
             let (calendar, id, event) = (calendar.clone(), id.clone(), event.clone());
             async move {
-                let answer = if replace {
-                    hub.events().update(event, &calendar, &id).doit().await
-                } else {
-                    hub.events().patch(event, &calendar, &id).doit().await
-                };
-                answer.map(|(_, event)| event).map_err(Failure::Api)
+                hub.events()
+                    .update(event, &calendar, &id)
+                    .doit()
+                    .await
+                    .map(|(_, event)| event)
+                    .map_err(Failure::Api)
             }
         })
         .await
@@ -372,7 +379,14 @@ impl Client {
         let deleted = if let Some(etag) = if_match {
             let path = format!("calendars/{calendar}/events/{id}");
             self.call("events.delete", subject, deadline, |token| {
-                self.send_conditional(reqwest::Method::DELETE, &path, token, etag, None, deadline)
+                self.send_conditional(
+                    reqwest::Method::DELETE,
+                    &path,
+                    token,
+                    Some(etag),
+                    None,
+                    deadline,
+                )
             })
             .await
             .map(drop)
@@ -485,30 +499,30 @@ impl Client {
         .await
     }
 
-    /// A request google-calendar3 cannot express (`If-Match`), sent with the
-    /// same token through the host's HTTP client; the answer's body on success.
+    /// A request google-calendar3 cannot express (`If-Match`, a patch that
+    /// clears a member), sent with the same token through the host's HTTP
+    /// client; the answer's body on success.
     fn send_conditional(
         &self,
         method: reqwest::Method,
         path: &str,
         token: String,
-        etag: &str,
+        etag: Option<&str>,
         body: Option<Vec<u8>>,
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<u8>, Failure>> + Send + 'static {
         let url = self.settings.api_base.join(path);
         let egress = self.egress.clone();
-        let etag = etag.to_owned();
+        let etag = etag.map(str::to_owned);
         let timeout = self.time_left(deadline);
         async move {
             let url = url.map_err(|e| {
                 Failure::Final(GoogleError::Invalid(format!("bad event path: {e}")))
             })?;
-            let mut request = egress
-                .client()
-                .request(method, url)
-                .bearer_auth(token)
-                .header("if-match", etag);
+            let mut request = egress.client().request(method, url).bearer_auth(token);
+            if let Some(etag) = etag {
+                request = request.header("if-match", etag);
+            }
             if let Some(body) = body {
                 request = request
                     .header("content-type", "application/json")
@@ -765,6 +779,23 @@ fn clip(text: &str) -> String {
     clipped
 }
 
+/// In a patch body: a start or end given as a date clears its `dateTime`,
+/// and one given as a time clears its `date`. Google merges a patched
+/// `start` member by member, so a timed event made all-day (or back) would
+/// otherwise hold both and be refused.
+fn clear_other_time_forms(event: &mut serde_json::Value) {
+    for key in ["start", "end", "originalStartTime"] {
+        let Some(time) = event.get_mut(key).and_then(|t| t.as_object_mut()) else {
+            continue;
+        };
+        if time.contains_key("date") {
+            time.insert("dateTime".into(), serde_json::Value::Null);
+        } else if time.contains_key("dateTime") {
+            time.insert("date".into(), serde_json::Value::Null);
+        }
+    }
+}
+
 /// `value` without the object members that are null, at every depth.
 fn without_nulls(value: serde_json::Value) -> serde_json::Value {
     match value {
@@ -904,6 +935,24 @@ mod tests {
         };
         let json = without_nulls(serde_json::to_value(&event).unwrap());
         assert_eq!(json, serde_json::json!({"summary": "neu"}));
+    }
+
+    #[test]
+    fn a_patched_time_clears_its_other_form() {
+        let mut patch = serde_json::json!({
+            "summary": "x",
+            "start": { "date": "2026-12-24", "timeZone": "Europe/Berlin" },
+            "end": { "dateTime": "2026-12-24T10:00:00Z" },
+        });
+        clear_other_time_forms(&mut patch);
+        assert_eq!(
+            patch,
+            serde_json::json!({
+                "summary": "x",
+                "start": { "date": "2026-12-24", "dateTime": null, "timeZone": "Europe/Berlin" },
+                "end": { "dateTime": "2026-12-24T10:00:00Z", "date": null },
+            })
+        );
     }
 
     #[test]
