@@ -568,6 +568,17 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
             "{refused}"
         );
     }
+    // The scope is the host's word: a client claiming it is not believed.
+    let response = rig
+        .host
+        .client
+        .delete(rig.host.url("/advoware/calendar/duplicates/SB"))
+        .header("apikey", API_KEY)
+        .header("x-bitbylaw-key-scope", "routes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
     let (status, _) = call_with(
         &rig,
         API_KEY,

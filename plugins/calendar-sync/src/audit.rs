@@ -43,8 +43,7 @@ fn require_operator(request: &Request) -> Result<(), Error> {
 
 /// The employee's calendar, as the sync stored it.
 fn calendar(kuerzel: &str, mailbox: &str) -> Result<CalendarRef, Error> {
-    let state = EmployeeState::load(kuerzel)?;
-    let id = state.calendar_id.ok_or_else(|| {
+    let id = EmployeeState::calendar_of(kuerzel)?.ok_or_else(|| {
         Error::NotFound(format!("{kuerzel} has not been synced yet: no calendar"))
     })?;
     Ok(Mailbox::new(mailbox).calendar(id))

@@ -16,6 +16,7 @@ use bitbylaw_sdk::google_calendar::Event;
 use bitbylaw_sdk::{Error, kv};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::google_map;
 use crate::model::Appointment;
@@ -48,52 +49,96 @@ pub fn lock_name(kuerzel: &str) -> String {
     format!("calendar_sync:lock:{kuerzel}")
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// How many values an employee's entries are spread over (by a hash of the
+/// event id): a run rewrites only the values holding entries it changed, and
+/// no value grows with the whole calendar.
+pub const BUCKETS: usize = 32;
+
+fn bucket_key(kuerzel: &str, bucket: usize) -> String {
+    format!("state:{kuerzel}:{bucket}")
+}
+
+fn bucket_of(event_id: &str) -> usize {
+    let digest = Sha256::digest(event_id.as_bytes());
+    usize::from(u16::from_be_bytes([digest[0], digest[1]])) % BUCKETS
+}
+
+/// What `state:{kuerzel}` holds: the calendar and the sync token, saved after
+/// the entries. Before the entries had values of their own it held them too
+/// (`events`): such a state is read once and written in the new form.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Header {
+    calendar_id: Option<String>,
+    sync_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    events: Option<BTreeMap<String, Mirrored>>,
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct EmployeeState {
     pub calendar_id: Option<String>,
     pub sync_token: Option<String>,
     /// Google event id → what the sync knows of it.
     pub events: BTreeMap<String, Mirrored>,
+    /// Fingerprints of the buckets as stored (none: not stored), so a save
+    /// writes only those that changed and deletes those now empty.
+    stored: BTreeMap<usize, [u8; 16]>,
 }
 
 /// One Google event of the employee's calendar, as last seen.
+///
+/// Stored without what is unset (absent fields read as unset), so a synced
+/// entry takes about 260 bytes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Mirrored {
     /// The linked appointment; none for an event made in Google and not (yet) imported.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fr_nr: Option<i64>,
     /// Fingerprint of the Advoware side when last synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub synced_advoware: Option<String>,
     /// Fingerprint of the Google side when last synced.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub synced_google: Option<String>,
     /// Fingerprint of the Google side as last seen; none when Advoware could
     /// not hold it ([`Mirrored::unsupported`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub current_google: Option<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
     /// The linked appointment is known deleted: nothing left to do.
-    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gone: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     /// Google's `updated`, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub updated: Option<String>,
     /// First and last day (Berlin) of the content as last seen; none for an endless series' end.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub first_day: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_day: Option<NaiveDate>,
     /// The content, kept only while a change made in Google waits to be handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<Appointment>,
     /// Why the content cannot go to Advoware.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unsupported: Option<String>,
     /// Set before an import is sent to Advoware: the fingerprint the new
     /// appointment will have, so a run cut short after the POST links the
     /// appointment it made instead of making another.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub import_started: Option<String>,
     /// The appointment the import made, stored as soon as Advoware answered:
     /// a run cut short before the link reached Google links this one, even
     /// when it was changed in Advoware meanwhile (its fingerprint then no
     /// longer matches `import_started`).
-    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub import_made: Option<i64>,
     /// The sync made the event private (it shows a private appointment).
-    #[serde(default)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub shown_private: bool,
 }
 
@@ -161,13 +206,130 @@ impl Mirrored {
 }
 
 impl EmployeeState {
-    pub fn load(kuerzel: &str) -> Result<Self, Error> {
-        Ok(kv::get_json(&state_key(kuerzel))?.unwrap_or_default())
+    /// The calendar the sync uses, without reading the entries.
+    pub fn calendar_of(kuerzel: &str) -> Result<Option<String>, Error> {
+        Ok(kv::get_json::<Header>(&state_key(kuerzel))?.and_then(|h| h.calendar_id))
     }
 
-    pub fn save(&self, kuerzel: &str) -> Result<(), Error> {
-        kv::set_json(&state_key(kuerzel), self, None)
+    pub fn load(kuerzel: &str) -> Result<Self, Error> {
+        let Some(header) = kv::get_json::<Header>(&state_key(kuerzel))? else {
+            return Ok(Self::default());
+        };
+        let mut state = EmployeeState {
+            calendar_id: header.calendar_id,
+            sync_token: header.sync_token,
+            ..Self::default()
+        };
+        if let Some(events) = header.events {
+            // The old form: every bucket is written at the next save.
+            state.events = events;
+            return Ok(state);
+        }
+        for bucket in 0..BUCKETS {
+            let key = bucket_key(kuerzel, bucket);
+            let Some(bytes) = kv::get(&key)? else {
+                continue;
+            };
+            let entries: BTreeMap<String, Mirrored> =
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Internal(format!(
+                        "stored value `{key}` is not the expected JSON: {e}"
+                    ))
+                })?;
+            state.stored.insert(bucket, fingerprint(&bytes));
+            state.events.extend(entries);
+        }
+        Ok(state)
     }
+
+    /// Saves the buckets that changed, then the header: a save cut short
+    /// leaves the previous sync token beside newer entries, which the next
+    /// run lists again and takes in again, as after any run cut short.
+    pub fn save(&mut self, kuerzel: &str) -> Result<(), Error> {
+        for (bucket, bytes) in self.buckets() {
+            let key = bucket_key(kuerzel, bucket);
+            match bytes {
+                Some(bytes) => {
+                    let stored = fingerprint(&bytes);
+                    if self.stored.get(&bucket) != Some(&stored) {
+                        kv::set(&key, &bytes, None)?;
+                        self.stored.insert(bucket, stored);
+                    }
+                }
+                None => {
+                    if self.stored.remove(&bucket).is_some() {
+                        kv::delete(&key)?;
+                    }
+                }
+            }
+        }
+        let header = Header {
+            calendar_id: self.calendar_id.clone(),
+            sync_token: self.sync_token.clone(),
+            events: None,
+        };
+        kv::set_json(&state_key(kuerzel), &header, None)
+    }
+
+    /// Each bucket's entries as stored (none for an empty bucket).
+    fn buckets(&self) -> Vec<(usize, Option<Vec<u8>>)> {
+        let mut buckets: Vec<BTreeMap<&str, &Mirrored>> = vec![BTreeMap::new(); BUCKETS];
+        for (id, entry) in &self.events {
+            buckets[bucket_of(id)].insert(id, entry);
+        }
+        buckets
+            .into_iter()
+            .enumerate()
+            .map(|(bucket, entries)| {
+                let bytes =
+                    (!entries.is_empty()).then(|| serde_json::to_vec(&entries).unwrap_or_default());
+                (bucket, bytes)
+            })
+            .collect()
+    }
+
+    /// A new calendar: nothing known of it yet (the old buckets are emptied
+    /// at the next save).
+    pub fn start_over(&mut self, calendar_id: String) {
+        self.calendar_id = Some(calendar_id);
+        self.sync_token = None;
+        self.events.clear();
+    }
+
+    /// Drops what no later run needs, so the state stays bounded however
+    /// long the calendar's history: entries whose appointment and event are
+    /// both gone, and entries that ended before the window (`from`) with
+    /// nothing waiting. Google keeps their links; a later change there brings
+    /// an entry back. Returns how many were dropped.
+    pub fn prune(&mut self, from: NaiveDate) -> usize {
+        let before = self.events.len();
+        self.events.retain(|_, entry| {
+            let past = entry.last_day.is_some_and(|last| last < from);
+            let waiting = entry.import_started.is_some()
+                || entry.import_made.is_some()
+                || (entry.fr_nr.is_some() && entry.changed_in_google());
+            !(entry.gone || past && !waiting)
+        });
+        before - self.events.len()
+    }
+
+    /// The bytes the largest bucket and all buckets take in the store.
+    #[cfg(test)]
+    pub fn stored_size(&self) -> (usize, usize) {
+        self.buckets()
+            .into_iter()
+            .filter_map(|(_, bytes)| bytes.map(|b| b.len()))
+            .fold((0, 0), |(largest, total), size| {
+                (largest.max(size), total + size)
+            })
+    }
+}
+
+fn fingerprint(bytes: &[u8]) -> [u8; 16] {
+    let digest = Sha256::digest(bytes);
+    let mut short = [0; 16];
+    short.copy_from_slice(&digest[..16]);
+    short
 }
 
 /// Writes of one kind to one side.
@@ -223,5 +385,144 @@ impl Report {
             self.failures.push(what);
         }
         self.outcome = "partial".into();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Days;
+
+    use super::*;
+
+    /// An entry as a synced event leaves it: linked, both fingerprints, etag.
+    fn synced(fr_nr: i64, first: NaiveDate, last: Option<NaiveDate>) -> Mirrored {
+        let hash = format!("{:024x}", fr_nr * 7919);
+        Mirrored {
+            fr_nr: Some(fr_nr),
+            synced_advoware: Some(hash.clone()),
+            synced_google: Some(hash.clone()),
+            current_google: Some(hash),
+            etag: Some(format!("\"{}\"", 3_181_161_784_712_000 + fr_nr)),
+            updated: Some("2026-12-04T12:25:30.432Z".into()),
+            first_day: Some(first),
+            last_day: last,
+            ..Mirrored::default()
+        }
+    }
+
+    /// Five years of a busy calendar: 12 appointments a day, planned up to a
+    /// year ahead, one in ten deleted later, a new endless series every month;
+    /// a run every day with the default window (30 days back, 365 ahead).
+    /// The state never holds more than the window's entries plus the series:
+    /// at most 1.5 MiB in all and 64 KiB in its largest value, far below the
+    /// store's 4 MiB for one value, and it does not grow from year to year.
+    #[test]
+    fn five_years_of_a_busy_calendar_stay_bounded() {
+        let start = NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
+        let mut state = EmployeeState::default();
+        let mut next = 0i64;
+        let (mut largest, mut total, mut most) = (0, 0, 0);
+        let mut total_by_year = Vec::new();
+        for day in 0..5 * 365u64 {
+            let today = start + Days::new(day);
+            for i in 0..12u64 {
+                next += 1;
+                let first = today + Days::new((i * 31 + day * 7) % 366);
+                state
+                    .events
+                    .insert(format!("adv{next:025}"), synced(next, first, Some(first)));
+                if next % 10 == 0 {
+                    let deleted = format!("adv{:025}", next - 5);
+                    if let Some(entry) = state.events.get_mut(&deleted) {
+                        entry.cancelled = true;
+                        entry.gone = true;
+                    }
+                }
+            }
+            if day % 30 == 0 {
+                next += 1;
+                state
+                    .events
+                    .insert(format!("adv{next:025}"), synced(next, today, None));
+            }
+            state.prune(today - Days::new(30));
+            most = most.max(state.events.len());
+            // Measured weekly (serialising every bucket is the test's cost, not the run's).
+            if day % 7 == 0 || day % 365 == 364 {
+                let (big, all) = state.stored_size();
+                (largest, total) = (largest.max(big), total.max(all));
+                if day % 365 == 364 {
+                    total_by_year.push(all);
+                }
+            }
+        }
+        println!(
+            "five years: at most {most} entries, {total} bytes in all, {largest} in one value; at each year's end {total_by_year:?}"
+        );
+        assert!(total <= 1536 * 1024, "{total} bytes in all");
+        assert!(largest <= 64 * 1024, "{largest} bytes in one value");
+        assert!(most <= 366 * 12 + 61 + 12 * 31, "{most} entries");
+        // The last years hold no more than the second: only the series grow.
+        let growth = total_by_year[4] as f64 / total_by_year[1] as f64;
+        assert!(growth < 1.05, "{total_by_year:?}");
+    }
+
+    #[test]
+    fn what_no_run_needs_is_dropped_and_what_waits_is_kept() {
+        let day = |d| NaiveDate::from_ymd_opt(2026, 12, d).unwrap();
+        let mut state = EmployeeState::default();
+        let past = synced(1, day(1), Some(day(2)));
+        let mut gone = synced(2, day(20), Some(day(20)));
+        gone.cancelled = true;
+        gone.gone = true;
+        let mut changed_in_google = synced(3, day(1), Some(day(2)));
+        changed_in_google.current_google = Some("other".into());
+        let mut importing = Mirrored {
+            first_day: Some(day(1)),
+            last_day: Some(day(1)),
+            ..Mirrored::default()
+        };
+        importing.import_made = Some(9);
+        let endless = synced(5, day(1), None);
+        let current = synced(6, day(20), Some(day(21)));
+        for (id, entry) in [
+            ("past", past),
+            ("gone", gone),
+            ("changed", changed_in_google),
+            ("importing", importing),
+            ("endless", endless),
+            ("current", current),
+        ] {
+            state.events.insert(id.into(), entry);
+        }
+        assert_eq!(state.prune(day(10)), 2);
+        assert_eq!(
+            state.events.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["changed", "current", "endless", "importing"]
+        );
+    }
+
+    #[test]
+    fn a_change_to_one_entry_rewrites_one_value() {
+        let mut state = EmployeeState::default();
+        let first = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        for n in 0..500 {
+            state
+                .events
+                .insert(format!("adv{n:025}"), synced(n, first, Some(first)));
+        }
+        let before = state.buckets();
+        assert!(before.iter().filter(|(_, b)| b.is_some()).count() > BUCKETS / 2);
+        if let Some(entry) = state.events.get_mut("adv0000000000000000000000042") {
+            entry.etag = Some("\"new\"".into());
+        }
+        let after = state.buckets();
+        let changed = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+        assert_eq!(changed, 1);
+        // Absent fields read as unset: an entry is small.
+        let one = serde_json::to_vec(&synced(1, first, Some(first))).unwrap();
+        assert!(one.len() < 300, "{} bytes", one.len());
+        let back: Mirrored = serde_json::from_slice(&one).unwrap();
+        assert_eq!(back, synced(1, first, Some(first)));
     }
 }

@@ -196,6 +196,7 @@ fn run(
     if let Some(token) = next_sync_token {
         state.sync_token = Some(token);
     }
+    state.prune(rules.from);
     fence.check()?;
     state.save(&rules.kuerzel)?;
     info!(

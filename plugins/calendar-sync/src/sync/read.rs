@@ -60,10 +60,7 @@ pub fn calendar(
         }
     };
     info!("calendar sync of {} uses calendar {}", kuerzel, id);
-    *state = EmployeeState {
-        calendar_id: Some(id.clone()),
-        ..EmployeeState::default()
-    };
+    state.start_over(id.clone());
     Ok(Some(mailbox.calendar(id)))
 }
 
