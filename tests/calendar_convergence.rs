@@ -3,7 +3,10 @@
 //! mid-run, then runs until quiet. Afterwards both sides hold the same
 //! appointments (checked with this file's own reading of both APIs, not the
 //! plugin's), nothing never deleted is missing, nothing is there twice, and
-//! one more run writes nothing.
+//! one more run writes nothing. Appointments are the employee's own,
+//! firm-wide (`ALLE`, put back when changed in Google) or private (only the time
+//! in Google); both sides carry fields the sync does not own (an Advoware file
+//! number and reminder, a Google colour and attendee), which must survive.
 //!
 //! `CALENDAR_SYNC_CASES=2000 cargo test -p bitbylaw-tests --test calendar_convergence`
 //! runs more cases than CI's default.
@@ -188,19 +191,48 @@ impl Shape {
     }
 }
 
+/// Whose an appointment made in Advoware is.
+#[derive(Debug, Clone, Copy)]
+enum Flavor {
+    Own,
+    /// `ALLE`: everyone's.
+    FirmWide,
+    /// `privat`: Google shows only the time.
+    Private,
+}
+
+fn flavor() -> impl Strategy<Value = Flavor> {
+    prop_oneof![
+        4 => Just(Flavor::Own),
+        1 => Just(Flavor::FirmWide),
+        1 => Just(Flavor::Private),
+    ]
+}
+
 #[derive(Debug, Clone)]
 enum Op {
-    AdvowareCreate(Shape),
-    AdvowareUpdate { pick: usize, shape: Option<Shape> },
-    AdvowareDelete { pick: usize },
+    AdvowareCreate(Shape, Flavor),
+    /// `pick % 4 == 0` also flips `privat`.
+    AdvowareUpdate {
+        pick: usize,
+        shape: Option<Shape>,
+    },
+    AdvowareDelete {
+        pick: usize,
+    },
     GoogleCreate(Shape),
-    GoogleUpdate { pick: usize, shape: Option<Shape> },
-    GoogleDelete { pick: usize },
+    GoogleUpdate {
+        pick: usize,
+        shape: Option<Shape>,
+    },
+    GoogleDelete {
+        pick: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => shape().prop_map(Op::AdvowareCreate),
+        3 => (shape(), flavor()).prop_map(|(shape, flavor)| Op::AdvowareCreate(shape, flavor)),
         2 => (any::<usize>(), proptest::option::of(shape())).prop_map(|(pick, shape)| Op::AdvowareUpdate { pick, shape }),
         1 => any::<usize>().prop_map(|pick| Op::AdvowareDelete { pick }),
         2 => shape().prop_map(Op::GoogleCreate),
@@ -368,6 +400,10 @@ struct Case {
     /// Markers of entities an operation deleted (they may come back through a conflict).
     deleted: BTreeSet<String>,
     created: BTreeSet<String>,
+    /// Markers of appointments made in Advoware (with a file number and a reminder).
+    created_in_advoware: BTreeSet<String>,
+    /// Markers whose Google event a person gave a colour and an attendee.
+    decorated: BTreeSet<String>,
 }
 
 const ANCHOR: &str = "ANCHOR";
@@ -403,13 +439,25 @@ impl Case {
 
     fn apply(&mut self, op: &Op) {
         match op {
-            Op::AdvowareCreate(shape) => {
+            Op::AdvowareCreate(shape, flavor) => {
                 let marker = self.fresh_marker();
                 let mut fields = shape.advoware();
                 fields["kuerzel"] = json!("SB");
                 fields["text"] = json!(format!("{marker} v1"));
                 fields["notiz"] = json!(format!("Notiz {marker}"));
                 fields["ort"] = json!("Saal 1");
+                // Fields the sync does not own.
+                self.created_in_advoware.insert(marker.clone());
+                fields["aktenzeichen"] = json!(format!("AZ {marker}"));
+                fields["erinnerung"] = json!(15);
+                match flavor {
+                    Flavor::Own => {}
+                    Flavor::FirmWide => {
+                        fields["kuerzel"] = json!("ALLE");
+                        fields["anwalt"] = json!("ALLE");
+                    }
+                    Flavor::Private => fields["privat"] = json!(1),
+                }
                 self.rig.advoware.insert_appointment(fields);
             }
             Op::AdvowareUpdate { pick, shape } => {
@@ -422,6 +470,9 @@ impl Case {
                 let mut change = shape.as_ref().map_or_else(|| json!({}), Shape::advoware);
                 change["text"] = json!(format!("{marker} a{pick}"));
                 change["ort"] = json!(format!("Saal {}", pick % 7));
+                if pick % 4 == 0 {
+                    change["privat"] = json!(i64::from(item["privat"].as_i64() != Some(1)));
+                }
                 self.rig
                     .advoware
                     .user_update(item["frNr"].as_i64().unwrap(), change);
@@ -450,10 +501,16 @@ impl Case {
                     return;
                 }
                 let item = &items[pick % items.len()];
-                let marker = marker(item["summary"].as_str().unwrap());
+                let marker = self.marker_of_event(item);
                 let mut change = shape.as_ref().map_or_else(|| json!({}), Shape::google);
                 change["summary"] = json!(format!("{marker} g{pick}"));
                 change["location"] = json!(format!("Raum {}", pick % 5));
+                if pick % 3 == 0 {
+                    // What a person sets that the sync does not own.
+                    change["colorId"] = json!("5");
+                    change["attendees"] = json!([{ "email": "mandant@example.de" }]);
+                    self.decorated.insert(marker.clone());
+                }
                 self.rig
                     .google
                     .user_update(&self.calendar, item["id"].as_str().unwrap(), change);
@@ -464,8 +521,8 @@ impl Case {
                     return;
                 }
                 let item = &items[pick % items.len()];
-                self.deleted
-                    .insert(marker(item["summary"].as_str().unwrap()));
+                let marker = self.marker_of_event(item);
+                self.deleted.insert(marker);
                 self.rig
                     .google
                     .user_delete(&self.calendar, item["id"].as_str().unwrap());
@@ -473,7 +530,28 @@ impl Case {
         }
     }
 
-    /// Both sides hold the same appointments, each once; nothing never deleted is missing.
+    /// The marker of a Google event: from its appointment's title when it is
+    /// linked (a private one shows only the neutral title), else its own.
+    fn marker_of_event(&self, event: &Value) -> String {
+        let linked = event["extendedProperties"]["private"]["advoware_frnr"]
+            .as_str()
+            .and_then(|n| n.parse::<i64>().ok())
+            .and_then(|fr_nr| {
+                self.rig
+                    .advoware
+                    .appointments()
+                    .into_iter()
+                    .find(|a| a["frNr"] == fr_nr)
+            });
+        match linked {
+            Some(appointment) => marker(appointment["text"].as_str().unwrap()),
+            None => marker(event["summary"].as_str().unwrap_or_default()),
+        }
+    }
+
+    /// Both sides hold the same appointments, each once; nothing never deleted
+    /// is missing; private ones show only their time; what the sync does not
+    /// own is still there.
     fn check_converged(&self) -> Result<(), String> {
         let advoware: BTreeMap<i64, Value> = self
             .rig
@@ -511,7 +589,16 @@ impl Case {
                     "appointment {fr_nr} has no Google event: {appointment}"
                 ));
             };
-            let (a, g) = (advoware_seen(appointment), google_seen(event));
+            let mut a = advoware_seen(appointment);
+            if appointment["privat"].as_i64() == Some(1) {
+                (a.title, a.notes, a.place) = ("Termin".into(), String::new(), String::new());
+                if event["visibility"] != "private" {
+                    return Err(format!(
+                        "private appointment {fr_nr} not private in Google: {event}"
+                    ));
+                }
+            }
+            let g = google_seen(event);
             if a != g {
                 return Err(format!(
                     "appointment {fr_nr} differs:\n  Advoware {a:?}\n  Google   {g:?}"
@@ -523,6 +610,42 @@ impl Case {
             let marker = marker(appointment["text"].as_str().unwrap());
             if !seen.insert(marker.clone()) {
                 return Err(format!("{marker} is in Advoware twice"));
+            }
+            // Made in Advoware (not imported): its own fields are still there.
+            if appointment["text"] != ANCHOR
+                && appointment.get("erinnerung").is_some_and(|r| r != 15)
+            {
+                return Err(format!("reminder of {marker} changed: {appointment}"));
+            }
+            if let Some(file) = appointment.get("aktenzeichen")
+                && file != &json!(format!("AZ {marker}"))
+            {
+                return Err(format!("file number of {marker} changed: {appointment}"));
+            }
+        }
+        let made_in_advoware = self
+            .created_in_advoware
+            .iter()
+            .filter(|m| !self.deleted.contains(*m))
+            .count();
+        let with_file = advoware
+            .values()
+            .filter(|a| a.get("aktenzeichen").is_some())
+            .count();
+        if with_file < made_in_advoware {
+            return Err(format!(
+                "{made_in_advoware} appointments made in Advoware live on, only {with_file} keep their file number"
+            ));
+        }
+        for event in &google {
+            let marker = self.marker_of_event(event);
+            if self.decorated.contains(&marker)
+                && !self.deleted.contains(&marker)
+                && event["colorId"] != "5"
+            {
+                return Err(format!(
+                    "the colour a person gave {marker} is gone: {event}"
+                ));
             }
         }
         for marker in self.created.difference(&self.deleted) {
@@ -554,6 +677,8 @@ async fn case(rounds: Vec<Round>) -> Result<(), String> {
         next: 0,
         deleted: BTreeSet::new(),
         created: BTreeSet::new(),
+        created_in_advoware: BTreeSet::new(),
+        decorated: BTreeSet::new(),
     };
     for round in &rounds {
         for op in &round.ops {
@@ -669,7 +794,7 @@ fn an_import_whose_link_fails_twice_is_not_made_twice() {
     let rounds = vec![
         Round {
             ops: vec![
-                Op::AdvowareCreate(early.clone()),
+                Op::AdvowareCreate(early.clone(), Flavor::Own),
                 Op::GoogleCreate(early.clone()),
             ],
             fault: Fault::None,
@@ -696,14 +821,17 @@ fn an_import_whose_link_fails_twice_is_not_made_twice() {
 fn a_timed_appointment_made_all_day_in_advoware_follows_in_google() {
     let rounds = vec![
         Round {
-            ops: vec![Op::AdvowareCreate(Shape {
-                day: 1,
-                kind: Kind::Timed {
-                    start: 28,
-                    quarters: 1,
+            ops: vec![Op::AdvowareCreate(
+                Shape {
+                    day: 1,
+                    kind: Kind::Timed {
+                        start: 28,
+                        quarters: 1,
+                    },
+                    weekly: None,
                 },
-                weekly: None,
-            })],
+                Flavor::Own,
+            )],
             fault: Fault::None,
         },
         Round {
