@@ -502,3 +502,72 @@ async fn an_appointment_given_to_another_employee_moves_calendars_once() {
     assert_eq!(moved.len(), 1);
     assert_eq!(moved[0]["kuerzel"], "MK");
 }
+
+/// The last Sunday of October after tomorrow (within the sync's year ahead):
+/// 02:00 to 03:00 happens twice that night.
+fn next_autumn_change() -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let tomorrow = bitbylaw_tests::calendar::today() + chrono::Days::new(1);
+    (tomorrow.year()..=tomorrow.year() + 1)
+        .map(|year| {
+            let last = chrono::NaiveDate::from_ymd_opt(year, 10, 31).unwrap();
+            last - chrono::Days::new(u64::from(last.weekday().num_days_from_sunday()))
+        })
+        .find(|day| *day > tomorrow)
+        .unwrap()
+}
+
+/// Item 9: an event in the second 02:30 of the autumn night (winter time) is
+/// imported as 02:30, and a later change in Advoware does not move it to the
+/// first 02:30 (summer time): Google's start is left as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_in_the_repeated_autumn_hour_keeps_its_offset() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    rig.advoware
+        .insert_appointment(timed("Anker", 1, "08:00:00", "08:15:00"));
+    rig.run_ok("SB").await;
+    let calendar = rig.calendar_id("SB").unwrap();
+    let night = next_autumn_change();
+    let id = rig.google.user_insert(
+        &calendar,
+        json!({
+            "summary": "Bereitschaft",
+            "start": { "dateTime": format!("{night}T02:30:00+01:00"), "timeZone": "Europe/Berlin" },
+            "end": { "dateTime": format!("{night}T03:30:00+01:00"), "timeZone": "Europe/Berlin" },
+        }),
+    );
+    let instant = |value: &Value| {
+        chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc)
+            .format("%Y-%m-%dT%H:%M")
+            .to_string()
+    };
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["advoware"]["created"], 1, "{report}");
+    let made = rig
+        .advoware
+        .appointments()
+        .into_iter()
+        .find(|a| a["text"] == "Bereitschaft")
+        .unwrap();
+    assert_eq!(made["uhrzeitVon"], "02:30:00");
+    rig.advoware.user_update(
+        made["frNr"].as_i64().unwrap(),
+        json!({ "text": "Bereitschaft (Notdienst)" }),
+    );
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["google"]["updated"], 1, "{report}");
+    let event = rig
+        .live_events("SB")
+        .into_iter()
+        .find(|e| e["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(event["summary"], "Bereitschaft (Notdienst)");
+    assert_eq!(
+        instant(&event["start"]["dateTime"]),
+        format!("{night}T01:30"),
+        "still 02:30 winter time: {event}"
+    );
+    assert_eq!(writes(&rig.run_ok("SB").await), 0, "quiet");
+}

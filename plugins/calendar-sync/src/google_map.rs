@@ -120,6 +120,11 @@ pub fn read(event: &Event) -> Result<Appointment, Unsupported> {
         }
     };
     let recurrence = recurrence(&event.recurrence, &span)?;
+    if recurrence.is_some()
+        && let Some(EventTime::DateTime(start)) = &event.start
+    {
+        same_berlin_time_throughout(start, &event.recurrence)?;
+    }
     Ok(Appointment {
         span,
         recurrence,
@@ -285,6 +290,55 @@ fn expand(rule: &str, span: &Span, limit: u16) -> Result<rrule::RRuleResult, Uns
         Span::Timed { start, .. } => *start,
         Span::AllDay { first, .. } => first.and_time(NaiveTime::MIN),
     };
+    expand_in(
+        rule,
+        "Europe/Berlin",
+        berlin_moment(start).naive_local(),
+        limit,
+    )
+}
+
+/// A series Google keeps in another zone repeats at that zone's wall-clock
+/// time; Advoware's repeat at one Berlin time. They mean the same only when
+/// every occurrence falls at the same Berlin time (another zone with Berlin's
+/// rules, or a series that never crosses a change of daylight saving time that
+/// the two zones make on different days). Anything else is reported, never
+/// shifted.
+fn same_berlin_time_throughout(start: &Timed, lines: &[String]) -> Result<(), Unsupported> {
+    let Some(zone) = start.time_zone.as_deref().filter(|z| *z != "Europe/Berlin") else {
+        return Ok(());
+    };
+    let tz = chrono_tz::Tz::from_str(zone)
+        .map_err(|_| Unsupported(format!("the series is in an unknown time zone `{zone}`")))?;
+    let moment = DateTime::parse_from_rfc3339(&start.date_time)
+        .map_err(|_| Unsupported(format!("`{}` is not an RFC 3339 time", start.date_time)))?;
+    let local = moment.with_timezone(&tz).naive_local();
+    let Some(rule) = lines.iter().find_map(|line| line.strip_prefix("RRULE:")) else {
+        return Ok(());
+    };
+    let occurrences = expand_in(rule, zone, local, CHECKED_OCCURRENCES)?;
+    let berlin = |moment: &DateTime<rrule::Tz>| moment.with_timezone(&BERLIN).time();
+    let Some(first) = occurrences.dates.first().map(berlin) else {
+        return Ok(());
+    };
+    match occurrences.dates.iter().find(|d| berlin(d) != first) {
+        Some(moved) => Err(Unsupported(format!(
+            "the series repeats at {} {zone} time, which is not one Berlin time (on {} it is {}); Advoware's series keep one",
+            local.format("%H:%M"),
+            moved.with_timezone(&BERLIN).format("%Y-%m-%d"),
+            berlin(moved).format("%H:%M"),
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The rule's occurrences from `start`, a wall-clock time in `zone`.
+fn expand_in(
+    rule: &str,
+    zone: &str,
+    start: NaiveDateTime,
+    limit: u16,
+) -> Result<rrule::RRuleResult, Unsupported> {
     // The crate wants a UTC UNTIL beside a zoned start: a date becomes the end of that day.
     let rule: String = rule
         .split(';')
@@ -300,8 +354,8 @@ fn expand(rule: &str, span: &Span, limit: u16) -> Result<rrule::RRuleResult, Uns
         .collect::<Vec<_>>()
         .join(";");
     let text = format!(
-        "DTSTART;TZID=Europe/Berlin:{}\nRRULE:{rule}",
-        berlin_moment(start).format("%Y%m%dT%H%M%S")
+        "DTSTART;TZID={zone}:{}\nRRULE:{rule}",
+        start.format("%Y%m%dT%H%M%S")
     );
     let set = rrule::RRuleSet::from_str(&text)
         .map_err(|e| Unsupported(format!("the RRULE `{rule}` does not parse: {e}")))?;
@@ -481,6 +535,67 @@ mod tests {
         assert_eq!(
             read(&event).unwrap().recurrence,
             series(Frequency::Weekly, 1, None)
+        );
+    }
+
+    #[test]
+    fn a_series_in_another_zone_is_taken_only_when_its_berlin_time_never_moves() {
+        let in_zone = |start: &str, zone: &str, rule: &str| {
+            let mut event = write(&timed("2027-03-01T15:00", "2027-03-01T16:00"));
+            event.start = Some(EventTime::DateTime(Timed {
+                date_time: start.into(),
+                time_zone: Some(zone.into()),
+            }));
+            event.end = Some(EventTime::DateTime(Timed {
+                date_time: start.replace("T09:", "T10:").replace("T15:", "T16:"),
+                time_zone: Some(zone.into()),
+            }));
+            event.recurrence = vec![rule.into()];
+            read(&event)
+        };
+        // New York changes to summer time on 14 March 2027, Berlin on 28 March:
+        // 09:00 in New York is 15:00 in Berlin, then 14:00 for two weeks.
+        let Unsupported(why) = in_zone(
+            "2027-03-01T09:00:00-05:00",
+            "America/New_York",
+            "RRULE:FREQ=WEEKLY;UNTIL=20270430T215959Z",
+        )
+        .unwrap_err();
+        assert!(
+            why.contains("America/New_York") && why.contains("14:00"),
+            "{why}"
+        );
+        // Vienna keeps Berlin's rules: the same series.
+        let vienna = in_zone(
+            "2027-03-01T15:00:00+01:00",
+            "Europe/Vienna",
+            "RRULE:FREQ=WEEKLY;UNTIL=20270430T215959Z",
+        )
+        .unwrap();
+        assert_eq!(
+            vienna.recurrence,
+            series(Frequency::Weekly, 1, Some("2027-04-30"))
+        );
+        assert_eq!(
+            vienna.span,
+            Span::Timed {
+                start: at("2027-03-01T15:00"),
+                end: at("2027-03-01T16:00")
+            }
+        );
+        // New York in summer only: one Berlin time throughout.
+        let summer = in_zone(
+            "2027-04-05T09:00:00-04:00",
+            "America/New_York",
+            "RRULE:FREQ=WEEKLY;UNTIL=20270628T215959Z",
+        )
+        .unwrap();
+        assert_eq!(
+            summer.span,
+            Span::Timed {
+                start: at("2027-04-05T15:00"),
+                end: at("2027-04-05T16:00")
+            }
         );
     }
 

@@ -98,6 +98,13 @@ impl Appointment {
         digest[..12].iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// A fingerprint of when it takes place only (span and series).
+    pub fn when_fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(&(&self.span, &self.recurrence)).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        digest[..12].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The fingerprint of the content with a mark beside it (a flag the
     /// content does not carry), distinct from [`Appointment::fingerprint`].
     pub fn fingerprint_marked(&self, mark: &str) -> String {

@@ -137,6 +137,11 @@ pub struct Mirrored {
     /// longer matches `import_started`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub import_made: Option<i64>,
+    /// When the event takes place as last seen ([`Appointment::when_fingerprint`]):
+    /// a write that would not change it leaves Google's start and end alone
+    /// (so an event in the repeated autumn hour keeps its offset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
     /// The sync made the event private (it shows a private appointment).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub shown_private: bool,
@@ -184,6 +189,7 @@ impl Mirrored {
         match content {
             Ok(appointment) => {
                 self.current_google = Some(appointment.fingerprint());
+                self.when = Some(appointment.when_fingerprint());
                 self.first_day = Some(appointment.first_day());
                 self.last_day = appointment.last_day();
                 self.unsupported = None;
@@ -192,6 +198,7 @@ impl Mirrored {
             }
             Err(google_map::Unsupported(why)) => {
                 self.current_google = None;
+                self.when = None;
                 self.first_day = None;
                 self.last_day = None;
                 self.pending = None;

@@ -111,10 +111,21 @@ impl Apply<'_, '_> {
     }
 
     /// The event for Advoware's `termin`: the fields the sync owns and its
-    /// links; `was_private`: the event shows a private appointment now.
-    fn google_event(&self, termin: &Termin, was_private: bool) -> Event {
+    /// links; `was_private`: the event shows a private appointment now;
+    /// `google_when`: when the event takes place now (as
+    /// [`Appointment::when_fingerprint`]) — if that is what the sync would
+    /// write, start, end and series are left out (Google keeps its offsets).
+    fn google_event(&self, termin: &Termin, was_private: bool, google_when: Option<&str>) -> Event {
         let shown = self.rules.shown(termin);
-        let mut event = google_map::write(&shown)
+        let mut written = google_map::write(&shown);
+        let unchanged = google_map::read(&written)
+            .is_ok_and(|wanted| google_when == Some(wanted.when_fingerprint().as_str()));
+        if unchanged {
+            written.start = None;
+            written.end = None;
+            written.recurrence.clear();
+        }
+        let mut event = written
             .with_private(PROP_FR_NR, termin.fr_nr.to_string())
             .with_private(PROP_ADVOWARE_HASH, termin.fingerprint())
             .with_private(PROP_GOOGLE_HASH, google_fingerprint(&shown));
@@ -137,7 +148,7 @@ impl Apply<'_, '_> {
         termin: &Termin,
     ) -> Result<(), RunError> {
         let id = event_id(&self.rules.id_namespace, termin.fr_nr);
-        let mut event = self.google_event(termin, false).with_id(id.clone());
+        let mut event = self.google_event(termin, false, None).with_id(id.clone());
         event.transparency = Some("opaque".into());
         let written = match self.calendar.insert(&event) {
             Ok(written) => {
@@ -150,11 +161,14 @@ impl Apply<'_, '_> {
                     .get(&id)
                     .map_err(|e| google_failed("get", e))?;
                 let was_private = existing.private(PROP_PRIVATE) == Some("1");
+                let when = google_map::read(&existing)
+                    .ok()
+                    .map(|a| a.when_fingerprint());
                 let written = self
                     .calendar
                     .patch(
                         &id,
-                        &self.google_event(termin, was_private),
+                        &self.google_event(termin, was_private, when.as_deref()),
                         existing.etag.as_deref(),
                     )
                     .map_err(|e| google_failed("patch", e))?;
@@ -175,7 +189,7 @@ impl Apply<'_, '_> {
         id: &str,
     ) -> Result<(), RunError> {
         let entry = state.events.get(id).cloned().unwrap_or_default();
-        let event = self.google_event(termin, entry.shown_private);
+        let event = self.google_event(termin, entry.shown_private, entry.when.as_deref());
         match self.calendar.patch(id, &event, entry.etag.as_deref()) {
             Ok(written) => {
                 if entry.cancelled || entry.changed_in_google() {
@@ -293,7 +307,11 @@ impl Apply<'_, '_> {
                 .with_private(PROP_ADVOWARE_HASH, stored.fingerprint())
                 .with_private(PROP_GOOGLE_HASH, wanted)
         } else {
-            self.google_event(stored, entry.shown_private)
+            self.google_event(
+                stored,
+                entry.shown_private,
+                Some(&google.when_fingerprint()),
+            )
         };
         match self.calendar.patch(id, &patch, entry.etag.as_deref()) {
             Ok(written) => {
