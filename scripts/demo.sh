@@ -19,7 +19,6 @@ export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
 export DEMO_ADVOWARE_PASSWORD="geheim"
 # The EspoCRM simulator's account and the demo webhooks' secrets (tests/support/simulators/espocrm.rs).
 export DEMO_ESPOCRM_API_KEY="demo-espocrm-key"
-export DEMO_ESPOCRM_SECRET_KEY="demo-espocrm-secret"
 export DEMO_VMH_SECRET_CREATE="demo-secret-create"
 export DEMO_VMH_SECRET_UPDATE="demo-secret-update"
 export DEMO_VMH_SECRET_DELETE="demo-secret-delete"

@@ -399,12 +399,58 @@ async fn endpoints_leaving_the_api_base_are_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_are_retried_through_a_passing_failure_and_writes_never_are() {
+    let (sim, _secrets, app) = proxied(Backend::Memory, "retry_base_ms = 1").await;
+    assert_eq!(employees(&app).await.0, 200);
+    let before = sim.api_requests().len();
+    sim.fail_next(2, 503);
+    let (status, body) = employees(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        sim.api_requests().len() - before,
+        3,
+        "two failures, then the answer"
+    );
+
+    // A write whose answer failed is not sent again: it may have happened.
+    let before = sim.api_requests().len();
+    sim.fail_next(1, 502);
+    let created = br#"{"kuerzel":"SB","text":"Einmal","datum":"2026-12-10"}"#;
+    let (status, _) = proxy(&app, Method::POST, "endpoint=appointments", Some(created)).await;
+    assert_eq!(status, 502);
+    assert_eq!(sim.api_requests().len() - before, 1, "sent once");
+    assert!(sim.appointments().iter().all(|a| a["text"] != "Einmal"));
+
+    // A read that keeps failing ends after its retries with Advoware's answer.
+    let before = sim.api_requests().len();
+    sim.fail_next(10, 504);
+    let (status, _) = employees(&app).await;
+    assert_eq!(status, 504);
+    assert_eq!(
+        sim.api_requests().len() - before,
+        4,
+        "the first try and three more"
+    );
+    sim.heal();
+    let metrics = app.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("bitbylaw_upstream_retries_total{")
+                && l.contains("kind=\"advoware\"")
+                && l.ends_with(" 5")),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_faults_become_gateway_errors_and_pass_on_their_status() {
     let (sim, _secrets, app) = proxied(Backend::Memory, "timeout_ms = 500").await;
     assert_eq!(employees(&app).await.0, 200);
 
-    // Advoware's own 5xx comes back as Advoware sent it.
-    sim.fail_next(1, 503);
+    // Advoware's own 5xx comes back as Advoware sent it (once the read's
+    // retries, three by default, met it too).
+    sim.fail_next(4, 503);
     let (status, body) = employees(&app).await;
     assert_eq!(status, 503);
     assert_eq!(body["Message"], "Interner Serverfehler");

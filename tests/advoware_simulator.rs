@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::advoware::{Account, Advoware, AppointmentRules, signature};
+use bitbylaw_tests::simulators::advoware::{Account, Advoware, WriteRules, signature};
 use bitbylaw_tests::wait_for;
 use serde_json::Value;
 
@@ -193,9 +193,9 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     assert!(all_day["zuletztGeaendertAm"].as_str().unwrap().len() >= 19);
 
     // An endless weekly series, and one for another employee (whole records answered).
-    sim.set_appointment_rules(AppointmentRules {
+    sim.set_write_rules(WriteRules {
         create_answers_whole_record: true,
-        ..AppointmentRules::default()
+        ..WriteRules::default()
     });
     let (_, series) = api
         .call(
@@ -275,9 +275,9 @@ async fn appointments_have_the_fields_and_quirks_of_real_data() {
     assert_eq!(updated["text"], "ersetzt");
     assert_eq!(updated["dauertermin"], Value::Null, "replaced, not merged");
     // ...or, in the merging mode, keeps the number, merges and re-stamps.
-    sim.set_appointment_rules(AppointmentRules {
+    sim.set_write_rules(WriteRules {
         put_merges: true,
-        ..AppointmentRules::default()
+        ..WriteRules::default()
     });
     let (status, updated) = api.call(Method::PUT,
         &format!("appointments/{fr_nr}"),
@@ -346,9 +346,25 @@ async fn parties_can_be_created_read_updated_and_deleted() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(updated["betNr"], bet_nr);
+    assert_eq!(updated["betNr"], bet_nr, "the number stays");
     assert_eq!(updated["email"], "hans@example.de");
-    assert_eq!(updated["vorname"], "Hans");
+    assert_eq!(updated["vorname"], Value::Null, "PUT replaces the party");
+    sim.set_write_rules(WriteRules {
+        put_merges: true,
+        ..WriteRules::default()
+    });
+    let (_, updated) = api
+        .call(
+            Method::PUT,
+            &format!("Beteiligte/{bet_nr}"),
+            Some(serde_json::json!({ "vorname": "Hans" })),
+        )
+        .await;
+    assert_eq!(
+        (&updated["email"], &updated["vorname"]),
+        (&Value::from("hans@example.de"), &Value::from("Hans")),
+        "merged"
+    );
     let (status, _) = api
         .call(Method::DELETE, &format!("Beteiligte/{bet_nr}"), None)
         .await;

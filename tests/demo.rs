@@ -33,11 +33,10 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
     .await
     .expect("port 9472 is the demo's Google simulator; is scripts/demo.sh running?");
     let google_key = account.key_json(&google.token_uri());
-    let crm = EspoCrm::start_on("127.0.0.1:9473".parse().unwrap(), EspoAccount::default())
+    let crm = EspoCrm::start_on("127.0.0.1:9473".parse().unwrap(), EspoAccount::demo())
         .await
         .expect("port 9473 is the demo's EspoCRM simulator; is scripts/demo.sh running?");
     let crm_account = crm.account().clone();
-    let crm_secret = crm_account.secret_key.clone().unwrap();
     let secrets: Vec<String> = ["create", "update", "delete"]
         .into_iter()
         .map(|action| espocrm::demo_webhook(action).1)
@@ -75,7 +74,6 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
             ("DEMO_GOOGLE_KEY", google_key.as_str()),
             ("DEMO_ESPOCRM_API_KEY", crm_account.api_key.as_str()),
-            ("DEMO_ESPOCRM_SECRET_KEY", crm_secret.as_str()),
             ("DEMO_VMH_SECRET_CREATE", secrets[0].as_str()),
             ("DEMO_VMH_SECRET_UPDATE", secrets[1].as_str()),
             ("DEMO_VMH_SECRET_DELETE", secrets[2].as_str()),

@@ -13,7 +13,8 @@ use axum::http::{HeaderMap, StatusCode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bitbylaw_tests::simulators::espocrm::{
-    EspoAccount, EspoCrm, Outcome, hmac_authorization, legacy_webhook_signature, webhook_signature,
+    EspoAccount, EspoCrm, Outcome, hmac_authorization, hmac_authorization_raw,
+    legacy_webhook_signature, webhook_signature,
 };
 use bitbylaw_tests::wait_for;
 use reqwest::Method;
@@ -116,7 +117,7 @@ async fn call_as(
         Auth::Key(key) => request.header("X-Api-Key", key),
         Auth::Hmac(key, secret) => request.header(
             "X-Hmac-Authorization",
-            hmac_authorization(key, secret, method.as_str(), &format!("/{path}")),
+            hmac_authorization_raw(key, secret, method.as_str(), &format!("/{path}")),
         ),
         Auth::Raw(value) => request.header("X-Hmac-Authorization", value),
     };
@@ -137,10 +138,25 @@ async fn call_as(
     }
 }
 
-/// A call with the account's API key.
+/// The account's one way in: its key, or its HMAC signature when it has a secret.
+fn own_auth(sim: &EspoCrm) -> (String, Option<String>) {
+    (
+        sim.account().api_key.clone(),
+        sim.account().secret_key.clone(),
+    )
+}
+
+fn as_account<'a>((key, secret): &'a (String, Option<String>)) -> Auth<'a> {
+    match secret {
+        Some(secret) => Auth::Hmac(key, secret),
+        None => Auth::Key(key),
+    }
+}
+
+/// A call as the account (HMAC when it has a secret, else its key).
 async fn call(sim: &EspoCrm, method: Method, path: &str, body: Option<Value>) -> Answer {
-    let key = sim.account().api_key.clone();
-    call_as(sim, Auth::Key(&key), method, path, body, &[]).await
+    let own = own_auth(sim);
+    call_as(sim, as_account(&own), method, path, body, &[]).await
 }
 
 #[tokio::test]
@@ -148,10 +164,13 @@ async fn requests_without_the_key_or_a_valid_hmac_are_refused() {
     let sim = EspoCrm::start(EspoAccount {
         api_key: "apiKey1".into(),
         secret_key: Some("apiSecret".into()),
+        hex_hmac_accepted: false,
     })
     .await;
-    let other_path = hmac_authorization("apiKey1", "apiSecret", "GET", "/Lead");
-    let other_method = hmac_authorization("apiKey1", "apiSecret", "POST", "/CBeteiligte");
+    let other_path = hmac_authorization_raw("apiKey1", "apiSecret", "GET", "/Lead");
+    let other_method = hmac_authorization_raw("apiKey1", "apiSecret", "POST", "/CBeteiligte");
+    // The reference's hex form: taken from EspoCRM 8.4.1 on, not before.
+    let hex = hmac_authorization("apiKey1", "apiSecret", "GET", "/CBeteiligte");
     let get = |auth| call_as(&sim, auth, Method::GET, "CBeteiligte", None, &[]);
 
     for refused in [
@@ -162,18 +181,20 @@ async fn requests_without_the_key_or_a_valid_hmac_are_refused() {
         get(Auth::Raw(&other_path)).await,
         get(Auth::Raw(&other_method)).await,
         get(Auth::Raw("not base64 at all")).await,
+        // One method per API user: an HMAC user's key alone does not open the API.
+        get(Auth::Key("apiKey1")).await,
+        get(Auth::Raw(&hex)).await,
     ] {
         assert_eq!(refused.status, 401);
         assert_eq!(refused.reason.as_deref(), Some("Unauthorized"));
         assert_eq!(refused.text, "", "EspoCRM answers 401 with no body");
     }
 
-    let by_key = get(Auth::Key("apiKey1")).await;
-    assert_eq!(by_key.status, 200);
-    assert_eq!(by_key.json(), json!({ "list": [], "total": 0 }));
-    assert_eq!(get(Auth::Hmac("apiKey1", "apiSecret")).await.status, 200);
+    let by_hmac = get(Auth::Hmac("apiKey1", "apiSecret")).await;
+    assert_eq!(by_hmac.status, 200);
+    assert_eq!(by_hmac.json(), json!({ "list": [], "total": 0 }));
     // The query is not part of what is signed.
-    let signed = hmac_authorization("apiKey1", "apiSecret", "GET", "/CBeteiligte");
+    let signed = hmac_authorization_raw("apiKey1", "apiSecret", "GET", "/CBeteiligte");
     let with_query = call_as(
         &sim,
         Auth::Raw(&signed),
@@ -184,13 +205,44 @@ async fn requests_without_the_key_or_a_valid_hmac_are_refused() {
     )
     .await;
     assert_eq!(with_query.status, 200);
+    // EspoCRM 8.4.1 and later take the hex form too.
+    let newer = EspoCrm::start(EspoAccount {
+        api_key: "apiKey1".into(),
+        secret_key: Some("apiSecret".into()),
+        hex_hmac_accepted: true,
+    })
+    .await;
+    let hex_answer = call_as(
+        &newer,
+        Auth::Raw(&hex),
+        Method::GET,
+        "CBeteiligte",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(hex_answer.status, 200);
 
     // Without a secret only the key works.
     let keyless = EspoCrm::start(EspoAccount {
         api_key: "apiKey1".into(),
         secret_key: None,
+        hex_hmac_accepted: false,
     })
     .await;
+    assert_eq!(
+        call_as(
+            &keyless,
+            Auth::Key("apiKey1"),
+            Method::GET,
+            "Lead",
+            None,
+            &[]
+        )
+        .await
+        .status,
+        200
+    );
     let answer = call_as(
         &keyless,
         Auth::Hmac("apiKey1", "apiSecret"),
@@ -501,7 +553,6 @@ async fn a_duplicate_create_is_refused_unless_the_check_is_skipped() {
         json!({ "name": "Hans Müller", "emailAddress": "hans@example.de" }),
     );
     let create = |body: Value, skip: bool| {
-        let key = sim.account().api_key.clone();
         let sim = &sim;
         async move {
             let headers: &[(&str, &str)] = if skip {
@@ -509,9 +560,10 @@ async fn a_duplicate_create_is_refused_unless_the_check_is_skipped() {
             } else {
                 &[]
             };
+            let own = own_auth(sim);
             call_as(
                 sim,
-                Auth::Key(&key),
+                as_account(&own),
                 Method::POST,
                 "CBeteiligte",
                 Some(body),
@@ -556,7 +608,8 @@ async fn a_duplicate_create_is_refused_unless_the_check_is_skipped() {
 
 #[tokio::test]
 async fn faults_come_on_demand_and_requests_are_recorded() {
-    let sim = EspoCrm::start_default().await;
+    // An API user that authenticates by its key.
+    let sim = EspoCrm::start(EspoAccount::demo()).await;
     sim.fail_next(2, 503);
     let failed = call(&sim, Method::GET, "Lead", None).await;
     assert_eq!(failed.status, 503);

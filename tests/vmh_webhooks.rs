@@ -30,6 +30,7 @@ async fn post_with(
         .host
         .client
         .post(VmhRig::webhook_url(&rig.host, action))
+        .header("content-type", "application/json")
         .body(body.to_vec());
     for (name, value) in headers {
         request = request.header(*name, *value);

@@ -71,7 +71,12 @@ pub const HOST_TOML: &str = "[events]\nretry_poll_ms = 20\n";
 
 impl VmhRig {
     pub async fn start(options: VmhOptions) -> Self {
-        let espocrm = EspoCrm::start_default().await;
+        // An API user has one authentication method: HMAC, or its key alone.
+        let espocrm = if options.hmac {
+            EspoCrm::start_default().await
+        } else {
+            EspoCrm::start(crate::simulators::espocrm::EspoAccount::demo()).await
+        };
         let advoware = Advoware::start_default().await;
         let files = tempfile::tempdir().unwrap();
         let toml = tenant(&espocrm, &advoware, files.path(), &options);

@@ -99,9 +99,23 @@ impl Plugin for VmhWebhooks {
         )
     }
 
-    /// Announces what a receipt that died left pending (`pending::sweep`).
-    fn handle_schedule(_tick: Tick) -> Result<(), HandlerError> {
+    /// Announces what a receipt that died left pending (`pending::sweep`),
+    /// and ids pending past `stuck_after_s` with their event gone (`pending::stuck`).
+    fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
+        let settings = Settings::load().map_err(|e| HandlerError::Retryable(e.to_string()))?;
         for action in Action::ALL {
+            let now = i64::try_from(tick.scheduled_at).unwrap_or(i64::MAX);
+            let stuck = pending::stuck(action, settings.stuck_after(), now)
+                .map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            if !stuck.is_empty() {
+                warn!(
+                    "{} {} records stayed pending past {} s (their last attempt ended but they were not let go); announcing them again",
+                    stuck.len(),
+                    action.as_str(),
+                    settings.stuck_after_s
+                );
+                announce(action, &stuck).map_err(|e| HandlerError::Retryable(e.to_string()))?;
+            }
             let orphans =
                 pending::sweep(action).map_err(|e| HandlerError::Retryable(e.to_string()))?;
             if orphans.is_empty() {
@@ -265,6 +279,16 @@ fn receive(request: Request) -> Result<Response, Error> {
             "no webhook `{action_name}`: this plugin takes create, update and delete"
         )));
     };
+    // EspoCRM always sends JSON: anything else is not EspoCRM.
+    if !is_json(request.header("content-type")) {
+        return Ok(Response::json(
+            415,
+            &json!({
+                "error": "unsupported_media_type",
+                "message": "a delivery is a JSON array (`Content-Type: application/json`), as EspoCRM sends it",
+            }),
+        ));
+    }
     let settings = Settings::load()?;
     if settings.require_signature {
         let webhook = settings.webhook(action);
@@ -318,6 +342,16 @@ fn receive(request: Request) -> Result<Response, Error> {
             "total_ids_in_batch": ids.len(),
         }),
     ))
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`).
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|value| {
+        value
+            .split(';')
+            .next()
+            .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+    })
 }
 
 /// The ids of a delivery's records, in order: the body must be EspoCRM's JSON
@@ -412,6 +446,21 @@ mod tests {
             let error = batch_ids(body).unwrap_err();
             assert_eq!(error.status(), 400);
             assert!(error.message().contains(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn only_json_is_a_delivery() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        for other in [
+            None,
+            Some(""),
+            Some("text/plain"),
+            Some("application/jsonx"),
+            Some("application/x-www-form-urlencoded"),
+        ] {
+            assert!(!is_json(other), "{other:?}");
         }
     }
 

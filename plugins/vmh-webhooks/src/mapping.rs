@@ -32,7 +32,8 @@ pub fn party(
     party
 }
 
-fn is_set(value: &Value) -> bool {
+/// Set: not null and not an empty string.
+pub fn is_set(value: &Value) -> bool {
     match value {
         Value::Null => false,
         Value::String(text) => !text.trim().is_empty(),

@@ -224,44 +224,109 @@ pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
 /// A party this record was linked to without the link being stored: the id
 /// the tenant wrote back to EspoCRM, or the party a sync cut short created
 /// (found by the EspoCRM id in its link field).
+///
+/// A written-back id is adopted only when that party is this record's: its
+/// link field names this record, or this plugin linked the two. A value that
+/// is no party number, or names a party that is someone else's (a client the
+/// firm made by hand), is a permanent failure in the dead letters; a party
+/// another record holds (a record copied in EspoCRM) or that Advoware does not
+/// have gets a party of its own.
 fn adopt(
     settings: &Settings,
     espo_id: &str,
     record: &Map<String, Value>,
     fields: &Map<String, Value>,
 ) -> Result<Option<String>, Failure> {
-    if let Some(field) = &settings.write_back_field {
-        let written = match record.get(field) {
-            Some(Value::Number(n)) => Some(n.to_string()),
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
+    if let Some(field) = &settings.write_back_field
+        && let Some(value) = record.get(field).filter(|v| mapping::is_set(v))
+    {
+        let Some(advoware_id) = party_number(value) else {
+            return Err(Failure::Permanent(format!(
+                "EspoCRM record {espo_id}: `{field}` holds {value}, which is not an Advoware party number; nothing adopted"
+            )));
         };
-        if let Some(advoware_id) = written {
-            // A record copied in EspoCRM carries its original's id: adopt
-            // only a party that is no other record's.
-            let owner = kv::get(&reverse_key(&advoware_id))?;
-            if owner
-                .as_deref()
-                .is_none_or(|owner| owner == espo_id.as_bytes())
-            {
+        let owner = kv::get(&reverse_key(&advoware_id))?;
+        match owner.as_deref() {
+            Some(owner) if owner == espo_id.as_bytes() => {
                 store_link(espo_id, &advoware_id)?;
                 return Ok(Some(advoware_id));
             }
-            warn!(
+            Some(_) => warn!(
                 "EspoCRM record {espo_id} names Advoware party {advoware_id} in `{field}`, which belongs to another record; not adopted"
-            );
+            ),
+            None => match read_party(settings, &advoware_id)? {
+                Some(party)
+                    if party.get(&settings.advoware_link_field) == Some(&Value::from(espo_id)) =>
+                {
+                    store_link(espo_id, &advoware_id)?;
+                    return Ok(Some(advoware_id));
+                }
+                Some(party) => {
+                    return Err(Failure::Permanent(format!(
+                        "EspoCRM record {espo_id} names Advoware party {advoware_id} in `{field}`, but that party is not this record's (its `{}` is {}); not adopted, nothing overwritten: link them by hand or clear the field",
+                        settings.advoware_link_field,
+                        party
+                            .get(&settings.advoware_link_field)
+                            .unwrap_or(&Value::Null)
+                    )));
+                }
+                None => warn!(
+                    "EspoCRM record {espo_id} names Advoware party {advoware_id} in `{field}`, which Advoware does not have; a new party is made"
+                ),
+            },
         }
     }
+    created_before(
+        settings,
+        espo_id,
+        fields.get("name").and_then(Value::as_str),
+    )
+}
+
+/// A party number: digits only (`4711/x` would reach a sub-resource).
+fn party_number(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::Number(n) => n.as_u64()?.to_string(),
+        Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    (!text.is_empty() && text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(text)
+}
+
+/// The party `advoware_id` as Advoware holds it; none when it has no such party.
+fn read_party(
+    settings: &Settings,
+    advoware_id: &str,
+) -> Result<Option<Map<String, Value>>, Failure> {
+    let answer = advoware::Request::get(format!("{}/{advoware_id}", settings.advoware_path))
+        .send()
+        .map_err(|e| advoware_failed("reading the party", e))?;
+    match answer.status {
+        404 => Ok(None),
+        _ if answer.is_success() => serde_json::from_slice(&answer.body).map(Some).map_err(|e| {
+            Failure::Retryable(format!(
+                "Advoware's party {advoware_id} is not a JSON object: {e}"
+            ))
+        }),
+        _ => Err(refused("Advoware", "reading the party", &answer)),
+    }
+}
+
+/// The party a create that was started (its `creating:` marker stands) made,
+/// if it went through: looked for by the name it was sent with (the record may
+/// be renamed since; `name` when the marker has none), then by the EspoCRM id
+/// in the link field. Found, it is linked.
+fn created_before(
+    settings: &Settings,
+    espo_id: &str,
+    name: Option<&str>,
+) -> Result<Option<String>, Failure> {
     let Some(marker) = kv::get(&creating_key(espo_id))? else {
         return Ok(None);
     };
-    // A create was started and may have gone through: look for its party by
-    // the name it was sent with (the record may be renamed since), then by
-    // the EspoCRM id in the link field.
     let sent: Value = serde_json::from_slice(&marker).unwrap_or(Value::Null);
-    let name = sent
-        .as_str()
-        .or_else(|| fields.get("name").and_then(Value::as_str));
+    let name = sent.as_str().or(name);
     let mut request = advoware::Request::get(&settings.advoware_path);
     if let Some(name) = name {
         request = request.query("name", name);
@@ -321,21 +386,50 @@ fn create(
     Ok(advoware_id)
 }
 
-/// Updates the party; false when Advoware has no such party.
+/// Updates the party with the mapped `fields`; false when Advoware has no
+/// such party. The party is read first and written back whole with the
+/// fields changed, so a `PUT` that replaces the record keeps what the mapping
+/// does not know. A party the sync deactivated (it holds every `deactivate`
+/// field) is made active again (`reactivate`): its record lives in EspoCRM.
 fn update(
     settings: &Settings,
     advoware_id: &str,
     fields: &Map<String, Value>,
 ) -> Result<bool, Failure> {
+    let Some(mut party) = read_party(settings, advoware_id)? else {
+        return Ok(false);
+    };
+    let deactivated = !settings.deactivate.is_empty()
+        && settings
+            .deactivate
+            .iter()
+            .all(|(field, value)| party.get(field) == Some(value));
+    party.extend(fields.clone());
+    if deactivated {
+        info!(
+            "Advoware party {advoware_id} was deactivated; its record is back, so it is active again"
+        );
+        party.extend(settings.reactivate.clone());
+    }
+    write_party(settings, advoware_id, &party, "updating the party")
+}
+
+/// `PUT` of the whole party; false when Advoware has no such party.
+fn write_party(
+    settings: &Settings,
+    advoware_id: &str,
+    party: &Map<String, Value>,
+    what: &str,
+) -> Result<bool, Failure> {
     let answer = advoware::Request::put(format!("{}/{advoware_id}", settings.advoware_path))
         .header("content-type", "application/json")
-        .body(json_body(fields))
+        .body(json_body(party))
         .send()
-        .map_err(|e| advoware_failed("updating the party", e))?;
+        .map_err(|e| advoware_failed(what, e))?;
     match answer.status {
         404 => Ok(false),
         _ if answer.is_success() => Ok(true),
-        _ => Err(refused("Advoware", "updating the party", &answer)),
+        _ => Err(refused("Advoware", what, &answer)),
     }
 }
 
@@ -378,10 +472,40 @@ fn write_back(
 }
 
 /// Syncs a deleted record: deletes or deactivates its party.
+///
+/// EspoCRM signs no timestamp, so a captured delete delivery could be
+/// replayed later: the record is asked for first, and one that still exists
+/// makes the delete a no-op. A delete that comes while a create's answer was
+/// lost finds that party by the `creating:` marker.
 pub fn remove(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
-    let Some(advoware_id) = linked(espo_id)? else {
-        info!("EspoCRM record {espo_id} was deleted; no Advoware party is linked to it");
-        return Ok(Outcome::Nothing);
+    let answer = espocrm::Request::get(format!("{}/{espo_id}", settings.entity))
+        .send()
+        .map_err(|e| espocrm_failed("checking that the record is gone", e))?;
+    match answer.status {
+        404 => {}
+        _ if answer.is_success() => {
+            warn!(
+                "EspoCRM record {espo_id} was announced deleted but still exists (a replayed delivery?); its party is left as it is"
+            );
+            return Ok(Outcome::Nothing);
+        }
+        _ => {
+            return Err(refused(
+                "EspoCRM",
+                "checking that the record is gone",
+                &answer,
+            ));
+        }
+    }
+    let advoware_id = match linked(espo_id)? {
+        Some(advoware_id) => advoware_id,
+        None => match created_before(settings, espo_id, None)? {
+            Some(advoware_id) => advoware_id,
+            None => {
+                info!("EspoCRM record {espo_id} was deleted; no Advoware party is linked to it");
+                return Ok(Outcome::Nothing);
+            }
+        },
     };
     let path = format!("{}/{advoware_id}", settings.advoware_path);
     match settings.on_delete {
@@ -396,13 +520,10 @@ pub fn remove(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
             Ok(Outcome::Deleted)
         }
         OnDelete::Deactivate => {
-            let answer = advoware::Request::put(&path)
-                .header("content-type", "application/json")
-                .body(json_body(&settings.deactivate))
-                .send()
-                .map_err(|e| advoware_failed("deactivating the party", e))?;
-            if !(answer.is_success() || answer.status == 404) {
-                return Err(refused("Advoware", "deactivating the party", &answer));
+            // The party as it is, with the deactivation fields changed.
+            if let Some(mut party) = read_party(settings, &advoware_id)? {
+                party.extend(settings.deactivate.clone());
+                write_party(settings, &advoware_id, &party, "deactivating the party")?;
             }
             // The party stays, and so does the link; a later sync writes everything again.
             kv::delete(&synced_key(espo_id))?;

@@ -24,8 +24,16 @@
 //! and a sweep (the schedule `vmh_pending_sweep`, every minute) announces the
 //! ids that stood pending but unannounced at two sweeps in a row: a receipt
 //! takes milliseconds, so those were left by a receipt that died.
+//!
+//! An id can also stay pending *with* its event gone: its last attempt was
+//! given up while the store failed to let go of it, or its event was trimmed
+//! off an overfull stream. Later webhooks for it would be swallowed for good.
+//! So the sweep also watches announced ids, and announces again those pending
+//! longer than `stuck_after_s` (above the time a record's retries take): at
+//! worst one sync more, which finds nothing to change.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use bitbylaw_sdk::{StoreError, kv};
 
@@ -104,6 +112,42 @@ pub fn sweep(action: Action) -> Result<Vec<String>, StoreError> {
         .into_iter()
         .filter(|id| before.contains(id))
         .collect())
+}
+
+fn watch_key(action: Action) -> String {
+    format!("watch:{}", action.as_str())
+}
+
+/// Announced ids pending for longer than `bound` (first seen so by a sweep
+/// that long ago); the caller announces them again. `now_ms`: the sweep's time.
+pub fn stuck(action: Action, bound: Duration, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    let pending: HashSet<String> = kv::set_members(&pending_key(action))?.into_iter().collect();
+    let announced: Vec<String> = kv::set_members(&announced_key(action))?
+        .into_iter()
+        .filter(|id| pending.contains(id))
+        .collect();
+    // id → when a sweep first saw it pending and announced (ms). Unreadable: start afresh.
+    let mut watch: BTreeMap<String, i64> = kv::get(&watch_key(action))?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let current: HashSet<&String> = announced.iter().collect();
+    watch.retain(|id, _| current.contains(id));
+    let bound = i64::try_from(bound.as_millis()).unwrap_or(i64::MAX);
+    let mut stuck = Vec::new();
+    for id in announced {
+        let since = *watch.entry(id.clone()).or_insert(now_ms);
+        if now_ms.saturating_sub(since) >= bound {
+            watch.insert(id.clone(), now_ms);
+            stuck.push(id);
+        }
+    }
+    if watch.is_empty() {
+        kv::delete(&watch_key(action))?;
+    } else {
+        let bytes = serde_json::to_vec(&watch).unwrap_or_default();
+        kv::set(&watch_key(action), &bytes, None)?;
+    }
+    Ok(stuck)
 }
 
 /// Takes back `ids` that [`admit`] let through but that could not be announced.

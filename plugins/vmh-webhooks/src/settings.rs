@@ -55,6 +55,10 @@ pub struct Settings {
     /// Fields written onto the Advoware party when `on_delete = "deactivate"`.
     #[serde(default = "default_deactivate")]
     pub deactivate: Map<String, Value>,
+    /// Fields written onto a deactivated party (one holding every
+    /// `deactivate` field) when its record is updated: the record lives.
+    #[serde(default = "default_reactivate")]
+    pub reactivate: Map<String, Value>,
     /// Advoware's party resource below its API base.
     #[serde(default = "default_party_path")]
     pub advoware_path: String,
@@ -76,6 +80,15 @@ pub struct Settings {
     /// keep it above the plugin's `deadline_ms`, which no sync outlives.
     #[serde(default = "default_lock_ttl")]
     pub lock_ttl_s: u64,
+    /// A record pending this long with its event gone (its last attempt ended
+    /// but it was not let go) is announced again by the sweep. Keep it above
+    /// the time a record's retries take.
+    #[serde(default = "default_stuck_after")]
+    pub stuck_after_s: u64,
+}
+
+fn default_stuck_after() -> u64 {
+    3600
 }
 
 fn default_lock_ttl() -> u64 {
@@ -97,6 +110,12 @@ fn default_on_delete() -> OnDelete {
 fn default_deactivate() -> Map<String, Value> {
     let mut fields = Map::new();
     fields.insert("aktiv".into(), json!(false));
+    fields
+}
+
+fn default_reactivate() -> Map<String, Value> {
+    let mut fields = Map::new();
+    fields.insert("aktiv".into(), json!(true));
     fields
 }
 
@@ -148,6 +167,10 @@ impl Settings {
             return Err(Error::Internal("plugin setting `mapping` is empty".into()));
         }
         Ok(settings)
+    }
+
+    pub fn stuck_after(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stuck_after_s.max(1))
     }
 
     /// The account's webhook that signs `action`'s deliveries.

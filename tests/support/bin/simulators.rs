@@ -103,7 +103,7 @@ async fn main() {
     };
     let _espocrm = match espocrm_addr {
         Some(addr) => {
-            let espocrm = EspoCrm::start_on(addr, EspoAccount::default())
+            let espocrm = EspoCrm::start_on(addr, EspoAccount::demo())
                 .await
                 .unwrap_or_else(|e| {
                     eprintln!("cannot listen on {addr}: {e}");

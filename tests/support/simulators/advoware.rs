@@ -16,10 +16,11 @@
 //! `POST appointments` answers with the new number only (`{"frNr": N}`), as
 //! the reference says; `PUT appointments/{frNr}` *replaces* the record (the
 //! reference is silent: the stricter reading, so a client that sends only
-//! what it changed loses the rest). [`Advoware::set_appointment_rules`]
+//! what it changed loses the rest). [`Advoware::set_write_rules`]
 //! switches to a whole-record answer or a merging `PUT`.
 //!
-//! `Beteiligte` (parties) are *assumed* (not in the reference): numbered by
+//! `Beteiligte` (parties) are *assumed* (not in the reference; `PUT` replaces
+//! as for appointments): numbered by
 //! `betNr`, stored as sent.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -120,14 +121,14 @@ pub enum TokenFault {
     BareString,
 }
 
-/// How `POST` and `PUT` of appointments behave where the reference is silent
-/// or Advoware versions may differ.
+/// How writes behave where the reference is silent or Advoware versions may
+/// differ.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AppointmentRules {
+pub struct WriteRules {
     /// `POST appointments` answers with the whole stored record instead of `{"frNr": N}`.
     pub create_answers_whole_record: bool,
-    /// `PUT appointments/{frNr}` merges the fields sent into the record
-    /// instead of replacing it.
+    /// `PUT appointments/{frNr}` and `PUT Beteiligte/{betNr}` merge the fields
+    /// sent into the record instead of replacing it.
     pub put_merges: bool,
 }
 
@@ -159,7 +160,7 @@ struct Data {
 
 #[derive(Default)]
 struct Gateway {
-    appointment_rules: AppointmentRules,
+    write_rules: WriteRules,
     seen_nonces: HashSet<String>,
     tokens: HashMap<String, DateTime<Utc>>,
     issued: Vec<String>,
@@ -336,8 +337,8 @@ impl Advoware {
     }
 
     /// How appointment writes behave (default: number-only answers, replacing `PUT`).
-    pub fn set_appointment_rules(&self, rules: AppointmentRules) {
-        self.gateway.lock().unwrap().appointment_rules = rules;
+    pub fn set_write_rules(&self, rules: WriteRules) {
+        self.gateway.lock().unwrap().write_rules = rules;
     }
 
     /// The next `count` API requests answer `status` (e.g. 500, 503).
@@ -384,6 +385,27 @@ impl Advoware {
         fields.extend(change);
         normalise_appointment(&mut fields).unwrap();
         state.data.appointments.insert(fr_nr, Value::Object(fields));
+    }
+
+    /// A party made by hand in Advoware (not through the API's callers); its `betNr`.
+    pub fn insert_party(&self, party: Value) -> i64 {
+        let Value::Object(fields) = party else {
+            panic!("a party is a JSON object")
+        };
+        let mut state = self.gateway.lock().unwrap();
+        store_party(&mut state.data, fields)
+    }
+
+    /// Changes a party as a user in Advoware would (merged).
+    pub fn user_update_party(&self, bet_nr: i64, change: Value) {
+        let mut state = self.gateway.lock().unwrap();
+        let Some(Value::Object(fields)) = state.data.parties.get_mut(&bet_nr) else {
+            panic!("no party {bet_nr}");
+        };
+        let Value::Object(change) = change else {
+            panic!("a change is a JSON object")
+        };
+        fields.extend(change);
     }
 
     /// Deletes an appointment as a user would; whether it existed.
@@ -938,7 +960,7 @@ async fn create_appointment(State(shared): State<Shared>, body: Bytes) -> Respon
     fields.remove("frNr");
     let mut state = shared.gateway.lock().unwrap();
     match store_appointment(&mut state.data, fields) {
-        Ok(fr_nr) if state.appointment_rules.create_answers_whole_record => {
+        Ok(fr_nr) if state.write_rules.create_answers_whole_record => {
             Json(state.data.appointments[&fr_nr].clone()).into_response()
         }
         Ok(fr_nr) => Json(json!({ "frNr": fr_nr })).into_response(),
@@ -974,7 +996,7 @@ async fn update_appointment(
     else {
         return refuse(StatusCode::NOT_FOUND, "Termin nicht gefunden");
     };
-    let fields = if state.appointment_rules.put_merges {
+    let fields = if state.write_rules.put_merges {
         let Value::Object(mut fields) = current else {
             unreachable!()
         };
@@ -1078,6 +1100,7 @@ async fn update_party(
         return not_an_object();
     };
     let mut state = shared.gateway.lock().unwrap();
+    let state_rules_merge = state.write_rules.put_merges;
     let Some(Value::Object(fields)) = bet_nr
         .parse::<i64>()
         .ok()
@@ -1086,7 +1109,12 @@ async fn update_party(
         return refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden");
     };
     let bet_nr = fields["betNr"].clone();
-    fields.extend(changes);
+    if state_rules_merge {
+        fields.extend(changes);
+    } else {
+        // Replaced: what the body lacks is gone.
+        *fields = changes;
+    }
     fields.insert("betNr".into(), bet_nr);
     fields.insert("zuletztGeaendertAm".into(), json!(now_local()));
     Json(Value::Object(fields.clone())).into_response()

@@ -88,8 +88,12 @@ const REQUIRED: [(&str, &str); 1] = [("CBeteiligte", "name")];
 #[derive(Debug, Clone)]
 pub struct EspoAccount {
     pub api_key: String,
-    /// For HMAC auth; without one only `X-Api-Key` works.
+    /// An API user has one authentication method, as in EspoCRM: with a
+    /// secret key only `X-Hmac-Authorization` works, without one only `X-Api-Key`.
     pub secret_key: Option<String>,
+    /// Take the MAC of `X-Hmac-Authorization` in hex as well (EspoCRM 8.4.1
+    /// and later); by default only the raw digest, which every version takes.
+    pub hex_hmac_accepted: bool,
 }
 
 impl Default for EspoAccount {
@@ -97,6 +101,18 @@ impl Default for EspoAccount {
         Self {
             api_key: "demo-espocrm-key".into(),
             secret_key: Some("demo-espocrm-secret".into()),
+            hex_hmac_accepted: false,
+        }
+    }
+}
+
+impl EspoAccount {
+    /// The demo's API user: authenticated by its key alone, so the README's
+    /// `curl -H 'X-Api-Key: demo-espocrm-key'` works.
+    pub fn demo() -> Self {
+        Self {
+            secret_key: None,
+            ..Self::default()
         }
     }
 }
@@ -111,13 +127,26 @@ pub fn demo_webhook(action: &str) -> (String, String) {
 }
 
 /// The `X-Hmac-Authorization` value for `METHOD path`, `path` being below
-/// `/api/v1` (e.g. `/Lead/abc`; a missing leading `/` is added, a query dropped).
+/// `/api/v1` (e.g. `/Lead/abc`; a missing leading `/` is added, a query
+/// dropped), with the MAC in hex as the reference's vector has it (EspoCRM
+/// 8.4.1 and later take it).
 pub fn hmac_authorization(api_key: &str, secret: &str, method: &str, path: &str) -> String {
+    let mac = hex(&request_mac(secret, method, path));
+    STANDARD.encode(format!("{api_key}:{mac}"))
+}
+
+/// The same with the raw digest, as EspoCRM's own client sends it (every version takes it).
+pub fn hmac_authorization_raw(api_key: &str, secret: &str, method: &str, path: &str) -> String {
+    let mut signed = format!("{api_key}:").into_bytes();
+    signed.extend_from_slice(&request_mac(secret, method, path));
+    STANDARD.encode(signed)
+}
+
+fn request_mac(secret: &str, method: &str, path: &str) -> Vec<u8> {
     let path = path.split_once('?').map_or(path, |(path, _)| path);
     let slash = if path.starts_with('/') { "" } else { "/" };
     let signed = format!("{} {slash}{path}", method.to_uppercase());
-    let mac = hex(&hmac_sha256(secret.as_bytes(), signed.as_bytes()));
-    STANDARD.encode(format!("{api_key}:{mac}"))
+    hmac_sha256(secret.as_bytes(), signed.as_bytes())
 }
 
 /// The `Signature` header (EspoCRM 9+): base64(id + ":" + hex(HMAC-SHA256(secret, body))).
@@ -255,6 +284,8 @@ struct StoredWebhook {
 struct Sim {
     /// Entity -> records in creation order; the keys are the known entities.
     entities: BTreeMap<String, Vec<Map<String, Value>>>,
+    /// Deleted records (EspoCRM deletes softly: an administrator can restore them).
+    trash: Vec<(String, Map<String, Value>)>,
     webhooks: Vec<StoredWebhook>,
     deliveries: Vec<Delivery>,
     api_requests: Vec<Recorded>,
@@ -316,6 +347,7 @@ impl Sim {
                 .iter()
                 .map(|e| ((*e).to_owned(), Vec::new()))
                 .collect(),
+            trash: Vec::new(),
             webhooks: Vec::new(),
             deliveries: Vec::new(),
             api_requests: Vec::new(),
@@ -431,7 +463,8 @@ impl Sim {
 
     fn delete(&mut self, entity: &str, id: &str) -> Result<(), Refusal> {
         let at = self.position(entity, id)?;
-        self.table(entity)?.remove(at);
+        let record = self.table(entity)?.remove(at);
+        self.trash.push((entity.to_owned(), record));
         self.queue(&format!("{entity}.delete"), &json!({ "id": id }));
         Ok(())
     }
@@ -679,6 +712,26 @@ impl EspoCrm {
     /// Deletes a record as a person in the UI would; whether it existed. Queues webhooks.
     pub fn user_delete(&self, entity: &str, id: &str) -> bool {
         self.sim().delete(entity, id).is_ok()
+    }
+
+    /// Restores a deleted record with its id, as an administrator can; whether
+    /// EspoCRM announces that is not documented, so nothing is queued (the
+    /// next change of the record is).
+    pub fn user_restore(&self, entity: &str, id: &str) -> bool {
+        let mut sim = self.sim();
+        let Some(at) = sim
+            .trash
+            .iter()
+            .position(|(e, r)| e == entity && r.get("id").and_then(Value::as_str) == Some(id))
+        else {
+            return false;
+        };
+        let (_, record) = sim.trash.remove(at);
+        sim.entities
+            .entry(entity.to_owned())
+            .or_default()
+            .push(record);
+        true
     }
 
     /// Subscribes `url` to `event` (e.g. `CBeteiligte.create`) with a fresh id and secret.
@@ -990,32 +1043,31 @@ async fn api_gate(State(inner): State<Shared>, request: Request, next: Next) -> 
 }
 
 /// `path` is below `/api/v1`, as signed.
+/// EspoCRM's check: the user's one method. `X-Api-Key` for a key user;
+/// `X-Hmac-Authorization` for an HMAC user, base64-decoded and split at the
+/// first `:` (the raw MAC may hold more), the MAC raw (hex too from 8.4.1).
 fn authorized(account: &EspoAccount, method: &Method, path: &str, headers: &HeaderMap) -> bool {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(key) = header("x-api-key") {
-        return same_bytes(key.as_bytes(), account.api_key.as_bytes());
-    }
-    let (Some(given), Some(secret)) = (header("x-hmac-authorization"), &account.secret_key) else {
+    let Some(secret) = &account.secret_key else {
+        return header("x-api-key")
+            .is_some_and(|key| same_bytes(key.as_bytes(), account.api_key.as_bytes()));
+    };
+    let Some(given) = header("x-hmac-authorization") else {
         return false;
     };
-    let Some(decoded) = STANDARD
-        .decode(given.trim())
-        .ok()
-        .and_then(|d| String::from_utf8(d).ok())
-    else {
+    let Ok(decoded) = STANDARD.decode(given.trim()) else {
         return false;
     };
-    let Some((key, mac)) = decoded.rsplit_once(':') else {
+    let Some(colon) = decoded.iter().position(|b| *b == b':') else {
         return false;
     };
-    let expected = hex(&hmac_sha256(
-        secret.as_bytes(),
-        format!("{method} {path}").as_bytes(),
-    ));
+    let (key, mac) = (&decoded[..colon], &decoded[colon + 1..]);
+    let expected = hmac_sha256(secret.as_bytes(), format!("{method} {path}").as_bytes());
     // Both compared, so a wrong key takes as long as a wrong MAC.
-    let key_ok = same_bytes(key.as_bytes(), account.api_key.as_bytes());
-    let mac_ok = same_bytes(mac.as_bytes(), expected.as_bytes());
-    key_ok & mac_ok
+    let key_ok = same_bytes(key, account.api_key.as_bytes());
+    let raw_ok = same_bytes(mac, &expected);
+    let hex_ok = account.hex_hmac_accepted && same_bytes(mac, hex(&expected).as_bytes());
+    key_ok & (raw_ok | hex_ok)
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, Refusal> {

@@ -12,7 +12,10 @@
 //! send. On 401 the token is dropped, a new one fetched and the call sent once
 //! more; a second 401 is an error, never a loop. Refusals are held for a few
 //! seconds rather than repeated, so a wrong password or missing rights cannot
-//! turn a burst of calls into a burst of token requests.
+//! turn a burst of calls into a burst of token requests. A read (`GET`) that
+//! met a 502, 503, 504 or a dropped connection is tried again with backoff
+//! (`read_retries`, `retry_base_ms`) within the call's deadline; a write never
+//! is, since its answer may be lost after Advoware made the change.
 
 mod capability;
 
@@ -209,12 +212,55 @@ impl Client {
         )
         .map_err(AdvowareError::InvalidRequest)?;
 
-        let token = self.token(&endpoints, deadline).await?;
-        let first = self
-            .attempt(&method, &url, &request, &token, deadline)
-            .await?;
-        if first.status != 401 {
-            return Ok(first);
+        // Reads are retried when Advoware or the way to it failed on the
+        // way (502/503/504, a dropped connection, a timeout), within the
+        // deadline; writes never are: their answer may be lost after the write.
+        let idempotent = method == Method::GET;
+        let mut retry = 0;
+        loop {
+            let result = self
+                .signed_in(&method, &url, &request, &endpoints, deadline)
+                .await?;
+            let transient = match &result {
+                Ok(answer) => matches!(answer.status, 502..=504),
+                // Not a timeout: a slow Advoware is not faster a moment later,
+                // and the time is the call's.
+                Err(error) => matches!(error, AdvowareError::Connection(_)),
+            };
+            if !idempotent || !transient || retry >= self.settings.read_retries {
+                return result;
+            }
+            let pause = bitbylaw_core::upstream::backoff(self.settings.retry_base, retry);
+            if Instant::now() + pause >= deadline {
+                return result;
+            }
+            self.metrics.upstream_retry(&self.label, method.as_str());
+            tracing::info!(
+                tenant = %self.tenant,
+                retry = retry + 1,
+                "an Advoware read failed on the way; trying again"
+            );
+            tokio::time::sleep(pause).await;
+            retry += 1;
+        }
+    }
+
+    /// One call with the tenant's token: on 401 the token is dropped, a new
+    /// one fetched and the call sent once more. The inner result is the API
+    /// request's (what a read may be retried for); the outer error is signing
+    /// in, never retried here (the token cache holds its own rules).
+    async fn signed_in(
+        &self,
+        method: &Method,
+        url: &Url,
+        request: &ApiRequest,
+        endpoints: &Endpoints,
+        deadline: Instant,
+    ) -> Result<Result<Fetched, AdvowareError>, AdvowareError> {
+        let token = self.token(endpoints, deadline).await?;
+        match self.attempt(method, url, request, &token, deadline).await {
+            Ok(answer) if answer.status == 401 => {}
+            other => return Ok(other),
         }
         if self.refused_fresh.get().as_deref() == Some(token.as_str()) {
             return Err(refused_fresh_error());
@@ -224,19 +270,17 @@ impl Client {
             "Advoware refused the cached token; fetching a new one and retrying once"
         );
         self.tokens.invalidate(&self.account_id, &token).await?;
-        let token = self.token(&endpoints, deadline).await?;
-        let second = self
-            .attempt(&method, &url, &request, &token, deadline)
-            .await?;
-        if second.status == 401 {
-            tracing::warn!(
-                tenant = %self.tenant,
-                "Advoware refused a freshly issued token too; not retrying"
-            );
-            self.refused_fresh.set(token);
-            return Err(refused_fresh_error());
+        let token = self.token(endpoints, deadline).await?;
+        match self.attempt(method, url, request, &token, deadline).await {
+            Ok(answer) if answer.status == 401 => {}
+            other => return Ok(other),
         }
-        Ok(second)
+        tracing::warn!(
+            tenant = %self.tenant,
+            "Advoware refused a freshly issued token too; not retrying"
+        );
+        self.refused_fresh.set(token);
+        Err(refused_fresh_error())
     }
 
     async fn token(

@@ -56,6 +56,14 @@ pub struct AdvowareConfig {
     /// Longest one Advoware request may take (token requests included).
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
+    /// How often a read (`GET`) that met a 502, 503, 504 or a dropped
+    /// connection is tried again, within the call's deadline.
+    /// Writes are never retried (a lost answer may hide a write that happened).
+    #[serde(default = "defaults::read_retries")]
+    pub read_retries: u32,
+    /// The first pause before such a retry; it doubles each time, with jitter.
+    #[serde(default = "defaults::retry_base_ms")]
+    pub retry_base_ms: u64,
 }
 
 mod defaults {
@@ -74,6 +82,12 @@ mod defaults {
     }
     pub fn timeout_ms() -> u64 {
         30_000
+    }
+    pub fn read_retries() -> u32 {
+        3
+    }
+    pub fn retry_base_ms() -> u64 {
+        200
     }
 }
 
@@ -138,6 +152,8 @@ pub struct Settings {
     pub password: Secret,
     pub token_ttl: Duration,
     pub timeout: Duration,
+    pub read_retries: u32,
+    pub retry_base: Duration,
 }
 
 impl Settings {
@@ -217,6 +233,8 @@ impl Settings {
             password,
             token_ttl: Duration::from_secs(config.token_ttl_s),
             timeout: Duration::from_millis(config.timeout_ms),
+            read_retries: config.read_retries.min(10),
+            retry_base: Duration::from_millis(config.retry_base_ms.min(60_000)),
         })
     }
 }
@@ -240,6 +258,8 @@ impl Settings {
             password: Secret::new("pw"),
             token_ttl: Duration::from_secs(3180),
             timeout: Duration::from_secs(30),
+            read_retries: 3,
+            retry_base: Duration::from_millis(1),
         }
     }
 }

@@ -20,8 +20,10 @@ fn mac(key: &[u8]) -> Option<HmacSha256> {
 }
 
 /// `X-Hmac-Authorization` for one request: `base64(apiKey + ":" +
-/// hex(HMAC-SHA256(secretKey, "<METHOD> <path below api/v1>")))`, the path
-/// without its query.
+/// HMAC-SHA256(secretKey, "<METHOD> <path below api/v1>"))`, the path
+/// without its query and the MAC as its **raw** 32 bytes. EspoCRM's server
+/// takes the raw digest in every version and the hex form (the reference's
+/// vector) only from 8.4.1; its own PHP client sends raw.
 pub fn hmac_authorization(
     api_key: &str,
     secret_key: &str,
@@ -32,8 +34,9 @@ pub fn hmac_authorization(
     mac.update(method.as_bytes());
     mac.update(b" ");
     mac.update(path.as_bytes());
-    let digest = hex::encode(mac.finalize().into_bytes());
-    Some(STANDARD.encode(format!("{api_key}:{digest}")))
+    let mut signed = format!("{api_key}:").into_bytes();
+    signed.extend_from_slice(&mac.finalize().into_bytes());
+    Some(STANDARD.encode(signed))
 }
 
 /// Why a webhook delivery was refused. Messages hold neither the secret nor the expected MAC.
@@ -264,10 +267,20 @@ mod tests {
     }
 
     #[test]
-    fn the_reference_hmac_authorization_vector_holds() {
+    fn the_reference_hmac_authorization_vector_holds_in_its_raw_form() {
+        let signed = STANDARD
+            .decode(hmac_authorization("apiKey1", "apiSecret", "GET", "/Lead/abc").unwrap())
+            .unwrap();
+        let (key, mac) = signed.split_at(b"apiKey1:".len());
+        assert_eq!(key, b"apiKey1:");
+        assert_eq!(mac.len(), 32, "the raw digest");
+        // The reference's vector is the same MAC in hex (what EspoCRM 8.4.1+ also takes).
+        let reference = STANDARD
+            .decode("YXBpS2V5MTowMmRkOGJkYTkwZmM4YTllMDI4OTc1NTMwZjI1NTAyYWQ2NzMyZTQ0YzFlYjNlMWE3MThkMzc0MmY5Yjk3MmZj")
+            .unwrap();
         assert_eq!(
-            hmac_authorization("apiKey1", "apiSecret", "GET", "/Lead/abc").unwrap(),
-            "YXBpS2V5MTowMmRkOGJkYTkwZmM4YTllMDI4OTc1NTMwZjI1NTAyYWQ2NzMyZTQ0YzFlYjNlMWE3MThkMzc0MmY5Yjk3MmZj"
+            format!("apiKey1:{}", hex::encode(mac)).into_bytes(),
+            reference
         );
     }
 

@@ -24,7 +24,7 @@ use bitbylaw_core::egress::{Egress, FetchError};
 use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
 use bitbylaw_core::upstream::{
     Account, AccountSettings, OpenContext, SettingError, TokenCache, TokenError, UpstreamKind,
-    UpstreamState,
+    UpstreamState, backoff,
 };
 use google_calendar3::CalendarHub;
 use google_calendar3::api;
@@ -807,14 +807,6 @@ fn without_nulls(value: serde_json::Value) -> serde_json::Value {
         serde_json::Value::Array(items) => items.into_iter().map(without_nulls).collect(),
         other => other,
     }
-}
-
-/// `base · 2^n`, plus up to as much again at random, so retries of many
-/// callers spread out instead of arriving together.
-fn backoff(base: Duration, retry: u32) -> Duration {
-    let step = base.saturating_mul(1 << retry.min(16));
-    let jitter = step.mul_f64(fastrand::f64());
-    step + jitter
 }
 
 fn outcome_label(error: &GoogleError) -> &'static str {

@@ -153,6 +153,14 @@ pub fn check_headers(headers: &[(String, String)], reserved: &[&str]) -> Result<
     }
 }
 
+/// How long to wait before retry number `retry` (from 0): `base · 2^retry`,
+/// plus up to as much again at random, so the retries of many callers spread
+/// out instead of arriving together.
+pub fn backoff(base: std::time::Duration, retry: u32) -> std::time::Duration {
+    let step = base.saturating_mul(1 << retry.min(16));
+    step + step.mul_f64(fastrand::f64())
+}
+
 /// The `outcome` label of an upstream request, for
 /// `bitbylaw_upstream_requests_total`: the status class (401 on its own), or
 /// why no answer came.
