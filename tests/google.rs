@@ -677,3 +677,69 @@ async fn tenants_tokens_and_buckets_never_collide() {
         );
     }
 }
+
+/// #19 item 9: the account names the mailboxes (or domains) its tenant may act
+/// as; any other is refused before a token is asked for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_acts_only_as_the_mailboxes_its_account_lists() {
+    let (sim, _account, key) = google().await;
+    let app = host(
+        Backend::Memory,
+        &sim,
+        &key,
+        &format!("mailboxes = [\"{ANNA}\"]"),
+    )
+    .await;
+    let anna = get(&app, &format!("/gcal/{ANNA}/ping?calendar={ANNA}")).await;
+    assert!(anna.get("error").is_none(), "{anna}");
+    let bernd = get(&app, &format!("/gcal/{BERND}/ping?calendar={BERND}")).await;
+    assert_eq!(bernd["error"], "invalid", "{bernd}");
+    assert!(
+        bernd["message"].as_str().unwrap().contains("mailboxes"),
+        "{bernd}"
+    );
+    assert_eq!(
+        sim.token_requests(BERND),
+        0,
+        "no token for a refused mailbox"
+    );
+
+    let (sim, _account, key) = google().await;
+    let app = host(
+        Backend::Memory,
+        &sim,
+        &key,
+        "mailboxes = [\"@kanzlei.example\"]",
+    )
+    .await;
+    for mailbox in [ANNA, BERND] {
+        let answer = get(&app, &format!("/gcal/{mailbox}/ping?calendar={mailbox}")).await;
+        assert!(answer.get("error").is_none(), "{mailbox}: {answer}");
+    }
+    let other = get(
+        &app,
+        "/gcal/eve@other.example/ping?calendar=eve@other.example",
+    )
+    .await;
+    assert_eq!(other["error"], "invalid", "{other}");
+}
+
+/// #19 item 9: an insert retried after a failure meets its own id; a
+/// cancelled event with that id is not the one it made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_insert_does_not_take_a_cancelled_event_for_its_own() {
+    let (sim, _account, key) = google().await;
+    let app = host(Backend::Memory, &sim, &key, "retry_base_ms = 1").await;
+    let events = format!("/gcal/{ANNA}/events");
+    post_event(&app, &events, insert_body("termin9", "Alt")).await;
+    call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("{events}/termin9"),
+        None,
+    )
+    .await;
+    sim.fail_next(1, 503);
+    let again = post_event(&app, &events, insert_body("termin9", "Neu")).await;
+    assert_eq!(again["error"], "conflict", "{again}");
+}

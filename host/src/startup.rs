@@ -40,7 +40,10 @@ impl Host {
             config.egress.max_response_bytes,
         )
         .context("creating the outbound HTTP client")?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::with_plugin_limits(crate::metrics::PluginSeriesLimits {
+            per_tenant: config.ops.plugin_series_per_tenant,
+            idle: std::time::Duration::from_secs(config.ops.plugin_series_idle_s),
+        });
         let prefix = &config.store.key_prefix;
         let events = match &store {
             Store::Redis(redis) => EventBus::Redis(RedisBus::new(

@@ -245,7 +245,7 @@ impl Default for ReloadConfig {
 }
 
 /// What operators' tools read: `/metrics` and the detail of `/ready`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpsConfig {
     /// Bearer token for `/metrics` and the detail of `/ready`. Without it,
@@ -253,6 +253,23 @@ pub struct OpsConfig {
     /// its status; a bare `/ready` is always open, for probes.
     #[serde(default)]
     pub token: Option<SecretRef>,
+    /// Most series one tenant's plugins may keep on `/metrics` (the
+    /// `metrics` interface); further ones are dropped with a warning.
+    #[serde(default = "defaults::plugin_series_per_tenant")]
+    pub plugin_series_per_tenant: usize,
+    /// A plugin series unused this long leaves `/metrics` and frees its place.
+    #[serde(default = "defaults::plugin_series_idle_s")]
+    pub plugin_series_idle_s: u64,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        Self {
+            token: None,
+            plugin_series_per_tenant: defaults::plugin_series_per_tenant(),
+            plugin_series_idle_s: defaults::plugin_series_idle_s(),
+        }
+    }
 }
 
 /// The admin API (`/admin/...`): off unless a token is configured.
@@ -635,6 +652,14 @@ pub struct PluginConfig {
 mod defaults {
     use std::net::SocketAddr;
     use std::path::PathBuf;
+
+    pub fn plugin_series_per_tenant() -> usize {
+        1_000
+    }
+
+    pub fn plugin_series_idle_s() -> u64 {
+        3_600
+    }
 
     /// 64 MiB: far above what a sync's bookkeeping needs, far below what
     /// would hurt a shared Redis.

@@ -1,8 +1,9 @@
 //! Prometheus metrics for `/metrics`. Labels name tenants, plugins and routes,
 //! never request contents or secrets.
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -122,13 +123,32 @@ struct Inner {
     stored_bytes: Family<TenantLabels, Gauge>,
     plugin_counters: Family<Vec<(String, String)>, Counter>,
     plugin_histograms: HistogramFamily<Vec<(String, String)>>,
-    /// Every plugin series made so far, to cap how many plugins can make.
-    plugin_series: std::sync::Mutex<std::collections::HashSet<Vec<(String, String)>>>,
+    /// Each tenant's plugin series and when each was last used, to cap how
+    /// many a tenant's plugins can keep and let unused ones go.
+    plugin_series: std::sync::Mutex<HashMap<String, SeriesUse>>,
+    plugin_limits: PluginSeriesLimits,
 }
 
-/// Most series plugins may make in one host, all tenants together; a
-/// plugin labelling by request data must not exhaust the host's memory.
-pub const MAX_PLUGIN_SERIES: usize = 10_000;
+/// A plugin series (its labels) → when it was last used.
+type SeriesUse = HashMap<Vec<(String, String)>, Instant>;
+
+/// How many series one tenant's plugins may keep, and how long one unused
+/// stays. A plugin labelling by request data fills its own tenant's share and
+/// nothing else; `/metrics` holds at most tenants × `per_tenant` plugin series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginSeriesLimits {
+    pub per_tenant: usize,
+    pub idle: Duration,
+}
+
+impl Default for PluginSeriesLimits {
+    fn default() -> Self {
+        Self {
+            per_tenant: 1_000,
+            idle: Duration::from_secs(3_600),
+        }
+    }
+}
 
 /// What a plugin asked of its own metrics that the host refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -166,6 +186,11 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_plugin_limits(PluginSeriesLimits::default())
+    }
+
+    /// With other limits on plugin series (`[ops]` in the host file).
+    pub fn with_plugin_limits(plugin_limits: PluginSeriesLimits) -> Self {
         let mut registry = Registry::with_prefix("bitbylaw");
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration: HistogramFamily<RouteLabels> =
@@ -318,7 +343,8 @@ impl Metrics {
                 stored_bytes,
                 plugin_counters,
                 plugin_histograms,
-                plugin_series: std::sync::Mutex::new(std::collections::HashSet::new()),
+                plugin_series: std::sync::Mutex::new(HashMap::new()),
+                plugin_limits,
             }),
         }
     }
@@ -526,26 +552,77 @@ impl Metrics {
         Ok(())
     }
 
+    /// Takes a series in (or marks it used): within its tenant's share, after
+    /// letting go of the tenant's series unused for `idle` when the share is full.
     fn admit_plugin_series(&self, labels: &[(String, String)]) -> Result<(), PluginMetricRefused> {
-        let mut series = self
+        let tenant = labels
+            .iter()
+            .find(|(key, _)| key == "tenant")
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut all = self
             .inner
             .plugin_series
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if series.contains(labels) {
+        let series = all.entry(tenant.to_owned()).or_default();
+        if let Some(used) = series.get_mut(labels) {
+            *used = now;
             return Ok(());
         }
-        if series.len() >= MAX_PLUGIN_SERIES {
+        let limits = self.inner.plugin_limits;
+        if series.len() >= limits.per_tenant {
+            self.let_go_idle(series, now);
+        }
+        if series.len() >= limits.per_tenant {
             return Err(PluginMetricRefused(format!(
-                "plugins already keep {MAX_PLUGIN_SERIES} series in this host"
+                "the tenant's plugins already keep {} series (ops.plugin_series_per_tenant)",
+                limits.per_tenant
             )));
         }
-        series.insert(labels.to_vec());
+        series.insert(labels.to_vec(), now);
         Ok(())
     }
 
+    /// Drops the series of `series` unused for the idle time from `/metrics`.
+    fn let_go_idle(&self, series: &mut SeriesUse, now: Instant) {
+        let idle = self.inner.plugin_limits.idle;
+        series.retain(|labels, used| {
+            let keep = now.saturating_duration_since(*used) < idle;
+            if !keep {
+                self.inner.plugin_counters.remove(labels);
+                self.inner.plugin_histograms.remove(labels);
+            }
+            keep
+        });
+    }
+
+    /// How many plugin series `tenant` keeps now.
+    pub fn plugin_series_of(&self, tenant: &str) -> usize {
+        self.inner
+            .plugin_series
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(tenant)
+            .map_or(0, HashMap::len)
+    }
+
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.
+    /// Plugin series unused for the idle time are left out from now on.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
+        {
+            let now = Instant::now();
+            let mut all = self
+                .inner
+                .plugin_series
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for series in all.values_mut() {
+                self.let_go_idle(series, now);
+            }
+            all.retain(|_, series| !series.is_empty());
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)?;
         Ok(text)
@@ -615,5 +692,65 @@ fn upstream(account: &UpstreamLabel, outcome: &str) -> UpstreamLabels {
         kind: account.kind.clone(),
         account: account.account.clone(),
         outcome: outcome.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(tenant: &str, n: usize) -> Vec<(String, String)> {
+        vec![
+            ("tenant".into(), tenant.into()),
+            ("plugin".into(), "p".into()),
+            ("name".into(), "calls".into()),
+            ("caller".into(), format!("c{n}")),
+        ]
+    }
+
+    /// One tenant's plugin labelling by request data (50,000 series) fills its
+    /// own share only: another tenant's series stay, and it can add new ones;
+    /// `/metrics` stays small.
+    #[test]
+    fn a_plugin_making_50000_series_leaves_another_tenants_intact() {
+        let metrics = Metrics::with_plugin_limits(PluginSeriesLimits {
+            per_tenant: 1_000,
+            idle: Duration::from_secs(3_600),
+        });
+        for n in 0..5 {
+            metrics.plugin_counter(series("quiet", n), 1).unwrap();
+        }
+        let refused = (0..50_000)
+            .filter(|n| metrics.plugin_counter(series("noisy", *n), 1).is_err())
+            .count();
+        assert_eq!(refused, 49_000);
+        assert_eq!(metrics.plugin_series_of("noisy"), 1_000);
+        for n in 0..10 {
+            metrics.plugin_counter(series("quiet", n), 1).unwrap();
+        }
+        assert_eq!(metrics.plugin_series_of("quiet"), 10);
+        let text = metrics.render().unwrap();
+        assert!(
+            text.contains(r#"bitbylaw_plugin_counter_total{tenant="quiet",plugin="p",name="calls",caller="c4"} 2"#),
+            "the quiet tenant's series are intact"
+        );
+        assert!(text.len() < 1024 * 1024, "{} bytes", text.len());
+    }
+
+    #[test]
+    fn unused_series_expire_and_free_their_share() {
+        let metrics = Metrics::with_plugin_limits(PluginSeriesLimits {
+            per_tenant: 3,
+            idle: Duration::ZERO,
+        });
+        for n in 0..3 {
+            metrics.plugin_counter(series("t", n), 1).unwrap();
+        }
+        // Idle at once here: a fourth takes the place of the unused three.
+        metrics.plugin_counter(series("t", 3), 1).unwrap();
+        assert_eq!(metrics.plugin_series_of("t"), 1);
+        let text = metrics.render().unwrap();
+        assert!(!text.contains(r#"caller="c0""#), "{text}");
+        assert_eq!(metrics.plugin_series_of("t"), 0, "let go at the scrape");
     }
 }

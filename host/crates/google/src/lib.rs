@@ -290,9 +290,19 @@ impl Client {
             })
             .await;
         match inserted {
-            // The first attempt went through, its answer was lost: that is the event.
-            Err(GoogleError::Conflict(_)) if attempts > 1 => {
-                self.get_event(subject, calendar, &id, deadline).await
+            // The first attempt may have gone through with its answer lost:
+            // the event found is the one made only when it is live and says
+            // what was sent (a cancelled one, or another with that id, is a conflict).
+            Err(GoogleError::Conflict(message)) if attempts > 1 => {
+                let found = self.get_event(subject, calendar, &id, deadline).await?;
+                let ours = found.status.as_deref() != Some("cancelled")
+                    && found.summary == event.summary
+                    && same_time(found.start.as_ref(), event.start.as_ref());
+                if ours {
+                    Ok(found)
+                } else {
+                    Err(GoogleError::Conflict(message))
+                }
             }
             other => other,
         }
@@ -572,6 +582,12 @@ impl Client {
         Fut: Future<Output = Result<T, Failure>>,
     {
         let subject = &mailbox(subject)?;
+        if !self.settings.may_act_as(subject) {
+            self.metrics.upstream_call(&self.label, method, "invalid");
+            return Err(GoogleError::Invalid(format!(
+                "mailbox `{subject}` is not one this tenant's Google account may act as (`mailboxes` of the account)"
+            )));
+        }
         let mut retries = 0;
         let mut refreshed = false;
         loop {
@@ -837,6 +853,16 @@ fn path_segment(id: &str) -> Result<String, GoogleError> {
 
 /// The mailbox a call acts as, as Google compares them: trimmed, lower case,
 /// `local@domain`. One mailbox, one token and one bucket, however it is written.
+/// Whether two starts (or ends) are the same moment or day; Google answers
+/// times in UTC whatever zone they were sent in.
+fn same_time(a: Option<&api::EventDateTime>, b: Option<&api::EventDateTime>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a.date == b.date && a.date_time == b.date_time,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 fn mailbox(subject: &str) -> Result<String, GoogleError> {
     let mailbox = subject.trim().to_lowercase();
     let valid = mailbox.len() <= 254

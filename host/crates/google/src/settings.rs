@@ -51,6 +51,12 @@ pub struct GoogleConfig {
     /// Longest one request to Google may take (token requests included).
     #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
+    /// The mailboxes this tenant's plugins may act as: addresses
+    /// (`anna@kanzlei.de`) or whole domains (`@kanzlei.de`). Any other is
+    /// refused. Without it, every mailbox the service account's domain-wide
+    /// delegation reaches (set it: one Workspace may hold more than this firm).
+    #[serde(default)]
+    pub mailboxes: Option<Vec<String>>,
 }
 
 mod defaults {
@@ -99,6 +105,8 @@ pub struct Settings {
     pub max_retries: u32,
     pub retry_base: Duration,
     pub timeout: Duration,
+    /// Addresses and `@domain`s, lower case; none: any mailbox.
+    pub mailboxes: Option<Vec<String>>,
     /// The parsed service-account key (its private key is never printed).
     pub(crate) key: Option<ServiceAccountKey>,
 }
@@ -114,6 +122,20 @@ impl std::fmt::Debug for Settings {
                 &self.key.as_ref().map(|key| key.client_email.as_str()),
             )
             .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// Whether the tenant may act as `mailbox` (lower case).
+    pub fn may_act_as(&self, mailbox: &str) -> bool {
+        self.mailboxes.as_ref().is_none_or(|allowed| {
+            allowed.iter().any(|entry| match entry.strip_prefix('@') {
+                Some(domain) => mailbox
+                    .rsplit_once('@')
+                    .is_some_and(|(_, own)| own == domain),
+                None => entry == mailbox,
+            })
+        })
     }
 }
 
@@ -138,6 +160,25 @@ impl Parsed {
         if config.max_retries > 20 {
             return Err(SettingError::new("max_retries", "must be at most 20"));
         }
+        let mailboxes = config
+            .mailboxes
+            .as_ref()
+            .map(|list| {
+                list.iter()
+                    .map(|entry| {
+                        let entry = entry.trim().to_lowercase();
+                        let domain = entry.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+                        if entry.matches('@').count() != 1 || !domain.contains('.') {
+                            return Err(SettingError::new(
+                                "mailboxes",
+                                format!("`{entry}` is neither a mailbox (name@domain) nor a domain (@domain)"),
+                            ));
+                        }
+                        Ok(entry)
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
         Ok(Self {
             settings: Settings {
                 api_base,
@@ -148,6 +189,7 @@ impl Parsed {
                 max_retries: config.max_retries,
                 retry_base: Duration::from_millis(config.retry_base_ms.max(1)),
                 timeout: Duration::from_millis(config.timeout_ms),
+                mailboxes,
                 key: None,
             },
             key: config.service_account_key.clone(),

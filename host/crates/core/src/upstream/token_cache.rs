@@ -34,6 +34,11 @@ const MEMO_TTL: Duration = Duration::from_secs(1);
 /// The lease outlives the fetch by this much, so a slow store does not let a second one start.
 const LEASE_MARGIN: Duration = Duration::from_secs(2);
 
+/// A subject (a mailbox, say) no call used this long leaves the in-process
+/// map when another comes: a plugin acting as ever new mailboxes must not
+/// grow the host's memory without end (the store's entries expire by themselves).
+const SUBJECT_IDLE: Duration = Duration::from_secs(15 * 60);
+
 /// A token the issuer handed out, and how long to cache it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issued {
@@ -66,6 +71,8 @@ pub struct TokenCache<E> {
     scope: Scope,
     metrics: Metrics,
     subjects: Mutex<HashMap<String, Arc<Subject<E>>>>,
+    /// See [`SUBJECT_IDLE`].
+    idle: Duration,
 }
 
 /// The in-process state of one subject's token.
@@ -77,6 +84,8 @@ struct Subject<E> {
     refused: Recent<E>,
     /// The token last read or stored here, reused for [`MEMO_TTL`].
     memo: Recent<String>,
+    /// When a call last asked for this subject.
+    used: Mutex<Instant>,
 }
 
 impl<E: TokenError> TokenCache<E> {
@@ -89,7 +98,19 @@ impl<E: TokenError> TokenCache<E> {
             scope,
             metrics,
             subjects: Mutex::new(HashMap::new()),
+            idle: SUBJECT_IDLE,
         }
+    }
+
+    /// With another idle time for subjects (tests).
+    pub fn with_idle_subjects(mut self, idle: Duration) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// How many subjects this process keeps state for.
+    pub fn subjects_kept(&self) -> usize {
+        crate::sync::lock(&self.subjects).len()
     }
 
     /// A valid token for `subject`: the cached one, or one fetched by `fetch`
@@ -156,8 +177,14 @@ impl<E: TokenError> TokenCache<E> {
     fn subject(&self, subject: &str) -> Result<Arc<Subject<E>>, E> {
         let mut subjects = crate::sync::lock(&self.subjects);
         if let Some(slot) = subjects.get(subject) {
+            *crate::sync::lock(&slot.used) = Instant::now();
             return Ok(slot.clone());
         }
+        // A new subject: the ones no call holds and none used lately go.
+        let idle = self.idle;
+        subjects.retain(|_, slot| {
+            Arc::strong_count(slot) > 1 || crate::sync::lock(&slot.used).elapsed() < idle
+        });
         let name = format!("token:{}:{subject}", self.label.account);
         let slot = Arc::new(Subject {
             key: self.scope.kv(&name).map_err(E::unavailable)?,
@@ -165,6 +192,7 @@ impl<E: TokenError> TokenCache<E> {
             local: tokio::sync::Mutex::new(()),
             refused: Recent::new(FAILURE_HOLD),
             memo: Recent::new(MEMO_TTL),
+            used: Mutex::new(Instant::now()),
         });
         subjects.insert(subject.to_owned(), slot.clone());
         Ok(slot)
@@ -251,5 +279,76 @@ impl Drop for Lease {
                 let _ = store.lock_release(&key, &id).await;
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[derive(Debug, Clone)]
+    struct Failed;
+
+    impl TokenError for Failed {
+        fn timeout() -> Self {
+            Failed
+        }
+        fn unavailable(_: StoreError) -> Self {
+            Failed
+        }
+    }
+
+    /// A plugin acting as ever new mailboxes: subjects unused for the idle
+    /// time leave the process's map when a new one comes.
+    #[tokio::test]
+    async fn subjects_no_call_used_lately_are_let_go() {
+        let label = UpstreamLabel {
+            tenant: "t".into(),
+            kind: "google".into(),
+            account: "a".into(),
+        };
+        let cache: TokenCache<Failed> = TokenCache::new(
+            label,
+            Store::Memory(MemoryStore::new()),
+            Scope::new("test", "t", "@google"),
+            Metrics::new(),
+        )
+        .with_idle_subjects(Duration::ZERO);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for n in 0..100 {
+            let token = cache
+                .get(&format!("user{n}@kanzlei.de"), deadline, |_| async {
+                    Ok(Issued {
+                        token: "tok".into(),
+                        ttl: Duration::from_secs(60),
+                    })
+                })
+                .await;
+            assert!(token.is_ok());
+        }
+        assert_eq!(cache.subjects_kept(), 1, "only the last one is kept");
+
+        let kept: TokenCache<Failed> = TokenCache::new(
+            UpstreamLabel {
+                tenant: "t".into(),
+                kind: "google".into(),
+                account: "b".into(),
+            },
+            Store::Memory(MemoryStore::new()),
+            Scope::new("test", "t", "@google"),
+            Metrics::new(),
+        );
+        for n in 0..3 {
+            let _ = kept
+                .get(&format!("user{n}@kanzlei.de"), deadline, |_| async {
+                    Ok(Issued {
+                        token: "tok".into(),
+                        ttl: Duration::from_secs(60),
+                    })
+                })
+                .await;
+        }
+        assert_eq!(kept.subjects_kept(), 3, "used lately: kept");
     }
 }
