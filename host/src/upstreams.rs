@@ -1,5 +1,7 @@
 //! The kinds of upstream account this host knows, each from its own crate.
-//! Adding a kind is one line in the list below (and its crate in `Cargo.toml`).
+//! Adding a kind is: its crate (settings, client, signing; `host/crates/<kind>`),
+//! its WIT interface in `wit/plugin.wit` (and the world's import), its SDK
+//! module (`plugins/sdk/src/<kind>.rs`), and one line in the list below.
 
 use bitbylaw_core::upstream::{UpstreamKind, UpstreamState};
 use wasmtime::component::Linker;

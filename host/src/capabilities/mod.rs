@@ -7,7 +7,8 @@
 //! ([`CallContext`]). Each module implements the generated `Host` trait for it,
 //! so every capability is scoped to one tenant and plugin by construction.
 //! Errors a guest should handle are WIT variants; nothing here traps. The
-//! host-side logic is plain async Rust, tested without Wasm in `tests/capabilities.rs`.
+//! host-side logic is plain async Rust, tested without Wasm in
+//! `tests/capability_host_side.rs` (and through real components in `tests/capabilities.rs`).
 
 pub mod config;
 mod context;
