@@ -16,8 +16,8 @@ mod state;
 mod sync;
 
 use bitbylaw_sdk::{
-    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Tick, advoware,
-    events, info, kv, warn,
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Subscriptions,
+    Tick, advoware, events, info, kv, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -34,9 +34,6 @@ struct CalendarSync;
 impl Plugin for CalendarSync {
     fn describe() -> Description {
         Description::new("calendar-sync", env!("CARGO_PKG_VERSION"))
-            .topic(TOPIC_ALL)
-            .topic(TOPIC_EMPLOYEE)
-            .schedule(TOPIC_ALL, "0 */15 * * * *")
     }
 
     fn routes() -> Router {
@@ -54,60 +51,59 @@ impl Plugin for CalendarSync {
             .delete("/advoware/calendar/locks/{kuerzel}", audit::unlock)
     }
 
-    fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
-        let settings = Settings::load().map_err(retryable)?;
-        let all = AllEmployees {
-            full_content: settings.full_content,
-            only: None,
-        };
-        info!("calendar sync tick {}", tick.scheduled_at);
-        events::emit_json(TOPIC_ALL, &all).map_err(retryable)
+    fn subscriptions() -> Subscriptions {
+        Subscriptions::new()
+            .topic(TOPIC_ALL, all_employees)
+            .topic(TOPIC_EMPLOYEE, one_employee)
+            .schedule(TOPIC_ALL, "0 */15 * * * *", tick)
     }
+}
 
-    fn handle_event(event: Event) -> Result<(), HandlerError> {
-        // Settings that fail to load are retried (a tenant file being fixed),
-        // as any other failure; the retries run out into the dead letters.
-        let settings = Settings::load().map_err(retryable)?;
-        match event.topic.as_str() {
-            TOPIC_ALL => {
-                let all: AllEmployees = serde_json::from_slice(&event.payload).map_err(|e| {
-                    HandlerError::Permanent(format!("bad {TOPIC_ALL} payload: {e}"))
-                })?;
-                let employees = match all.only {
-                    Some(code) => vec![kuerzel(&code)],
-                    None => employees(&settings).map_err(retryable)?,
-                };
-                for kuerzel in employees {
-                    let one = OneEmployee {
-                        kuerzel,
-                        full_content: all.full_content,
-                    };
-                    events::emit_json(TOPIC_EMPLOYEE, &one).map_err(retryable)?;
-                }
-                Ok(())
-            }
-            TOPIC_EMPLOYEE => {
-                let one: OneEmployee = serde_json::from_slice(&event.payload).map_err(|e| {
-                    HandlerError::Permanent(format!("bad {TOPIC_EMPLOYEE} payload: {e}"))
-                })?;
-                let code = kuerzel(&one.kuerzel);
-                // The tenant's setting may have been narrowed since the event was made.
-                let full_content = one.full_content && settings.full_content;
-                match sync::run_employee(&settings, &code, full_content) {
-                    Ok(_) => Ok(()),
-                    Err(RunError::Refused(why)) => {
-                        warn!("calendar sync of {} refused: {}", one.kuerzel, why);
-                        Err(HandlerError::Permanent(why))
-                    }
-                    Err(RunError::Failed(why) | RunError::LeaseLost(why)) => {
-                        warn!("calendar sync of {} failed: {}", code, why);
-                        Err(HandlerError::Retryable(why))
-                    }
-                }
-            }
-            other => Err(HandlerError::Permanent(format!(
-                "no handler for topic {other}"
-            ))),
+/// The schedule: a run of every employee.
+fn tick(tick: Tick) -> Result<(), HandlerError> {
+    let settings = Settings::load()?;
+    let all = AllEmployees {
+        full_content: settings.full_content,
+        only: None,
+    };
+    info!("calendar sync tick {}", tick.scheduled_at);
+    Ok(events::emit_json(TOPIC_ALL, &all)?)
+}
+
+/// `calendar_sync_all`: one `calendar_sync_employee` per employee.
+fn all_employees(event: Event) -> Result<(), HandlerError> {
+    let settings = Settings::load()?;
+    let all: AllEmployees = event.json()?;
+    let employees = match all.only {
+        Some(code) => vec![kuerzel(&code)],
+        None => employees(&settings)?,
+    };
+    for kuerzel in employees {
+        let one = OneEmployee {
+            kuerzel,
+            full_content: all.full_content,
+        };
+        events::emit_json(TOPIC_EMPLOYEE, &one)?;
+    }
+    Ok(())
+}
+
+/// `calendar_sync_employee`: one employee's run.
+fn one_employee(event: Event) -> Result<(), HandlerError> {
+    let settings = Settings::load()?;
+    let one: OneEmployee = event.json()?;
+    let code = kuerzel(&one.kuerzel);
+    // The tenant's setting may have been narrowed since the event was made.
+    let full_content = one.full_content && settings.full_content;
+    match sync::run_employee(&settings, &code, full_content) {
+        Ok(_) => Ok(()),
+        Err(RunError::Refused(why)) => {
+            warn!("calendar sync of {} refused: {}", code, why);
+            Err(HandlerError::Permanent(why))
+        }
+        Err(RunError::Failed(why) | RunError::LeaseLost(why)) => {
+            warn!("calendar sync of {} failed: {}", code, why);
+            Err(HandlerError::Retryable(why))
         }
     }
 }
@@ -125,10 +121,6 @@ struct AllEmployees {
 struct OneEmployee {
     kuerzel: String,
     full_content: bool,
-}
-
-fn retryable(error: Error) -> HandlerError {
-    HandlerError::Retryable(error.to_string())
 }
 
 /// The configured employees, or those Advoware lists, that have a mailbox.

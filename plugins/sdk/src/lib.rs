@@ -59,6 +59,7 @@ pub mod espocrm;
 pub mod events;
 pub mod google_calendar;
 pub mod http;
+pub mod inbox;
 pub mod kv;
 pub mod lock;
 pub mod metrics;
@@ -67,7 +68,9 @@ pub mod secrets;
 
 pub use error::Error;
 pub use logging::{Level, log};
-pub use plugin::{Description, Event, HandlerError, Plugin, Tick};
+pub use plugin::{
+    Description, Event, EventHandler, HandlerError, Plugin, ScheduleHandler, Subscriptions, Tick,
+};
 pub use request::Request;
 pub use response::Response;
 pub use router::{Handler, Router};

@@ -11,13 +11,13 @@
 
 mod mapping;
 mod party;
-mod pending;
 mod settings;
 
 use bitbylaw_sdk::espocrm::SignatureError;
+use bitbylaw_sdk::inbox::Inbox;
 use bitbylaw_sdk::{
-    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Tick, espocrm,
-    events, info, lock, metrics, warn,
+    Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Subscriptions,
+    Tick, espocrm, events, info, lock, metrics, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -92,43 +92,7 @@ struct VmhWebhooks;
 
 impl Plugin for VmhWebhooks {
     fn describe() -> Description {
-        Action::ALL.into_iter().fold(
-            Description::new("vmh-webhooks", env!("CARGO_PKG_VERSION"))
-                .schedule(SWEEP, "0 * * * * *"),
-            |d, action| d.topic(action.topic()),
-        )
-    }
-
-    /// Announces what a receipt that died left pending (`pending::sweep`),
-    /// and ids pending past `stuck_after_s` with their event gone (`pending::stuck`).
-    fn handle_schedule(tick: Tick) -> Result<(), HandlerError> {
-        let settings = Settings::load().map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        for action in Action::ALL {
-            let now = i64::try_from(tick.scheduled_at).unwrap_or(i64::MAX);
-            let stuck = pending::stuck(action, settings.stuck_after(), now)
-                .map_err(|e| HandlerError::Retryable(e.to_string()))?;
-            if !stuck.is_empty() {
-                warn!(
-                    "{} {} records stayed pending past {} s (their last attempt ended but they were not let go); announcing them again",
-                    stuck.len(),
-                    action.as_str(),
-                    settings.stuck_after_s
-                );
-                announce(action, &stuck).map_err(|e| HandlerError::Retryable(e.to_string()))?;
-            }
-            let orphans =
-                pending::sweep(action).map_err(|e| HandlerError::Retryable(e.to_string()))?;
-            if orphans.is_empty() {
-                continue;
-            }
-            warn!(
-                "{} {} records were pending without an event (a receipt died); announcing them",
-                orphans.len(),
-                action.as_str()
-            );
-            announce(action, &orphans).map_err(|e| HandlerError::Retryable(e.to_string()))?;
-        }
-        Ok(())
+        Description::new("vmh-webhooks", env!("CARGO_PKG_VERSION"))
     }
 
     fn routes() -> Router {
@@ -137,102 +101,142 @@ impl Plugin for VmhWebhooks {
             .get("/vmh/beteiligte/{id}", lookup)
     }
 
-    fn handle_event(event: Event) -> Result<(), HandlerError> {
-        let Some(action) = Action::of_topic(&event.topic) else {
-            return Err(HandlerError::Permanent(format!(
-                "not a topic of this plugin: {}",
-                event.topic
-            )));
-        };
-        let announced: Announced = serde_json::from_slice(&event.payload)
-            .map_err(|e| HandlerError::Permanent(format!("bad {} payload: {e}", event.topic)))?;
-        let id = announced.entity_id;
-        if !is_espo_id(&id) {
-            return Err(HandlerError::Permanent(format!(
-                "`{id}` is not an EspoCRM id"
-            )));
+    fn subscriptions() -> Subscriptions {
+        Action::ALL
+            .into_iter()
+            .fold(Subscriptions::new(), |s, action| {
+                s.topic(action.topic(), handle_party)
+            })
+            .schedule(SWEEP, "0 * * * * *", sweep)
+    }
+}
+
+impl Action {
+    /// The inbox of this action's deliveries.
+    fn inbox(self) -> Inbox {
+        Inbox::new(self.as_str())
+    }
+}
+
+/// Announces what a receipt that died left pending, and ids pending past
+/// `stuck_after_s` with their event gone (`Inbox::sweep`, `Inbox::stuck`).
+fn sweep(tick: Tick) -> Result<(), HandlerError> {
+    let settings = Settings::load()?;
+    let now = i64::try_from(tick.scheduled_at).unwrap_or(i64::MAX);
+    for action in Action::ALL {
+        let inbox = action.inbox();
+        let stuck = inbox.stuck(settings.stuck_after(), now)?;
+        if !stuck.is_empty() {
+            warn!(
+                "{} {} records stayed pending past {} s (their last attempt ended but they were not let go); announcing them again",
+                stuck.len(),
+                action.as_str(),
+                settings.stuck_after_s
+            );
+            announce(action, &stuck)?;
         }
-        // On the last attempt the record is let go of first: a trap or a
-        // deadline now must not leave it pending with no event on its way.
-        let last = events::is_last_attempt(&event);
-        if last {
-            finish(action, &id)
-                .map_err(|e| HandlerError::Retryable(format!("letting go of {id}: {e}")))?;
-        }
-        // Settings that do not load are the operator's to fix: retried like
-        // any other failure.
-        let result = Settings::load()
-            .map_err(|e| Failure::Retryable(e.to_string()))
-            .and_then(|settings| sync(&settings, action, &id));
-        let outcome = match &result {
-            Ok(outcome) => outcome.as_str(),
-            Err(Failure::Retryable(_) | Failure::Busy(_)) => "retry",
-            Err(Failure::Permanent(_)) => "failed",
-        };
-        metrics::counter_add(
-            "vmh_party_syncs",
-            &[("action", action.as_str()), ("outcome", outcome)],
-            1,
-        );
-        if let (true, Err(Failure::Busy(_))) = (last, &result) {
-            // Busy all along: the record is not failing, another sync of it
-            // was running. It is taken up again with a fresh event.
-            info!(
-                "party sync {} {id}: busy on its last attempt; announced again",
+        let orphans = inbox.sweep()?;
+        if !orphans.is_empty() {
+            warn!(
+                "{} {} records were pending without an event (a receipt died); announcing them",
+                orphans.len(),
                 action.as_str()
             );
-            let fresh = pending::admit(action, std::slice::from_ref(&id))
-                .map_err(|e| HandlerError::Retryable(e.to_string()))?;
-            announce(action, &fresh).map_err(|e| HandlerError::Retryable(e.to_string()))?;
-            return Ok(());
+            announce(action, &orphans)?;
         }
-        let finished = matches!(result, Ok(_) | Err(Failure::Permanent(_)));
-        if finished && !last {
-            finish(action, &id)
-                .map_err(|e| HandlerError::Retryable(format!("letting go of {id}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// One record's party sync, from its event.
+fn handle_party(event: Event) -> Result<(), HandlerError> {
+    let Some(action) = Action::of_topic(&event.topic) else {
+        return Err(HandlerError::Permanent(format!(
+            "not a topic of this plugin: {}",
+            event.topic
+        )));
+    };
+    let announced: Announced = event.json()?;
+    let id = announced.entity_id;
+    if !is_espo_id(&id) {
+        return Err(HandlerError::Permanent(format!(
+            "`{id}` is not an EspoCRM id"
+        )));
+    }
+    // On the last attempt the record is let go of first: a trap or a
+    // deadline now must not leave it pending with no event on its way.
+    let last = events::is_last_attempt(&event);
+    if last {
+        finish(action, &id)?;
+    }
+    // Settings that do not load are the operator's to fix: retried like
+    // any other failure.
+    let result = Settings::load()
+        .map_err(|e| Failure::Retryable(e.to_string()))
+        .and_then(|settings| sync(&settings, action, &id));
+    let outcome = match &result {
+        Ok(outcome) => outcome.as_str(),
+        Err(Failure::Retryable(_) | Failure::Busy(_)) => "retry",
+        Err(Failure::Permanent(_)) => "failed",
+    };
+    metrics::counter_add(
+        "vmh_party_syncs",
+        &[("action", action.as_str()), ("outcome", outcome)],
+        1,
+    );
+    if let (true, Err(Failure::Busy(_))) = (last, &result) {
+        // Busy all along: the record is not failing, another sync of it
+        // was running. It is taken up again with a fresh event.
+        info!(
+            "party sync {} {id}: busy on its last attempt; announced again",
+            action.as_str()
+        );
+        let fresh = action.inbox().admit(std::slice::from_ref(&id))?;
+        announce(action, &fresh)?;
+        return Ok(());
+    }
+    let finished = matches!(result, Ok(_) | Err(Failure::Permanent(_)));
+    if finished && !last {
+        finish(action, &id)?;
+    }
+    match result {
+        Ok(outcome) => {
+            info!("party sync {} {id}: {}", action.as_str(), outcome.as_str());
+            Ok(())
         }
-        match result {
-            Ok(outcome) => {
-                info!("party sync {} {id}: {}", action.as_str(), outcome.as_str());
-                Ok(())
-            }
-            Err(Failure::Retryable(message) | Failure::Busy(message)) => {
-                warn!(
-                    "party sync {} {id} failed, will retry: {message}",
-                    action.as_str()
-                );
-                Err(HandlerError::Retryable(message))
-            }
-            Err(Failure::Permanent(message)) => {
-                warn!(
-                    "party sync {} {id} failed for good: {message}",
-                    action.as_str()
-                );
-                Err(HandlerError::Permanent(message))
-            }
+        Err(Failure::Retryable(message) | Failure::Busy(message)) => {
+            warn!(
+                "party sync {} {id} failed, will retry: {message}",
+                action.as_str()
+            );
+            Err(HandlerError::Retryable(message))
+        }
+        Err(Failure::Permanent(message)) => {
+            warn!(
+                "party sync {} {id} failed for good: {message}",
+                action.as_str()
+            );
+            Err(HandlerError::Permanent(message))
         }
     }
 }
 
-/// One record's sync, under the record's lock: a create and an update of the
+/// One record's sync, under the record's lease: a create and an update of the
 /// same record, or two updates, never run at once.
 fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failure> {
     let ttl = std::time::Duration::from_secs(settings.lock_ttl_s.max(1));
-    let Some(lease) = lock::acquire(&format!("party:{id}"), ttl)? else {
+    let Some(_held) = lock::hold(&format!("party:{id}"), ttl)? else {
         return Err(Failure::Busy(format!("another sync of {id} runs")));
     };
-    let result = match action {
+    match action {
         Action::Create | Action::Update => party::upsert(settings, id),
         Action::Delete => party::remove(settings, id),
-    };
-    // A lease not released expires with its TTL.
-    let _ = lease.release();
-    result
+    }
 }
 
-/// The id leaves the pending set; if a change came meanwhile, its event goes out now.
+/// The id leaves the inbox; if a change came meanwhile, its event goes out now.
 fn finish(action: Action, id: &str) -> Result<(), Error> {
-    if pending::release(action, id)? {
+    if action.inbox().finish(id)? {
         announce(action, &[id.to_owned()])?;
     }
     Ok(())
@@ -241,17 +245,10 @@ fn finish(action: Action, id: &str) -> Result<(), Error> {
 /// One event per id, all or none, then the ids recorded as announced (an id
 /// pending but never recorded so is taken up by the sweep).
 fn announce(action: Action, ids: &[String]) -> Result<(), Error> {
-    if ids.is_empty() {
-        return Ok(());
-    }
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let events: Vec<Announced> = ids
-        .iter()
-        .map(|id| Announced::new(action, id, &now))
-        .collect();
-    events::emit_all_json(action.topic(), &events)?;
-    pending::announced(action, ids)?;
-    Ok(())
+    action
+        .inbox()
+        .announce(action.topic(), ids, |id| Announced::new(action, id, &now))
 }
 
 /// EspoCRM's ids are 17 hex digits; anything plain and short is taken, nothing
@@ -314,11 +311,11 @@ fn receive(request: Request) -> Result<Response, Error> {
     // Each id once, in order: up to 1,000 records, so no quadratic scan.
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     let distinct: Vec<String> = ids.iter().filter(|id| seen.insert(*id)).cloned().collect();
-    let fresh = pending::admit(action, &distinct)?;
+    let fresh = action.inbox().admit(&distinct)?;
     if let Err(error) = announce(action, &fresh) {
         // None was announced (all or none): let the ids go again, so that
         // EspoCRM's retry of this delivery (it retries 503) finds them new.
-        let _ = pending::forget(action, &fresh);
+        let _ = action.inbox().forget(&fresh);
         return Err(Error::Unavailable(format!(
             "the records could not be announced; send again: {error}"
         )));
@@ -405,7 +402,7 @@ fn lookup(request: Request) -> Result<Response, Error> {
     for action in Action::ALL {
         pending.insert(
             action.as_str().into(),
-            json!(pending::is_pending(action, id)?),
+            json!(action.inbox().is_pending(id)?),
         );
     }
     let linked = party::linked(id)?;

@@ -25,14 +25,14 @@ use crate::state::{
     EmployeeState, Mirrored, PROP_ADVOWARE_HASH, PROP_FR_NR, PROP_GOOGLE_HASH, PROP_PRIVATE, Report,
 };
 
-pub struct Apply<'r, 'f> {
+pub struct Apply<'r> {
     pub rules: &'r Rules,
     pub calendar: &'r CalendarRef,
-    pub fence: &'r mut Fence<'f>,
+    pub fence: &'r mut Fence,
     pub report: &'r mut Report,
 }
 
-impl Apply<'_, '_> {
+impl Apply<'_> {
     /// Every decision in order; only a lost lease (or a store that cannot
     /// keep an import's progress) ends the run early.
     pub fn all(

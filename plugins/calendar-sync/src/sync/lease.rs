@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use bitbylaw_sdk::lock::Lease;
+use bitbylaw_sdk::lock::{Held, LeaseError};
 use bitbylaw_sdk::{Error, kv};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -40,20 +40,18 @@ impl Holder {
     }
 }
 
-/// The lease of one run.
-pub struct Fence<'a> {
-    lease: &'a Lease,
+/// The lease of one run (released when the fence is dropped), with its sign of life.
+pub struct Fence {
+    lease: Held,
     kuerzel: String,
-    ttl: Duration,
     beat_at: Option<Instant>,
 }
 
-impl<'a> Fence<'a> {
-    pub fn held(lease: &'a Lease, kuerzel: &str, ttl: Duration) -> Self {
+impl Fence {
+    pub fn held(lease: Held, kuerzel: &str) -> Self {
         let mut fence = Fence {
             lease,
             kuerzel: kuerzel.to_owned(),
-            ttl,
             beat_at: None,
         };
         fence.beat();
@@ -63,18 +61,18 @@ impl<'a> Fence<'a> {
     /// Before every write (and every save): extends the lease, which fails
     /// when it is no longer this run's.
     pub fn check(&mut self) -> Result<(), RunError> {
-        match self.lease.extend(self.ttl) {
-            Ok(true) => {
+        match self.lease.fence() {
+            Ok(()) => {
                 if self.beat_at.is_none_or(|at| at.elapsed() >= BEAT) {
                     self.beat();
                 }
                 Ok(())
             }
-            Ok(false) => Err(RunError::LeaseLost(format!(
+            Err(LeaseError::Lost) => Err(RunError::LeaseLost(format!(
                 "the run of {} lost its lock (it ran out or was freed); it stopped before its next write and saved nothing",
                 self.kuerzel
             ))),
-            Err(error) => Err(Error::from(error).into()),
+            Err(LeaseError::Store(error)) => Err(Error::from(error).into()),
         }
     }
 
@@ -85,12 +83,19 @@ impl<'a> Fence<'a> {
             token: self.lease.token().to_owned(),
             beat_ms: Utc::now().timestamp_millis(),
         };
-        let _ = kv::set_json(&lease_key(&self.kuerzel), &holder, Some(self.ttl));
+        let _ = kv::set_json(&lease_key(&self.kuerzel), &holder, Some(self.lease.ttl()));
         self.beat_at = Some(Instant::now());
     }
 
-    /// The run is over: the sign of life goes.
-    pub fn clear(&self) {
+    /// The run is over: the sign of life goes, then the lease.
+    pub fn release(self) {
         let _ = kv::delete(&lease_key(&self.kuerzel));
+        if let Err(error) = self.lease.release() {
+            bitbylaw_sdk::warn!(
+                "could not release the lock of {}: {}",
+                self.kuerzel,
+                Error::from(error)
+            );
+        }
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use bitbylaw_sdk::google_calendar::{GoogleError, Mailbox};
 use bitbylaw_sdk::lock;
-use bitbylaw_sdk::{Error, info, kv, metrics, warn};
+use bitbylaw_sdk::{Error, info, kv, metrics};
 use chrono::{NaiveDate, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -104,8 +104,7 @@ pub fn run_employee(
             "employee {kuerzel} has no mailbox in the setting `mailboxes`"
         )));
     };
-    let Some(lease) =
-        lock::acquire(&lock_name(kuerzel), settings.lock_ttl()).map_err(Error::from)?
+    let Some(lease) = lock::hold(&lock_name(kuerzel), settings.lock_ttl()).map_err(Error::from)?
     else {
         info!(
             "calendar sync of {} skipped: another run holds its lock",
@@ -115,7 +114,7 @@ pub fn run_employee(
         metrics::counter_add("calendar_runs", &[("outcome", "skipped")], 1);
         return Ok(report);
     };
-    let mut fence = Fence::held(&lease, kuerzel, settings.lock_ttl());
+    let mut fence = Fence::held(lease, kuerzel);
     let rules = Rules::new(settings, kuerzel, full_content, window(settings));
     let result = run(
         settings,
@@ -124,14 +123,7 @@ pub fn run_employee(
         &mut fence,
         &mut report,
     );
-    fence.clear();
-    if let Err(error) = lease.release() {
-        warn!(
-            "could not release the lock of {}: {}",
-            kuerzel,
-            Error::from(error)
-        );
-    }
+    fence.release();
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     if let Err(error) = &result {
         report.outcome = "failed".into();
@@ -148,7 +140,7 @@ fn run(
     settings: &Settings,
     rules: &Rules,
     mailbox: &Mailbox,
-    fence: &mut Fence<'_>,
+    fence: &mut Fence,
     report: &mut Report,
 ) -> Result<(), RunError> {
     // Read.
