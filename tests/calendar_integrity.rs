@@ -45,21 +45,6 @@ fn writes(report: &Value) -> u64 {
         .sum()
 }
 
-async fn post(rig: &CalendarRig, key: &str, path: &str, body: Value) -> (u16, Value) {
-    let response = rig
-        .host
-        .client
-        .post(rig.host.url(path))
-        .header("apikey", key)
-        .json(&body)
-        .timeout(Duration::from_secs(120))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Item 1: Advoware's `POST appointments` answers `{"frNr": N}` only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_answered_with_only_its_number_is_linked_once_even_when_changed_before_the_next_run()
@@ -276,24 +261,26 @@ async fn a_request_can_narrow_full_content_never_widen_it() {
     let fr_nr =
         rig.advoware
             .insert_appointment(timed("Mandant Vertraulich", 2, "09:00:00", "10:00:00"));
-    let (status, report) = post(
-        &rig,
-        API_KEY,
-        "/advoware/calendar/sync/SB/now",
-        json!({ "full_content": true }),
-    )
-    .await;
+    let (status, report) = rig
+        .call(
+            API_KEY,
+            reqwest::Method::POST,
+            "/advoware/calendar/sync/SB/now",
+            Some(json!({ "full_content": true })),
+        )
+        .await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["full_content"], false, "{report}");
     let event = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
     assert_eq!(event["summary"], "Termin", "{event}");
-    let (status, answer) = post(
-        &rig,
-        API_KEY,
-        "/advoware/calendar/sync",
-        json!({ "kuerzel": "SB", "full_content": true }),
-    )
-    .await;
+    let (status, answer) = rig
+        .call(
+            API_KEY,
+            reqwest::Method::POST,
+            "/advoware/calendar/sync",
+            Some(json!({ "kuerzel": "SB", "full_content": true })),
+        )
+        .await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["full_content"], false, "{answer}");
 
@@ -302,13 +289,14 @@ async fn a_request_can_narrow_full_content_never_widen_it() {
     let fr_nr = rig
         .advoware
         .insert_appointment(timed("Mandant Offen", 2, "09:00:00", "10:00:00"));
-    let (status, report) = post(
-        &rig,
-        API_KEY,
-        "/advoware/calendar/sync/SB/now",
-        json!({ "full_content": false }),
-    )
-    .await;
+    let (status, report) = rig
+        .call(
+            API_KEY,
+            reqwest::Method::POST,
+            "/advoware/calendar/sync/SB/now",
+            Some(json!({ "full_content": false })),
+        )
+        .await;
     assert_eq!((status, &report["full_content"]), (200, &json!(false)));
     assert_eq!(
         by_fr_nr(&rig.live_events("SB"), fr_nr)[0]["summary"],
@@ -369,23 +357,7 @@ async fn a_second_run_beside_a_live_one_makes_no_second_appointment_or_event() {
         .insert_appointment(timed("Aus Advoware", 8, "09:00:00", "10:00:00"));
 
     rig.advoware.hold_listings(true);
-    let first = tokio::spawn({
-        let client = rig.host.client.clone();
-        let url = rig.host.url("/advoware/calendar/sync/SB/now");
-        async move {
-            let response = client
-                .post(url)
-                .header("apikey", API_KEY)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    });
+    let first = rig.spawn_run("SB");
     wait_for(Duration::from_secs(20), || async {
         (rig.advoware.held_listings() == 1).then_some(())
     })
@@ -399,23 +371,7 @@ async fn a_second_run_beside_a_live_one_makes_no_second_appointment_or_event() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let second = tokio::spawn({
-        let client = rig.host.client.clone();
-        let url = rig.host.url("/advoware/calendar/sync/SB/now");
-        async move {
-            let response = client
-                .post(url)
-                .header("apikey", API_KEY)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (
-                status,
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    });
+    let second = rig.spawn_run("SB");
     wait_for(Duration::from_secs(20), || async {
         (rig.advoware.held_listings() == 2).then_some(())
     })

@@ -485,25 +485,7 @@ async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
 
 /// An audit or repair route, called with the firm's IT key (limited to them).
 async fn admin(rig: &CalendarRig, method: reqwest::Method, path: &str) -> (u16, Value) {
-    call_with(rig, OPERATOR_KEY, method, path).await
-}
-
-async fn call_with(
-    rig: &CalendarRig,
-    key: &str,
-    method: reqwest::Method,
-    path: &str,
-) -> (u16, Value) {
-    let response = rig
-        .host
-        .client
-        .request(method, rig.host.url(path))
-        .header("apikey", key)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    rig.call(OPERATOR_KEY, method, path, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,7 +542,7 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
         "/advoware/calendar/orphans/SB",
         "/advoware/calendar/locks/SB",
     ] {
-        let (status, refused) = call_with(&rig, API_KEY, Method::DELETE, path).await;
+        let (status, refused) = rig.call(API_KEY, Method::DELETE, path, None).await;
         assert_eq!(status, 403, "{path}: {refused}");
         assert_eq!(refused["error"], "forbidden");
         assert!(
@@ -579,13 +561,14 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
-    let (status, _) = call_with(
-        &rig,
-        API_KEY,
-        Method::GET,
-        "/advoware/calendar/duplicates/SB",
-    )
-    .await;
+    let (status, _) = rig
+        .call(
+            API_KEY,
+            Method::GET,
+            "/advoware/calendar/duplicates/SB",
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "reading is for every key");
     assert_eq!(
         by_fr_nr(&rig.live_events("SB"), doubled).len(),
@@ -624,20 +607,7 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
 
     // locks: a run holds one while it lasts; it can be released by hand.
     rig.advoware.set_latency(Duration::from_millis(500));
-    let running = tokio::spawn({
-        let client = rig.host.client.clone();
-        let url = rig.host.url("/advoware/calendar/sync/SB/now");
-        async move {
-            client
-                .post(url)
-                .header("apikey", API_KEY)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
-    });
+    let running = rig.spawn_run("SB");
     wait_for(Duration::from_secs(10), || async {
         let (_, locks) = admin(&rig, Method::GET, "/advoware/calendar/locks").await;
         (locks["held"] == json!(["SB"])).then_some(())
@@ -655,7 +625,7 @@ async fn the_audit_routes_find_and_repair_without_touching_the_rest() {
     )
     .await;
     assert_eq!(released, json!({ "kuerzel": "SB", "released": true }));
-    assert_eq!(running.await.unwrap(), 409);
+    assert_eq!(running.await.unwrap().0, 409);
     rig.advoware.set_latency(Duration::ZERO);
     let (_, locks) = admin(&rig, Method::GET, "/advoware/calendar/locks").await;
     assert_eq!(locks["held"], json!([]));

@@ -6,47 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use bitbylaw_tests::vmh::{VmhOptions, VmhRig, webhook_id, webhook_secret};
-use bitbylaw_tests::wait_for;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(20);
-const ADMIN_TOKEN: &str = "vmh-admin-token";
 
 fn mueller() -> Value {
     json!({
         "name": "Hans Müller", "firstName": "Hans", "lastName": "Müller",
         "emailAddress": "hans.mueller@example.de", "addressCity": "Berlin",
     })
-}
-
-async fn deliver(rig: &VmhRig) {
-    let report = rig.espocrm.deliver().await;
-    assert!(!report.deliveries.is_empty(), "nothing was queued");
-    for delivery in &report.deliveries {
-        assert_eq!(delivery.status, Some(200), "{delivery:?}");
-    }
-}
-
-async fn settled(rig: &VmhRig, id: &str, action: &str) {
-    wait_for(WAIT, || async {
-        rig.settled(id, action).await.then_some(())
-    })
-    .await;
-}
-
-async fn one_party(rig: &VmhRig, id: &str, check: impl Fn(&Value) -> bool) -> Value {
-    wait_for(WAIT, || async {
-        let parties = rig.parties_of(id);
-        assert!(
-            parties.len() <= 1,
-            "two parties for one record: {parties:?}"
-        );
-        parties.into_iter().next().filter(|p| check(p))
-    })
-    .await
 }
 
 fn party(rig: &VmhRig, bet_nr: i64) -> Value {
@@ -57,50 +24,16 @@ fn party(rig: &VmhRig, bet_nr: i64) -> Value {
         .unwrap()
 }
 
-/// An admin token for the dead letters.
-fn with_admin(options: VmhOptions, dir: &tempfile::TempDir) -> VmhOptions {
-    let token = dir.path().join("admin-token");
-    std::fs::write(&token, ADMIN_TOKEN).unwrap();
-    VmhOptions {
-        host: format!("[admin]\ntoken = {{ file = \"{}\" }}\n", token.display()),
-        ..options
-    }
-}
-
-async fn dead_letters(rig: &VmhRig, count: usize) -> Vec<Value> {
-    wait_for(WAIT, || async {
-        let letters: Value = rig
-            .host
-            .client
-            .get(rig.host.url("/admin/tenants/firm-a/dead-letters"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        letters["dead_letters"]
-            .as_array()
-            .filter(|l| l.len() >= count)
-            .cloned()
-    })
-    .await
-}
-
 /// Item 1: a record naming a party in its write-back field is linked to it
 /// only when that party is this record's; a client made by hand is never
 /// overwritten, and a value that is no party number reaches nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_written_back_id_adopts_only_this_records_party() {
-    let dir = tempfile::tempdir().unwrap();
-    let rig = VmhRig::start(with_admin(
-        VmhOptions {
-            config: "write_back_field = \"cAdvowareBetNr\"".into(),
-            ..VmhOptions::default()
-        },
-        &dir,
-    ))
+    let rig = VmhRig::start(VmhOptions {
+        config: "write_back_field = \"cAdvowareBetNr\"".into(),
+        admin: true,
+        ..VmhOptions::default()
+    })
     .await;
     let by_hand = rig.advoware.insert_party(json!({
         "name": "Schulz", "vorname": "Erika", "email": "erika@schulz.example", "mandant": true,
@@ -108,14 +41,14 @@ async fn a_written_back_id_adopts_only_this_records_party() {
     let mut record = mueller();
     record["cAdvowareBetNr"] = json!(by_hand);
     let id = rig.espocrm.user_create("CBeteiligte", record);
-    deliver(&rig).await;
-    let dead = dead_letters(&rig, 1).await;
+    rig.deliver_ok().await;
+    let dead = rig.dead_letters(1).await;
     let error = dead[0]["error"].as_str().unwrap();
     assert!(
         error.contains("not this record's") && error.contains(&by_hand.to_string()),
         "{error}"
     );
-    settled(&rig, &id, "create").await;
+    rig.wait_settled(&id, "create").await;
     let kept = party(&rig, by_hand);
     assert_eq!(
         (&kept["name"], &kept["email"], &kept["externeId"]),
@@ -134,8 +67,8 @@ async fn a_written_back_id_adopts_only_this_records_party() {
     record["lastName"] = json!("Weber");
     record["cAdvowareBetNr"] = json!("4711/x");
     let odd = rig.espocrm.user_create("CBeteiligte", record);
-    deliver(&rig).await;
-    let dead = dead_letters(&rig, 2).await;
+    rig.deliver_ok().await;
+    let dead = rig.dead_letters(2).await;
     assert!(
         dead.iter().any(|d| d["error"]
             .as_str()
@@ -143,7 +76,7 @@ async fn a_written_back_id_adopts_only_this_records_party() {
             .contains("not an Advoware party number")),
         "{dead:?}"
     );
-    settled(&rig, &odd, "create").await;
+    rig.wait_settled(&odd, "create").await;
     assert!(
         rig.advoware
             .api_requests()
@@ -164,8 +97,8 @@ async fn a_written_back_id_adopts_only_this_records_party() {
     let lang = rig.espocrm.user_create("CBeteiligte", record);
     rig.advoware
         .user_update_party(own, json!({ "externeId": lang }));
-    deliver(&rig).await;
-    let adopted = one_party(&rig, &lang, |p| p["vorname"] == "Hans").await;
+    rig.deliver_ok().await;
+    let adopted = rig.one_party(&lang, |p| p["vorname"] == "Hans").await;
     assert_eq!(adopted["betNr"], own);
     assert_eq!(rig.parties_of(&lang).len(), 1);
 }
@@ -176,20 +109,20 @@ async fn a_written_back_id_adopts_only_this_records_party() {
 async fn a_replayed_delete_of_a_record_that_exists_changes_nothing() {
     let rig = VmhRig::start(VmhOptions::default()).await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver(&rig).await;
-    let made = one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    let made = rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
     let body = serde_json::to_vec(&json!([{ "id": id }])).unwrap();
     let (status, answer) = rig.post("delete", &body, true).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["new_ids_count"], 1);
-    settled(&rig, &id, "delete").await;
-    let after = one_party(&rig, &id, |_| true).await;
+    rig.wait_settled(&id, "delete").await;
+    let after = rig.one_party(&id, |_| true).await;
     assert_eq!(after, made, "the party is as it was");
     // Deleted for real: deactivated.
     assert!(rig.espocrm.user_delete("CBeteiligte", &id));
-    deliver(&rig).await;
-    one_party(&rig, &id, |p| p["aktiv"] == false).await;
+    rig.deliver_ok().await;
+    rig.one_party(&id, |p| p["aktiv"] == false).await;
 }
 
 /// Item 3: an update of a record whose party was deactivated makes it active
@@ -199,19 +132,19 @@ async fn a_replayed_delete_of_a_record_that_exists_changes_nothing() {
 async fn a_restored_record_brings_its_party_back_and_a_delete_finds_a_lost_create() {
     let rig = VmhRig::start(VmhOptions::default()).await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver(&rig).await;
-    one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
     rig.espocrm.user_delete("CBeteiligte", &id);
-    deliver(&rig).await;
-    one_party(&rig, &id, |p| p["aktiv"] == false).await;
-    settled(&rig, &id, "delete").await;
+    rig.deliver_ok().await;
+    rig.one_party(&id, |p| p["aktiv"] == false).await;
+    rig.wait_settled(&id, "delete").await;
     // Restored in EspoCRM, then changed: the party lives again.
     assert!(rig.espocrm.user_restore("CBeteiligte", &id));
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Potsdam" }));
-    deliver(&rig).await;
-    let party = one_party(&rig, &id, |p| p["ort"] == "Potsdam").await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&id, |p| p["ort"] == "Potsdam").await;
     assert_eq!(party["aktiv"], true, "{party}");
 
     // A create whose answer is lost, retried only much later; the record is
@@ -223,13 +156,13 @@ async fn a_restored_record_brings_its_party_back_and_a_delete_finds_a_lost_creat
     .await;
     let lost = slow.espocrm.user_create("CBeteiligte", mueller());
     slow.advoware.lose_next_answers(1, 504);
-    deliver(&slow).await;
-    let made = one_party(&slow, &lost, |_| true).await;
+    slow.deliver_ok().await;
+    let made = slow.one_party(&lost, |_| true).await;
     assert_eq!(made["aktiv"], Value::Null, "made, answer lost");
     slow.espocrm.user_delete("CBeteiligte", &lost);
-    deliver(&slow).await;
-    settled(&slow, &lost, "delete").await;
-    let after = one_party(&slow, &lost, |p| p["aktiv"] == false).await;
+    slow.deliver_ok().await;
+    slow.wait_settled(&lost, "delete").await;
+    let after = slow.one_party(&lost, |p| p["aktiv"] == false).await;
     assert_eq!(after["betNr"], made["betNr"]);
 }
 
@@ -239,9 +172,9 @@ async fn a_restored_record_brings_its_party_back_and_a_delete_finds_a_lost_creat
 async fn writes_keep_the_party_fields_the_mapping_does_not_know() {
     let rig = VmhRig::start(VmhOptions::default()).await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver(&rig).await;
-    let made = one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    let made = rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
     let bet_nr = made["betNr"].as_i64().unwrap();
     rig.advoware.user_update_party(
         bet_nr,
@@ -249,15 +182,15 @@ async fn writes_keep_the_party_fields_the_mapping_does_not_know() {
     );
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
-    deliver(&rig).await;
-    let updated = one_party(&rig, &id, |p| p["ort"] == "Hamburg").await;
+    rig.deliver_ok().await;
+    let updated = rig.one_party(&id, |p| p["ort"] == "Hamburg").await;
     assert_eq!(updated["aktenzeichen"], "123/26", "{updated}");
     assert_eq!(updated["notizIntern"], "VIP, nur mit Termin");
     assert_eq!(updated["vorname"], "Hans");
-    settled(&rig, &id, "update").await;
+    rig.wait_settled(&id, "update").await;
     rig.espocrm.user_delete("CBeteiligte", &id);
-    deliver(&rig).await;
-    let deactivated = one_party(&rig, &id, |p| p["aktiv"] == false).await;
+    rig.deliver_ok().await;
+    let deactivated = rig.one_party(&id, |p| p["aktiv"] == false).await;
     assert_eq!(deactivated["aktenzeichen"], "123/26", "{deactivated}");
     assert_eq!(deactivated["name"], "Müller");
 }
@@ -325,8 +258,8 @@ async fn an_id_left_pending_after_its_last_attempt_is_announced_again() {
         answer["new_ids_count"], 0,
         "swallowed while pending: {answer}"
     );
-    let party = one_party(&rig, &stuck, |_| true).await;
+    let party = rig.one_party(&stuck, |_| true).await;
     assert_eq!(party["name"], "Müller");
-    settled(&rig, &stuck, "create").await;
+    rig.wait_settled(&stuck, "create").await;
     assert_eq!(rig.parties_of(&stuck).len(), 1);
 }

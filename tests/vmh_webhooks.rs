@@ -6,14 +6,10 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::simulators::espocrm::{self, Outcome};
-use bitbylaw_tests::vmh::{VmhOptions, VmhRig, webhook_id, webhook_secret};
+use bitbylaw_tests::simulators::espocrm;
+use bitbylaw_tests::vmh::{VmhOptions, VmhRig, WAIT, webhook_id, webhook_secret};
 use bitbylaw_tests::wait_for;
 use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-const ADMIN_TOKEN: &str = "vmh-admin-token";
 
 /// The reference's test vector: webhook `webhookId456`, secret `secretKey123`.
 const VECTOR_BODY: &[u8] = br#"[{"id":"abc123","name":"Test"}]"#;
@@ -47,35 +43,6 @@ fn mueller() -> Value {
         "addressStreet": "Hauptstraße 1", "addressPostalCode": "10115", "addressCity": "Berlin",
         "addressCountry": "Deutschland", "cRolle": "Mandant"
     })
-}
-
-/// Runs EspoCRM's delivery job once; every batch must have been taken (200).
-async fn deliver_ok(rig: &VmhRig) {
-    let report = rig.espocrm.deliver().await;
-    assert!(!report.deliveries.is_empty(), "nothing was queued");
-    for delivery in &report.deliveries {
-        assert_eq!(delivery.status, Some(200), "{delivery:?}");
-        assert_eq!(delivery.outcome, Outcome::Delivered);
-    }
-}
-
-async fn settled(rig: &VmhRig, id: &str, action: &str) {
-    wait_for(WAIT, || async {
-        rig.settled(id, action).await.then_some(())
-    })
-    .await;
-}
-
-async fn one_party(rig: &VmhRig, id: &str, check: impl Fn(&Value) -> bool) -> Value {
-    wait_for(WAIT, || async {
-        let parties = rig.parties_of(id);
-        assert!(
-            parties.len() <= 1,
-            "two parties for one record: {parties:?}"
-        );
-        parties.into_iter().next().filter(|p| check(p))
-    })
-    .await
 }
 
 fn advoware_writes(rig: &VmhRig) -> usize {
@@ -229,8 +196,8 @@ async fn a_record_reaches_advoware_and_follows_its_updates_and_deletion() {
     })
     .await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    let party = one_party(&rig, &id, |_| true).await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&id, |_| true).await;
     for (field, value) in [
         ("name", "Müller"),
         ("vorname", "Hans"),
@@ -252,15 +219,15 @@ async fn a_record_reaches_advoware_and_follows_its_updates_and_deletion() {
         (record["cAdvowareBetNr"] == bet_nr).then_some(())
     })
     .await;
-    settled(&rig, &id, "create").await;
+    rig.wait_settled(&id, "create").await;
     let (status, known) = rig.lookup(&id).await;
     assert_eq!(status, 200);
     assert_eq!(known["advoware_id"], bet_nr.to_string());
 
     // ...and the update EspoCRM announces for that write changes nothing in Advoware.
     let writes = advoware_writes(&rig);
-    deliver_ok(&rig).await;
-    settled(&rig, &id, "update").await;
+    rig.deliver_ok().await;
+    rig.wait_settled(&id, "update").await;
     assert_eq!(
         advoware_writes(&rig),
         writes,
@@ -270,14 +237,14 @@ async fn a_record_reaches_advoware_and_follows_its_updates_and_deletion() {
     // An update (the webhook carries only the changed field: the sync reads the whole record).
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
-    deliver_ok(&rig).await;
+    rig.deliver_ok().await;
     let delivered = rig.espocrm.deliveries().last().cloned().unwrap();
     assert_eq!(
         serde_json::from_slice::<Value>(&delivered.body).unwrap(),
         json!([{ "id": id, "addressCity": "Hamburg" }])
     );
-    one_party(&rig, &id, |p| p["ort"] == "Hamburg").await;
-    settled(&rig, &id, "update").await;
+    rig.one_party(&id, |p| p["ort"] == "Hamburg").await;
+    rig.wait_settled(&id, "update").await;
 
     // A second update after the first finished is processed again.
     rig.espocrm.user_update(
@@ -285,18 +252,18 @@ async fn a_record_reaches_advoware_and_follows_its_updates_and_deletion() {
         &id,
         json!({ "addressCity": "Köln", "phoneNumber": "+49 221 5555" }),
     );
-    deliver_ok(&rig).await;
-    let party = one_party(&rig, &id, |p| p["ort"] == "Köln").await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&id, |p| p["ort"] == "Köln").await;
     assert_eq!(party["telefon"], "+49 221 5555");
     assert_eq!(party["name"], "Müller", "fields not in the webhook stay");
-    settled(&rig, &id, "update").await;
+    rig.wait_settled(&id, "update").await;
 
     // Deleted in EspoCRM: deactivated in Advoware (the default).
     assert!(rig.espocrm.user_delete("CBeteiligte", &id));
-    deliver_ok(&rig).await;
-    let party = one_party(&rig, &id, |p| p["aktiv"] == false).await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&id, |p| p["aktiv"] == false).await;
     assert_eq!(party["betNr"], bet_nr);
-    settled(&rig, &id, "delete").await;
+    rig.wait_settled(&id, "delete").await;
     assert_eq!(rig.advoware.parties().len(), 1);
 }
 
@@ -309,9 +276,9 @@ async fn a_delete_removes_the_party_when_the_tenant_says_so() {
     })
     .await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
     // The account without a secret key sends its key (`X-Api-Key`).
     let read = rig
         .espocrm
@@ -323,12 +290,12 @@ async fn a_delete_removes_the_party_when_the_tenant_says_so() {
     assert!(!read.headers.contains_key("x-hmac-authorization"));
 
     rig.espocrm.user_delete("CBeteiligte", &id);
-    deliver_ok(&rig).await;
+    rig.deliver_ok().await;
     wait_for(WAIT, || async {
         rig.parties_of(&id).is_empty().then_some(())
     })
     .await;
-    settled(&rig, &id, "delete").await;
+    rig.wait_settled(&id, "delete").await;
     let (status, _) = rig.lookup(&id).await;
     assert_eq!(status, 404, "the link is gone with the party");
 }
@@ -344,7 +311,7 @@ async fn with_advoware_down_the_sync_is_retried_and_succeeds_once_it_is_back() {
     .await;
     rig.advoware.refuse_connections();
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
+    rig.deliver_ok().await;
     // At least three attempts have failed before Advoware comes back.
     wait_for(WAIT, || async {
         let metrics = rig.host.metrics().await;
@@ -363,21 +330,18 @@ async fn with_advoware_down_the_sync_is_retried_and_succeeds_once_it_is_back() {
         "pending while it is retried"
     );
     rig.advoware.accept_connections().await;
-    one_party(&rig, &id, |p| p["name"] == "Müller").await;
-    settled(&rig, &id, "create").await;
+    rig.one_party(&id, |p| p["name"] == "Müller").await;
+    rig.wait_settled(&id, "create").await;
     assert_eq!(rig.parties_of(&id).len(), 1, "made once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validation_error_goes_to_the_dead_letters_and_the_record_is_let_go() {
-    let secrets = tempfile::tempdir().unwrap();
-    let token = secrets.path().join("admin-token");
-    std::fs::write(&token, ADMIN_TOKEN).unwrap();
     let rig = VmhRig::start(VmhOptions {
         // Advoware requires `name`; mapped from the surname alone, a company has none.
         config: "[plugins.vmh-webhooks.config.mapping]\nname = \"lastName\"\nort = \"addressCity\""
             .into(),
-        host: format!("[admin]\ntoken = {{ file = \"{}\" }}\n", token.display()),
+        admin: true,
         ..VmhOptions::default()
     })
     .await;
@@ -385,25 +349,8 @@ async fn a_validation_error_goes_to_the_dead_letters_and_the_record_is_let_go() 
         "CBeteiligte",
         json!({ "name": "Hausverwaltung Nord GmbH", "addressCity": "Kiel" }),
     );
-    deliver_ok(&rig).await;
-    let dead = wait_for(WAIT, || async {
-        let letters: Value = rig
-            .host
-            .client
-            .get(rig.host.url("/admin/tenants/firm-a/dead-letters"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        letters["dead_letters"]
-            .as_array()
-            .filter(|l| !l.is_empty())
-            .cloned()
-    })
-    .await;
+    rig.deliver_ok().await;
+    let dead = rig.dead_letters(1).await;
     assert_eq!(dead.len(), 1, "{dead:?}");
     let error = dead[0]["error"].as_str().unwrap();
     assert!(
@@ -412,11 +359,11 @@ async fn a_validation_error_goes_to_the_dead_letters_and_the_record_is_let_go() 
     );
     assert_eq!(dead[0]["attempts"], 1, "a validation error is not retried");
     // The record left the pending set, so a later change is synced.
-    settled(&rig, &id, "create").await;
+    rig.wait_settled(&id, "create").await;
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "lastName": "Nord" }));
-    deliver_ok(&rig).await;
-    let party = one_party(&rig, &id, |_| true).await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&id, |_| true).await;
     assert_eq!(party["name"], "Nord");
     assert_eq!(party["ort"], "Kiel");
     // And EspoCRM re-sending the create is taken as new, not suppressed.
@@ -430,9 +377,9 @@ async fn a_validation_error_goes_to_the_dead_letters_and_the_record_is_let_go() 
 async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
     let rig = VmhRig::start(VmhOptions::default()).await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
 
     // Advoware is slow: the update's sync has read the record and is still
     // writing when the next change comes.
@@ -440,7 +387,7 @@ async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
     rig.advoware.set_latency(Duration::from_millis(1500));
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Hamburg" }));
-    deliver_ok(&rig).await;
+    rig.deliver_ok().await;
     wait_for(WAIT, || async {
         rig.espocrm.answered()[reads_before..]
             .iter()
@@ -457,8 +404,8 @@ async fn a_change_that_comes_while_its_record_syncs_is_synced_after_it() {
     rig.advoware.set_latency(Duration::ZERO);
 
     // The running sync wrote Hamburg; the change that came meanwhile follows.
-    one_party(&rig, &id, |p| p["ort"] == "Potsdam").await;
-    settled(&rig, &id, "update").await;
+    rig.one_party(&id, |p| p["ort"] == "Potsdam").await;
+    rig.wait_settled(&id, "update").await;
     let written: Vec<Value> = rig
         .advoware
         .api_requests()
@@ -480,8 +427,8 @@ async fn a_create_whose_answer_was_lost_finds_its_party_instead_of_making_anothe
     // Advoware makes the party, but its answer never arrives (a gateway timed out).
     rig.advoware.lose_next_answers(1, 504);
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    rig.wait_settled(&id, "create").await;
     let parties = rig.parties_of(&id);
     assert_eq!(parties.len(), 1, "made once: {parties:?}");
     let posts = rig
@@ -508,8 +455,8 @@ async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
     .await;
     // A delivery that got through: announced, never swept again.
     let delivered = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    one_party(&rig, &delivered, |_| true).await;
+    rig.deliver_ok().await;
+    rig.one_party(&delivered, |_| true).await;
     // What a host killed between admitting a record and announcing it leaves:
     // the record pending, no event on its way. EspoCRM's retry would find it
     // not new.
@@ -530,7 +477,7 @@ async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
     let (_, answer) = rig.post("create", &body, true).await;
     assert_eq!(answer["new_ids_count"], 0, "pending: {answer}");
     // The sweep finds it pending and unannounced twice in a row, and announces it.
-    let party = one_party(&rig, &lost, |_| true).await;
+    let party = rig.one_party(&lost, |_| true).await;
     assert_eq!(party["name"], "Schneider");
     // Announced by the sweep, and once more for the delivery that came while
     // it was pending (flagged `again`), which its sync then let through.
@@ -544,7 +491,7 @@ async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
         (times == 2).then_some(())
     })
     .await;
-    settled(&rig, &lost, "create").await;
+    rig.wait_settled(&lost, "create").await;
     let announced = rig.announced("create");
     assert_eq!(rig.parties_of(&lost).len(), 1);
     assert_eq!(
@@ -682,7 +629,7 @@ async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
     })
     .await;
     for id in &ids {
-        settled(&rig, id, "create").await;
+        rig.wait_settled(id, "create").await;
     }
     assert_eq!(rig.advoware.parties().len(), RECORDS, "{}", back.log_text());
 }
@@ -691,9 +638,9 @@ async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
 async fn a_party_deleted_in_advoware_is_made_again_once_even_when_that_answer_is_lost() {
     let rig = VmhRig::start(VmhOptions::default()).await;
     let id = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    let first = one_party(&rig, &id, |_| true).await;
-    settled(&rig, &id, "create").await;
+    rig.deliver_ok().await;
+    let first = rig.one_party(&id, |_| true).await;
+    rig.wait_settled(&id, "create").await;
     // Someone deletes the party in Advoware; the record changes in EspoCRM,
     // and Advoware's answer to the party made anew is lost.
     assert!(
@@ -703,10 +650,10 @@ async fn a_party_deleted_in_advoware_is_made_again_once_even_when_that_answer_is
     rig.espocrm
         .user_update("CBeteiligte", &id, json!({ "addressCity": "Leipzig" }));
     rig.advoware.lose_next_answers(1, 504);
-    deliver_ok(&rig).await;
-    let again = one_party(&rig, &id, |p| p["ort"] == "Leipzig").await;
+    rig.deliver_ok().await;
+    let again = rig.one_party(&id, |p| p["ort"] == "Leipzig").await;
     assert_ne!(again["betNr"], first["betNr"]);
-    settled(&rig, &id, "update").await;
+    rig.wait_settled(&id, "update").await;
     assert_eq!(rig.parties_of(&id).len(), 1, "made again once");
 }
 
@@ -718,16 +665,16 @@ async fn a_record_copied_with_anothers_advoware_id_gets_a_party_of_its_own() {
     })
     .await;
     let original = rig.espocrm.user_create("CBeteiligte", mueller());
-    deliver_ok(&rig).await;
-    let party = one_party(&rig, &original, |_| true).await;
-    settled(&rig, &original, "create").await;
+    rig.deliver_ok().await;
+    let party = rig.one_party(&original, |_| true).await;
+    rig.wait_settled(&original, "create").await;
     // EspoCRM's "Duplicate" copies every field, the written-back id too.
     let mut copy = rig.espocrm.record("CBeteiligte", &original).unwrap();
     copy["name"] = json!("Hans Müller (Kopie)");
     copy["lastName"] = json!("Müller-Kopie");
     let copied = rig.espocrm.user_create("CBeteiligte", copy);
-    deliver_ok(&rig).await;
-    let own = one_party(&rig, &copied, |_| true).await;
+    rig.deliver_ok().await;
+    let own = rig.one_party(&copied, |_| true).await;
     assert_ne!(own["betNr"], party["betNr"]);
     let untouched = rig.parties_of(&original);
     assert_eq!(untouched.len(), 1);
@@ -757,11 +704,11 @@ async fn a_record_busy_on_its_last_attempt_is_taken_up_again_not_given_up() {
         .arg(1500)
         .query(&mut bitbylaw_tests::redis_connection())
         .unwrap();
-    deliver_ok(&rig).await;
+    rig.deliver_ok().await;
     // Both attempts find it busy; it is announced again and synced once the lock is free.
-    let party = one_party(&rig, &id, |_| true).await;
+    let party = rig.one_party(&id, |_| true).await;
     assert_eq!(party["name"], "Müller");
-    settled(&rig, &id, "create").await;
+    rig.wait_settled(&id, "create").await;
     assert!(rig.announced("create").len() >= 2, "announced again");
     assert_eq!(rig.parties_of(&id).len(), 1);
 }

@@ -136,6 +136,53 @@ impl CalendarRig {
         )
     }
 
+    /// Any route with `key`: status and answer (JSON, or the text as a string).
+    pub async fn call(
+        &self,
+        key: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .host
+            .client
+            .request(method, self.host.url(path))
+            .header("apikey", key)
+            .timeout(Duration::from_secs(120));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `kuerzel`'s run (`…/now`) started in the background: status and report when it ends.
+    pub fn spawn_run(&self, kuerzel: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+        let client = self.host.client.clone();
+        let url = self
+            .host
+            .url(&format!("/advoware/calendar/sync/{kuerzel}/now"));
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .header("apikey", API_KEY)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        })
+    }
+
     /// `POST /advoware/calendar/sync` with `body`: status and answer.
     pub async fn trigger(&self, body: Value) -> (u16, Value) {
         let response = self

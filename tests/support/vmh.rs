@@ -4,11 +4,19 @@
 //! the query, as EspoCRM must send it) and in the tenant's EspoCRM account
 //! with the same ids and secrets.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::simulators::advoware::Advoware;
-use crate::simulators::espocrm::{self, EspoCrm};
-use crate::{Backend, TestHost};
+use crate::simulators::espocrm::{self, EspoCrm, Outcome};
+use crate::{Backend, TestHost, wait_for};
+
+/// How long the webhook tests wait for a sync to show.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The admin API's token when [`VmhOptions::admin`] is set.
+pub const ADMIN_TOKEN: &str = "vmh-admin-token";
 
 pub const API_KEY: &str = "firm-a-key";
 
@@ -41,8 +49,10 @@ pub struct VmhOptions {
     pub key_prefix: Option<String>,
     /// Register the three webhooks in the EspoCRM simulator, pointing at the host.
     pub register_webhooks: bool,
-    /// More host settings (`[admin]`, ...), after [`HOST_TOML`].
+    /// More host settings, after [`HOST_TOML`].
     pub host: String,
+    /// Turn the admin API on with [`ADMIN_TOKEN`] (for the dead letters).
+    pub admin: bool,
 }
 
 impl Default for VmhOptions {
@@ -54,6 +64,7 @@ impl Default for VmhOptions {
             key_prefix: None,
             register_webhooks: true,
             host: String::new(),
+            admin: false,
         }
     }
 }
@@ -80,6 +91,16 @@ impl VmhRig {
         let advoware = Advoware::start_default().await;
         let files = tempfile::tempdir().unwrap();
         let toml = tenant(&espocrm, &advoware, files.path(), &options);
+        let mut options = options;
+        if options.admin {
+            let token = files.path().join("admin-token");
+            std::fs::write(&token, ADMIN_TOKEN).unwrap();
+            options.host = format!(
+                "{}\n[admin]\ntoken = {{ file = \"{}\" }}\n",
+                options.host,
+                token.display()
+            );
+        }
         let mut builder = TestHost::builder(Backend::Redis)
             .host_toml(&format!("{HOST_TOML}{}", options.host))
             .tenant("firm-a", Some(API_KEY), &toml);
@@ -215,6 +236,59 @@ impl VmhRig {
                 payload["entity_id"].as_str().unwrap().to_owned()
             })
             .collect()
+    }
+
+    /// Runs EspoCRM's delivery job once; every batch must have been taken (200).
+    pub async fn deliver_ok(&self) {
+        let report = self.espocrm.deliver().await;
+        assert!(!report.deliveries.is_empty(), "nothing was queued");
+        for delivery in &report.deliveries {
+            assert_eq!(delivery.status, Some(200), "{delivery:?}");
+            assert_eq!(delivery.outcome, Outcome::Delivered);
+        }
+    }
+
+    /// Waits until `id`'s sync of `action` has finished.
+    pub async fn wait_settled(&self, id: &str, action: &str) {
+        wait_for(WAIT, || async {
+            self.settled(id, action).await.then_some(())
+        })
+        .await;
+    }
+
+    /// Waits for `id`'s one party to pass `check` (two parties fail the test).
+    pub async fn one_party(&self, id: &str, check: impl Fn(&Value) -> bool) -> Value {
+        wait_for(WAIT, || async {
+            let parties = self.parties_of(id);
+            assert!(
+                parties.len() <= 1,
+                "two parties for one record: {parties:?}"
+            );
+            parties.into_iter().next().filter(|p| check(p))
+        })
+        .await
+    }
+
+    /// Waits for at least `count` dead letters (needs [`VmhOptions::admin`]).
+    pub async fn dead_letters(&self, count: usize) -> Vec<Value> {
+        wait_for(WAIT, || async {
+            let letters: Value = self
+                .host
+                .client
+                .get(self.host.url("/admin/tenants/firm-a/dead-letters"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            letters["dead_letters"]
+                .as_array()
+                .filter(|l| l.len() >= count)
+                .cloned()
+        })
+        .await
     }
 
     /// The Advoware parties that carry EspoCRM id `id`.

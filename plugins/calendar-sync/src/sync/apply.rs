@@ -190,23 +190,39 @@ impl Apply<'_> {
     ) -> Result<(), RunError> {
         let entry = state.events.get(id).cloned().unwrap_or_default();
         let event = self.google_event(termin, entry.shown_private, entry.when.as_deref());
-        match self.calendar.patch(id, &event, entry.etag.as_deref()) {
+        let restored = entry.cancelled || entry.changed_in_google();
+        if self.patch(state, id, &event, entry.etag.as_deref(), "patch")? {
+            if restored {
+                self.report.google.restored += 1;
+            } else {
+                self.report.google.updated += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Patches the event (only if it still has `etag`) and takes in what
+    /// Google answers; false when it changed meanwhile (412): the next run
+    /// sees that change.
+    fn patch(
+        &mut self,
+        state: &mut EmployeeState,
+        id: &str,
+        event: &Event,
+        etag: Option<&str>,
+        what: &str,
+    ) -> Result<bool, RunError> {
+        match self.calendar.patch(id, event, etag) {
             Ok(written) => {
-                if entry.cancelled || entry.changed_in_google() {
-                    self.report.google.restored += 1;
-                } else {
-                    self.report.google.updated += 1;
-                }
                 state
                     .events
                     .entry(id.to_owned())
                     .or_default()
                     .absorb(&written);
-                Ok(())
+                Ok(true)
             }
-            // Changed in Google since it was listed: the next run sees that change.
-            Err(GoogleError::PreconditionFailed(_)) => Ok(()),
-            Err(e) => Err(google_failed("patch", e)),
+            Err(GoogleError::PreconditionFailed(_)) => Ok(false),
+            Err(e) => Err(google_failed(what, e)),
         }
     }
 
@@ -313,20 +329,11 @@ impl Apply<'_> {
                 Some(&google.when_fingerprint()),
             )
         };
-        match self.calendar.patch(id, &patch, entry.etag.as_deref()) {
-            Ok(written) => {
-                self.report.google.linked += 1;
-                state
-                    .events
-                    .entry(id.to_owned())
-                    .or_default()
-                    .absorb(&written);
-                Ok(())
-            }
-            // Changed again meanwhile: the next run links it (the fingerprints find it).
-            Err(GoogleError::PreconditionFailed(_)) => Ok(()),
-            Err(e) => Err(google_failed("link", e)),
+        // Changed again meanwhile (false): the next run links it (the fingerprints find it).
+        if self.patch(state, id, &patch, entry.etag.as_deref(), "link")? {
+            self.report.google.linked += 1;
         }
+        Ok(())
     }
 
     fn delete_advoware(
