@@ -412,3 +412,34 @@ async fn a_switch_does_not_write_over_a_file_changed_meanwhile() {
         "running as the file says"
     );
 }
+
+/// The world-versioning policy (docs/plugins/writing-plugins.md): a component
+/// built against an earlier `bitbylaw:plugin@0.1.x` world, which imports
+/// fewer functions than the host offers, loads and is served; what it imports
+/// still works (here `events.emit` from before `emit-all`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_of_the_previous_world_still_loads_and_serves() {
+    let app = TestHost::builder(Backend::Redis)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.old]\ncomponent = \"{component:world-0-1-0}\"\n",
+        )
+        .start()
+        .await;
+    let response = app.get("/old-world/ping", "k").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["emitted"], true, "{body}");
+    let (method, pattern, plugin) = app
+        .running("firm-a")
+        .routes
+        .describe()
+        .into_iter()
+        .next()
+        .unwrap();
+    assert_eq!(
+        (method.as_str(), pattern.as_str(), plugin.as_str()),
+        ("GET", "/old-world/ping", "old")
+    );
+}

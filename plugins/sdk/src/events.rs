@@ -14,6 +14,7 @@ pub fn emit_json<T: Serialize + ?Sized>(topic: &str, payload: &T) -> Result<(), 
 }
 
 /// One event per payload, all or none, in one store round trip.
+/// Since the world of 2026-12-04 (`events.emit-all`).
 pub fn emit_all(topic: &str, payloads: &[Vec<u8>]) -> Result<(), StoreError> {
     wit::emit_all(topic, payloads)
 }
@@ -34,6 +35,7 @@ fn to_bytes<T: Serialize + ?Sized>(payload: &T) -> Result<Vec<u8>, Error> {
 /// While an event is handled: the most deliveries it gets (the subscription's
 /// `max_attempts`). `event.attempt == max_attempts()` means a retryable error
 /// now sends it to the dead letters. `None` outside `handle_event`.
+/// Since the world of 2026-12-04 (`events.max-attempts`).
 pub fn max_attempts() -> Option<u32> {
     wit::max_attempts()
 }
