@@ -8,10 +8,14 @@ use std::sync::Arc;
 
 use bitbylaw::host::Host;
 
-/// `target/wasm32-wasip2/release/noop.wasm`, built by `scripts/build-components.sh`.
+/// `<target>/wasm32-wasip2/release/noop.wasm`, built by
+/// `scripts/build-components.sh`; `<target>` is `CARGO_TARGET_DIR` when set
+/// (as the demo and the tests find components), else the workspace's `target`.
 pub fn noop_component() -> PathBuf {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/noop.wasm");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("wasm32-wasip2/release/noop.wasm");
     assert!(
         path.exists(),
         "build the components first: scripts/build-components.sh"

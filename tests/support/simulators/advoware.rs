@@ -242,7 +242,7 @@ impl Advoware {
             .nest(CONNECTOR_API, api(&shared, CONNECTOR_API))
             .layer(middleware::from_fn_with_state(shared.clone(), latency))
             .with_state(shared);
-        let server = tokio::spawn(serve(listener, app.clone()));
+        let server = tokio::spawn(super::serve(listener, app.clone()));
         Ok(Self {
             addr,
             hold,
@@ -429,7 +429,7 @@ impl Advoware {
     /// Listens again on the same address after [`Advoware::refuse_connections`].
     pub async fn accept_connections(&self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        let server = tokio::spawn(serve(listener, self.app.clone()));
+        let server = tokio::spawn(super::serve(listener, self.app.clone()));
         if let Some(old) = self.server.lock().unwrap().replace(server) {
             old.abort();
         }
@@ -566,25 +566,6 @@ fn api(shared: &Shared, prefix: &'static str) -> Router<Shared> {
             (shared.clone(), prefix),
             api_gate,
         ))
-}
-
-/// Serves `app`; aborting the task drops the listener and every connection with it,
-/// so "refuse connections" also ends kept-alive ones.
-async fn serve(listener: tokio::net::TcpListener, app: Router) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        connections.spawn(async move {
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {

@@ -580,7 +580,7 @@ impl EspoCrm {
             .nest("/api/v1", api)
             .layer(middleware::from_fn_with_state(inner.clone(), latency))
             .with_state(inner.clone());
-        let server = tokio::spawn(serve(listener, app.clone()));
+        let server = tokio::spawn(super::serve(listener, app.clone()));
         Ok(Self {
             addr,
             inner,
@@ -660,7 +660,7 @@ impl EspoCrm {
     /// Listens again on the same address after [`EspoCrm::refuse_connections`].
     pub async fn accept_connections(&self) {
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        let server = tokio::spawn(serve(listener, self.app.clone()));
+        let server = tokio::spawn(super::serve(listener, self.app.clone()));
         if let Some(old) = self.server.lock().unwrap().replace(server) {
             old.abort();
         }
@@ -971,25 +971,6 @@ async fn deliver(inner: &Inner) -> DeliveryReport {
 }
 
 // ---- server ----
-
-/// Serves `app`; aborting the task drops the listener and every connection with it,
-/// so "refuse connections" also ends kept-alive ones.
-async fn serve(listener: tokio::net::TcpListener, app: Router) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        connections.spawn(async move {
-            let _ =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-}
 
 async fn latency(State(inner): State<Shared>, request: Request, next: Next) -> Response {
     let latency = inner.sim.lock().unwrap().faults.latency;

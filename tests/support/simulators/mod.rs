@@ -7,6 +7,26 @@ pub mod advoware;
 pub mod espocrm;
 pub mod google;
 
+/// Serves `app` on `listener`, HTTP/1 and 2. Aborting the task drops the
+/// listener and every connection with it, so a simulator's "refuse
+/// connections" also ends kept-alive ones.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        connections.spawn(async move {
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+}
+
 /// HMAC (RFC 2104) over any of the simulators' hashes, written out here
 /// rather than taken from the `hmac` crate the host uses, so a mistake in the
 /// host's signing is not mirrored by the checks. `BLOCK` is the hash's block
