@@ -527,3 +527,53 @@ async fn an_event_in_the_repeated_autumn_hour_keeps_its_offset() {
     );
     assert_eq!(writes(&rig.run_ok("SB").await), 0, "quiet");
 }
+
+/// Found in review: a run asked for less content writes the neutral view; a
+/// time moved in Google afterwards goes to Advoware with a full run, the
+/// neutral title and empty notes never do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neutral_view_changed_in_google_never_writes_its_text_to_advoware() {
+    let rig = CalendarRig::start(RigOptions::default()).await;
+    let fr_nr = rig
+        .advoware
+        .insert_appointment(timed("Mandant Krause", 4, "09:00:00", "10:00:00"));
+    let (status, report) = rig
+        .call(
+            API_KEY,
+            reqwest::Method::POST,
+            "/advoware/calendar/sync/SB/now",
+            Some(json!({ "full_content": false })),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    let event = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
+    assert_eq!(event["summary"], "Termin");
+    rig.google.user_update(
+        &rig.calendar_id("SB").unwrap(),
+        event["id"].as_str().unwrap(),
+        json!({
+            "start": { "dateTime": format!("{}T13:00:00+01:00", day(4)), "timeZone": "Europe/Berlin" },
+            "end": { "dateTime": format!("{}T14:00:00+01:00", day(4)), "timeZone": "Europe/Berlin" },
+        }),
+    );
+    let report = rig.run_ok("SB").await;
+    assert_eq!(report["advoware"]["updated"], 1, "{report}");
+    let stored = rig
+        .advoware
+        .appointments()
+        .into_iter()
+        .find(|a| a["frNr"] == fr_nr)
+        .unwrap();
+    assert_eq!(stored["uhrzeitVon"], "13:00:00", "the time went");
+    assert_eq!(
+        (&stored["text"], &stored["notiz"], &stored["ort"]),
+        (
+            &json!("Mandant Krause"),
+            &json!("Notiz zu Mandant Krause"),
+            &json!("LG Berlin")
+        ),
+        "the text stayed: {stored}"
+    );
+    let event = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
+    assert_eq!(event["summary"], "Mandant Krause", "full content again");
+}

@@ -28,6 +28,10 @@ pub const PROP_GOOGLE_HASH: &str = "google_hash";
 /// `1` while the event shows a private appointment (and so was made private
 /// by the sync), `0` after: the sync then gives it back its default visibility.
 pub const PROP_PRIVATE: &str = "advoware_private";
+/// `1` while the event shows only the time (a private appointment, or a run
+/// with `full_content = false`): its text in Google is not the appointment's,
+/// so it never goes to Advoware.
+pub const PROP_NEUTRAL: &str = "advoware_neutral";
 
 /// The employees that ever ran (for the status and audit routes).
 pub const EMPLOYEES_KEY: &str = "employees";
@@ -142,6 +146,9 @@ pub struct Mirrored {
     /// (so an event in the repeated autumn hour keeps its offset).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
+    /// The sync wrote only the time to the event (neutral title, no text).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shown_neutral: bool,
     /// The sync made the event private (it shows a private appointment).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub shown_private: bool,
@@ -180,6 +187,7 @@ impl Mirrored {
         // Live again (restored, or its appointment came back): not gone.
         self.gone = false;
         self.shown_private = event.private(PROP_PRIVATE) == Some("1");
+        self.shown_neutral = event.private(PROP_NEUTRAL) == Some("1");
         let content = google_map::read(event);
         self.fr_nr = event
             .private(PROP_FR_NR)
@@ -307,15 +315,22 @@ impl EmployeeState {
     /// long the calendar's history: entries whose appointment and event are
     /// both gone, and entries that ended before the window (`from`) with
     /// nothing waiting. Google keeps their links; a later change there brings
-    /// an entry back. Returns how many were dropped.
-    pub fn prune(&mut self, from: NaiveDate) -> usize {
+    /// an entry back. A linked event whose id is not the one derived from its
+    /// appointment (an event made in Google and imported) is kept until it is
+    /// gone: were it dropped, an appointment moved back into the window in
+    /// Advoware would be created in Google a second time (the derived id would
+    /// not meet it). Returns how many were dropped.
+    pub fn prune(&mut self, from: NaiveDate, namespace: &str) -> usize {
         let before = self.events.len();
-        self.events.retain(|_, entry| {
+        self.events.retain(|id, entry| {
             let past = entry.last_day.is_some_and(|last| last < from);
             let waiting = entry.import_started.is_some()
                 || entry.import_made.is_some()
                 || (entry.fr_nr.is_some() && entry.changed_in_google());
-            !(entry.gone || past && !waiting)
+            let foreign_id = entry
+                .fr_nr
+                .is_some_and(|fr_nr| *id != crate::sync::event_id(namespace, fr_nr));
+            !(entry.gone || past && !waiting && !foreign_id)
         });
         before - self.events.len()
     }
@@ -435,11 +450,12 @@ mod tests {
             for i in 0..12u64 {
                 next += 1;
                 let first = today + Days::new((i * 31 + day * 7) % 366);
-                state
-                    .events
-                    .insert(format!("adv{next:025}"), synced(next, first, Some(first)));
+                state.events.insert(
+                    crate::sync::event_id("t", next),
+                    synced(next, first, Some(first)),
+                );
                 if next % 10 == 0 {
-                    let deleted = format!("adv{:025}", next - 5);
+                    let deleted = crate::sync::event_id("t", next - 5);
                     if let Some(entry) = state.events.get_mut(&deleted) {
                         entry.cancelled = true;
                         entry.gone = true;
@@ -450,9 +466,9 @@ mod tests {
                 next += 1;
                 state
                     .events
-                    .insert(format!("adv{next:025}"), synced(next, today, None));
+                    .insert(crate::sync::event_id("t", next), synced(next, today, None));
             }
-            state.prune(today - Days::new(30));
+            state.prune(today - Days::new(30), "t");
             most = most.max(state.events.len());
             // Measured weekly (serialising every bucket is the test's cost, not the run's).
             if day % 7 == 0 || day % 365 == 364 {
@@ -492,21 +508,32 @@ mod tests {
         importing.import_made = Some(9);
         let endless = synced(5, day(1), None);
         let current = synced(6, day(20), Some(day(21)));
-        for (id, entry) in [
-            ("past", past),
-            ("gone", gone),
-            ("changed", changed_in_google),
-            ("importing", importing),
-            ("endless", endless),
-            ("current", current),
+        let imported = synced(7, day(1), Some(day(2)));
+        let id = |fr_nr| crate::sync::event_id("t", fr_nr);
+        for (key, entry) in [
+            (id(1), past),
+            (id(2), gone),
+            (id(3), changed_in_google),
+            ("importing".to_owned(), importing),
+            (id(5), endless),
+            (id(6), current),
+            // Made in Google, imported as 7: its id is not 7's derived one.
+            ("madeingoogle".to_owned(), imported),
         ] {
-            state.events.insert(id.into(), entry);
+            state.events.insert(key, entry);
         }
-        assert_eq!(state.prune(day(10)), 2);
-        assert_eq!(
-            state.events.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["changed", "current", "endless", "importing"]
-        );
+        assert_eq!(state.prune(day(10), "t"), 2);
+        let mut kept: Vec<String> = state.events.keys().cloned().collect();
+        kept.sort();
+        let mut expected = vec![
+            id(3),
+            id(5),
+            id(6),
+            "importing".to_owned(),
+            "madeingoogle".to_owned(),
+        ];
+        expected.sort();
+        assert_eq!(kept, expected, "past (1) and gone (2) dropped");
     }
 
     #[test]

@@ -22,7 +22,8 @@ use crate::advoware_map::{self, Termin};
 use crate::google_map;
 use crate::model::Appointment;
 use crate::state::{
-    EmployeeState, Mirrored, PROP_ADVOWARE_HASH, PROP_FR_NR, PROP_GOOGLE_HASH, PROP_PRIVATE, Report,
+    EmployeeState, Mirrored, PROP_ADVOWARE_HASH, PROP_FR_NR, PROP_GOOGLE_HASH, PROP_NEUTRAL,
+    PROP_PRIVATE, Report,
 };
 
 pub struct Apply<'r> {
@@ -128,7 +129,8 @@ impl Apply<'_> {
         let mut event = written
             .with_private(PROP_FR_NR, termin.fr_nr.to_string())
             .with_private(PROP_ADVOWARE_HASH, termin.fingerprint())
-            .with_private(PROP_GOOGLE_HASH, google_fingerprint(&shown));
+            .with_private(PROP_GOOGLE_HASH, google_fingerprint(&shown))
+            .with_private(PROP_NEUTRAL, neutral_flag(self.rules.hides_text(termin)));
         if termin.private {
             event.visibility = Some("private".into());
             event = event.with_private(PROP_PRIVATE, "1");
@@ -156,6 +158,7 @@ impl Apply<'_> {
                 written
             }
             Err(GoogleError::Conflict(_)) => {
+                self.fence.check()?;
                 let existing = self
                     .calendar
                     .get(&id)
@@ -240,7 +243,7 @@ impl Apply<'_> {
         let Some(google) = entry.pending.clone() else {
             return Ok(());
         };
-        let merged = self.rules.carried(termin, &google);
+        let merged = self.rules.carried(termin, &google, entry.shown_neutral);
         if let Some(why) = merged.advoware_cannot_hold() {
             self.report.note_unsupported(format!(
                 "appointment {}: the change in Google cannot go to Advoware ({why}); put back",
@@ -316,12 +319,15 @@ impl Apply<'_> {
         stored: &Termin,
         google: &Appointment,
     ) -> Result<(), RunError> {
+        // After the Advoware write or the import before it: the lease once more.
+        self.fence.check()?;
         let wanted = self.rules.google_fingerprint(stored);
         let patch = if wanted == google.fingerprint() && stored.private == entry.shown_private {
             Event::empty()
                 .with_private(PROP_FR_NR, stored.fr_nr.to_string())
                 .with_private(PROP_ADVOWARE_HASH, stored.fingerprint())
                 .with_private(PROP_GOOGLE_HASH, wanted)
+                .with_private(PROP_NEUTRAL, neutral_flag(self.rules.hides_text(stored)))
         } else {
             self.google_event(
                 stored,
@@ -432,8 +438,13 @@ impl Apply<'_> {
             .send()
             .map_err(|e| RunError::Failed(format!("Advoware create: {}", Error::from(e))))?;
         if !answer.is_success() {
-            if let Some(mirrored) = state.events.get_mut(id) {
-                mirrored.import_started = None;
+            // A refusal made nothing; a 5xx (or 408, 429) may have been
+            // answered after Advoware made it: the mark stays, and the next
+            // run finds that appointment by its fingerprint before importing.
+            if (400..500).contains(&answer.status) && !matches!(answer.status, 408 | 429) {
+                if let Some(mirrored) = state.events.get_mut(id) {
+                    mirrored.import_started = None;
+                }
             }
             return Err(RunError::Failed(format!(
                 "Advoware answered {} to creating an appointment: {}",
@@ -477,6 +488,10 @@ impl Apply<'_> {
         };
         self.link(state, id, &entry, &stored, &content)
     }
+}
+
+fn neutral_flag(neutral: bool) -> &'static str {
+    if neutral { "1" } else { "0" }
 }
 
 fn clip(body: &[u8]) -> String {

@@ -87,15 +87,20 @@ impl Fence {
         self.beat_at = Some(Instant::now());
     }
 
-    /// The run is over: the sign of life goes, then the lease.
+    /// The run is over: the lease goes, and with it the sign of life.
     pub fn release(self) {
-        let _ = kv::delete(&lease_key(&self.kuerzel));
-        if let Err(error) = self.lease.release() {
-            bitbylaw_sdk::warn!(
+        match self.lease.release() {
+            // Still this run's: its sign of life goes with it.
+            Ok(true) => {
+                let _ = kv::delete(&lease_key(&self.kuerzel));
+            }
+            // Lost: the holder record is another run's now, left as it is.
+            Ok(false) => {}
+            Err(error) => bitbylaw_sdk::warn!(
                 "could not release the lock of {}: {}",
                 self.kuerzel,
                 Error::from(error)
-            );
+            ),
         }
     }
 }

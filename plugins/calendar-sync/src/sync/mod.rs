@@ -188,7 +188,7 @@ fn run(
     if let Some(token) = next_sync_token {
         state.sync_token = Some(token);
     }
-    state.prune(rules.from);
+    state.prune(rules.from, &rules.id_namespace);
     fence.check()?;
     state.save(&rules.kuerzel)?;
     info!(

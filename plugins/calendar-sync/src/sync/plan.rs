@@ -180,14 +180,21 @@ impl Rules {
     /// What of Google's `google` goes to Advoware: each part that differs
     /// from what the sync would show of `termin`; the text only when Google
     /// shows it (not for a private appointment or a neutral run).
-    pub fn carried(&self, termin: &Termin, google: &Appointment) -> Appointment {
+    /// `shown_neutral`: Google was last given only the time (its text is not
+    /// the appointment's, whatever this run shows).
+    pub fn carried(
+        &self,
+        termin: &Termin,
+        google: &Appointment,
+        shown_neutral: bool,
+    ) -> Appointment {
         let current = &termin.appointment;
         // Advoware's version as Google shows it: a part equal to it is unchanged in Google.
         let shown = google_map::read(&google_map::write(&self.shown(termin))).ok();
         let unchanged = |same: fn(&Appointment, &Appointment) -> bool| {
             shown.as_ref().is_some_and(|shown| same(shown, google))
         };
-        let text = !self.hides_text(termin);
+        let text = !self.hides_text(termin) && !shown_neutral;
         let pick = |changed: bool, google: &String, current: &String| {
             if text && changed {
                 google.clone()
@@ -1023,7 +1030,7 @@ mod tests {
             "Google shows the moved time"
         );
         google.title = "nur der Titel".into();
-        let carried = rules.carried(&gap, &google);
+        let carried = rules.carried(&gap, &google, false);
         assert_eq!(
             carried.span, gap.appointment.span,
             "the time in the gap is not rewritten"
@@ -1046,11 +1053,33 @@ mod tests {
         };
         google.span = moved.clone();
         google.title = "Neuer Titel".into();
-        let carried = rules.carried(&private, &google);
+        let carried = rules.carried(&private, &google, true);
         assert_eq!(carried.span, moved);
         assert_eq!(
             (carried.title.as_str(), carried.notes.as_str()),
             ("Termin 2", "vertraulich")
+        );
+
+        // Shown neutral by an earlier run (`full_content = false`), moved in
+        // Google, now a full run: the neutral title is not the appointment's.
+        let public = termin(3, json!({ "notiz": "Akte 3/26" }));
+        let neutral = Rules {
+            visibility: Visibility::Neutral("Termin".into()),
+            ..rules.clone()
+        };
+        let mut google = google_map::read(&google_map::write(&neutral.shown(&public))).unwrap();
+        google.span = moved.clone();
+        let carried = rules.carried(&public, &google, true);
+        assert_eq!(carried.span, moved);
+        assert_eq!(
+            (carried.title.as_str(), carried.notes.as_str()),
+            ("Termin 3", "Akte 3/26"),
+            "nothing of the neutral view reaches Advoware"
+        );
+        assert_eq!(
+            rules.carried(&public, &google, false).title,
+            "Termin",
+            "without the mark it would"
         );
     }
 
