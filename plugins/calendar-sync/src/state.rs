@@ -330,7 +330,8 @@ impl EmployeeState {
             let foreign_id = entry
                 .fr_nr
                 .is_some_and(|fr_nr| *id != crate::sync::event_id(namespace, fr_nr));
-            !(entry.gone || past && !waiting && !foreign_id)
+            // Kept: not gone, and still ahead, waiting, or an imported event's.
+            !entry.gone && (!past || waiting || foreign_id)
         });
         before - self.events.len()
     }

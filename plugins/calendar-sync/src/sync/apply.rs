@@ -441,10 +441,10 @@ impl Apply<'_> {
             // A refusal made nothing; a 5xx (or 408, 429) may have been
             // answered after Advoware made it: the mark stays, and the next
             // run finds that appointment by its fingerprint before importing.
-            if (400..500).contains(&answer.status) && !matches!(answer.status, 408 | 429) {
-                if let Some(mirrored) = state.events.get_mut(id) {
-                    mirrored.import_started = None;
-                }
+            let refused =
+                (400..500).contains(&answer.status) && !matches!(answer.status, 408 | 429);
+            if refused && let Some(mirrored) = state.events.get_mut(id) {
+                mirrored.import_started = None;
             }
             return Err(RunError::Failed(format!(
                 "Advoware answered {} to creating an appointment: {}",
