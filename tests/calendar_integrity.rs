@@ -105,12 +105,7 @@ async fn a_firm_wide_appointment_changed_or_deleted_in_one_calendar_is_put_back_
     let report = rig.run_ok("SB").await;
     assert_eq!(report["google"]["restored"], 1, "{report}");
     assert_eq!(report["advoware"]["updated"], 0, "{report}");
-    let stored = rig
-        .advoware
-        .appointments()
-        .into_iter()
-        .find(|a| a["frNr"] == fr_nr)
-        .unwrap();
+    let stored = rig.advoware.appointment(fr_nr).unwrap();
     assert_eq!(
         (&stored["kuerzel"], &stored["anwalt"], &stored["text"]),
         (&json!("ALLE"), &json!("ALLE"), &json!("Betriebsausflug"))
@@ -168,12 +163,7 @@ async fn fields_the_sync_does_not_own_survive_on_both_sides() {
     // Google's title goes to Advoware; the record keeps what the sync does not own.
     let report = rig.run_ok("SB").await;
     assert_eq!(report["advoware"]["updated"], 1, "{report}");
-    let stored = rig
-        .advoware
-        .appointments()
-        .into_iter()
-        .find(|a| a["frNr"] == fr_nr)
-        .unwrap();
+    let stored = rig.advoware.appointment(fr_nr).unwrap();
     assert_eq!(stored["text"], "Mandant Weber (Videocall)");
     assert_eq!(stored["erinnerung"], 15, "{stored}");
     assert_eq!(stored["aktenzeichen"], "123/26", "{stored}");
@@ -261,14 +251,7 @@ async fn a_request_can_narrow_full_content_never_widen_it() {
     let fr_nr =
         rig.advoware
             .insert_appointment(timed("Mandant Vertraulich", 2, "09:00:00", "10:00:00"));
-    let (status, report) = rig
-        .call(
-            API_KEY,
-            reqwest::Method::POST,
-            "/advoware/calendar/sync/SB/now",
-            Some(json!({ "full_content": true })),
-        )
-        .await;
+    let (status, report) = rig.run_asking("SB", json!({ "full_content": true })).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["full_content"], false, "{report}");
     let event = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
@@ -289,14 +272,7 @@ async fn a_request_can_narrow_full_content_never_widen_it() {
     let fr_nr = rig
         .advoware
         .insert_appointment(timed("Mandant Offen", 2, "09:00:00", "10:00:00"));
-    let (status, report) = rig
-        .call(
-            API_KEY,
-            reqwest::Method::POST,
-            "/advoware/calendar/sync/SB/now",
-            Some(json!({ "full_content": false })),
-        )
-        .await;
+    let (status, report) = rig.run_asking("SB", json!({ "full_content": false })).await;
     assert_eq!((status, &report["full_content"]), (200, &json!(false)));
     assert_eq!(
         by_fr_nr(&rig.live_events("SB"), fr_nr)[0]["summary"],
@@ -449,14 +425,8 @@ async fn an_appointment_given_to_another_employee_moves_calendars_once() {
     }
     assert!(by_fr_nr(&rig.live_events("SB"), fr_nr).is_empty());
     assert_eq!(by_fr_nr(&rig.live_events("MK"), fr_nr).len(), 1);
-    let moved: Vec<Value> = rig
-        .advoware
-        .appointments()
-        .into_iter()
-        .filter(|a| a["frNr"] == fr_nr)
-        .collect();
-    assert_eq!(moved.len(), 1);
-    assert_eq!(moved[0]["kuerzel"], "MK");
+    let moved = rig.advoware.appointment(fr_nr).expect("Advoware keeps it");
+    assert_eq!(moved["kuerzel"], "MK");
 }
 
 /// The last Sunday of October after tomorrow (within the sync's year ahead):
@@ -537,14 +507,7 @@ async fn a_neutral_view_changed_in_google_never_writes_its_text_to_advoware() {
     let fr_nr = rig
         .advoware
         .insert_appointment(timed("Mandant Krause", 4, "09:00:00", "10:00:00"));
-    let (status, report) = rig
-        .call(
-            API_KEY,
-            reqwest::Method::POST,
-            "/advoware/calendar/sync/SB/now",
-            Some(json!({ "full_content": false })),
-        )
-        .await;
+    let (status, report) = rig.run_asking("SB", json!({ "full_content": false })).await;
     assert_eq!(status, 200, "{report}");
     let event = by_fr_nr(&rig.live_events("SB"), fr_nr)[0].clone();
     assert_eq!(event["summary"], "Termin");
@@ -558,12 +521,7 @@ async fn a_neutral_view_changed_in_google_never_writes_its_text_to_advoware() {
     );
     let report = rig.run_ok("SB").await;
     assert_eq!(report["advoware"]["updated"], 1, "{report}");
-    let stored = rig
-        .advoware
-        .appointments()
-        .into_iter()
-        .find(|a| a["frNr"] == fr_nr)
-        .unwrap();
+    let stored = rig.advoware.appointment(fr_nr).unwrap();
     assert_eq!(stored["uhrzeitVon"], "13:00:00", "the time went");
     assert_eq!(
         (&stored["text"], &stored["notiz"], &stored["ort"]),

@@ -212,6 +212,17 @@ impl CalendarRig {
         body["employees"].as_array().cloned().unwrap_or_default()
     }
 
+    /// `kuerzel`'s run here and now with a request body (`{"full_content": …}`).
+    pub async fn run_asking(&self, kuerzel: &str, body: Value) -> (u16, Value) {
+        self.call(
+            API_KEY,
+            reqwest::Method::POST,
+            &format!("/advoware/calendar/sync/{kuerzel}/now"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn run(&self, kuerzel: &str) -> (u16, Value) {
         Self::run_on(&self.host, kuerzel).await
     }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::settings::{Settings, kuerzel};
 use crate::state::{EmployeeState, PROP_FR_NR, lock_name};
+use crate::sync::read::Alone;
 use crate::sync::{self, Holder, LIVE_FOR, RunError, event_id};
 
 fn employee(request: &Request, settings: &Settings) -> Result<(String, String), Error> {
@@ -151,15 +152,10 @@ pub fn orphans(request: Request) -> Result<Response, Error> {
         let Some(fr_nr) = linked_to(&event) else {
             continue;
         };
-        let answer = advoware::Request::new("GET", format!("appointments/{fr_nr}")).send()?;
-        match answer.status {
-            404 => {}
-            200..=299 => continue,
-            status => {
-                return Err(Error::BadGateway(format!(
-                    "Advoware answered {status} to appointment {fr_nr}"
-                )));
-            }
+        match sync::read::appointment(fr_nr) {
+            Alone::Missing => {}
+            Alone::Found(_) | Alone::Malformed(_) => continue,
+            Alone::Failed(why) => return Err(Error::BadGateway(why)),
         }
         if delete && let Some(id) = event.id.as_deref() {
             match calendar.delete(id, event.etag.as_deref()) {

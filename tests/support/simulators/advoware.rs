@@ -440,6 +440,17 @@ impl Advoware {
         self.gateway.lock().unwrap().data.employees = employees;
     }
 
+    /// The appointment `fr_nr`, if there is one.
+    pub fn appointment(&self, fr_nr: i64) -> Option<Value> {
+        self.gateway
+            .lock()
+            .unwrap()
+            .data
+            .appointments
+            .get(&fr_nr)
+            .cloned()
+    }
+
     /// All appointments, by `frNr`.
     pub fn appointments(&self) -> Vec<Value> {
         let state = self.gateway.lock().unwrap();

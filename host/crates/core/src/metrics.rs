@@ -561,11 +561,7 @@ impl Metrics {
             .map(|(_, value)| value.as_str())
             .unwrap_or_default();
         let now = Instant::now();
-        let mut all = self
-            .inner
-            .plugin_series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all = crate::sync::lock(&self.inner.plugin_series);
         let series = all.entry(tenant.to_owned()).or_default();
         if let Some(used) = series.get_mut(labels) {
             *used = now;
@@ -600,10 +596,7 @@ impl Metrics {
 
     /// How many plugin series `tenant` keeps now.
     pub fn plugin_series_of(&self, tenant: &str) -> usize {
-        self.inner
-            .plugin_series
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        crate::sync::lock(&self.inner.plugin_series)
             .get(tenant)
             .map_or(0, HashMap::len)
     }
@@ -613,11 +606,7 @@ impl Metrics {
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         {
             let now = Instant::now();
-            let mut all = self
-                .inner
-                .plugin_series
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut all = crate::sync::lock(&self.inner.plugin_series);
             for series in all.values_mut() {
                 self.let_go_idle(series, now);
             }
