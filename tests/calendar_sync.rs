@@ -10,7 +10,7 @@ use bitbylaw_tests::calendar::{
     API_KEY, CalendarRig, OPERATOR_KEY, RigOptions, berlin, by_fr_nr, day, timed,
 };
 use bitbylaw_tests::simulators::google::Quotas;
-use bitbylaw_tests::{HostProcess, component, keys_with_prefix, wait_for};
+use bitbylaw_tests::{keys_with_prefix, wait_for};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,30 +379,7 @@ async fn a_run_killed_half_way_is_finished_by_the_next_without_doubles() {
     }
 
     // The same deployment as its own process, killed with -9 in the middle of a run.
-    let dir = tempfile::tempdir().unwrap();
-    let cache = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/component-cache");
-    std::fs::write(
-        dir.path().join("host.toml"),
-        format!(
-            "listen = \"127.0.0.1:0\"\n[store]\n{}\nkey_prefix = \"{prefix}\"\n[runtime]\ncache_dir = \"{}\"\n{}",
-            bitbylaw_tests::redis_target::store_toml(),
-            cache.display(),
-            bitbylaw_tests::calendar::HOST_TOML,
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-    let tenant = rig.tenant_toml().replace(
-        "{component:calendar-sync}",
-        &component("calendar-sync").display().to_string(),
-    );
-    // The tenant file names the rig's key files, which outlive the process.
-    std::fs::write(dir.path().join("tenants/firm-a.toml"), tenant).unwrap();
-    let mut process = HostProcess::spawn(
-        &dir.path().join("host.toml"),
-        &dir.path().join("host.log"),
-        &[],
-    );
+    let mut process = rig.deployment.spawn("doomed", "127.0.0.1:0");
     let address = process.listening().await;
     rig.google.set_latency(Duration::from_millis(40));
     let client = reqwest::Client::new();

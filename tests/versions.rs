@@ -415,15 +415,29 @@ async fn a_switch_does_not_write_over_a_file_changed_meanwhile() {
 
 /// The world-versioning policy (docs/plugins/writing-plugins.md): a component
 /// built against an earlier `bitbylaw:plugin@0.1.x` world, which imports
-/// fewer functions than the host offers, loads and is served; what it imports
-/// still works (here `events.emit` from before `emit-all`).
+/// fewer functions than the host offers and the REST interfaces with their
+/// own request records of then, loads and is served; what it imports still
+/// works: `events.emit` from before `emit-all`, and `advoware.send` and
+/// `espocrm.send` against the simulators, their answers and their error cases
+/// where the old variants put them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_component_of_the_previous_world_still_loads_and_serves() {
+    use bitbylaw_tests::simulators::advoware::Advoware;
+    use bitbylaw_tests::simulators::espocrm::EspoCrm;
+
+    let advoware = Advoware::start_default().await;
+    let espocrm = EspoCrm::start_default().await;
+    let party = espocrm.user_create("CBeteiligte", serde_json::json!({ "name": "Hans Müller" }));
+    let files = tempfile::tempdir().unwrap();
     let app = TestHost::builder(Backend::Redis)
         .tenant(
             "firm-a",
             Some("k"),
-            "[plugins.old]\ncomponent = \"{component:world-0-1-0}\"\n",
+            &format!(
+                "{}\n{}\n[plugins.old]\ncomponent = \"{{component:world-0-1-0}}\"\nupstreams = [\"kanzlei\", \"vmh\"]\n",
+                advoware.upstream_toml("kanzlei", files.path()),
+                espocrm.upstream_toml("vmh", files.path(), true),
+            ),
         )
         .start()
         .await;
@@ -431,15 +445,40 @@ async fn a_component_of_the_previous_world_still_loads_and_serves() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["emitted"], true, "{body}");
-    let (method, pattern, plugin) = app
-        .running("firm-a")
-        .routes
-        .describe()
-        .into_iter()
-        .next()
-        .unwrap();
-    assert_eq!(
-        (method.as_str(), pattern.as_str(), plugin.as_str()),
-        ("GET", "/old-world/ping", "old")
+    let routes = app.running("firm-a").routes.describe();
+    assert!(
+        routes.contains(&("GET".into(), "/old-world/ping".into(), "old".into())),
+        "{routes:?}"
     );
+
+    let response = app.get("/old-world/advoware?path=employees", "k").await;
+    assert_eq!(response.status(), 200, "signed in and answered");
+    let employees: Value = response.json().await.unwrap();
+    assert!(
+        employees.as_array().is_some_and(|list| !list.is_empty()),
+        "{employees}"
+    );
+    let response = app
+        .get(&format!("/old-world/espocrm?path=CBeteiligte/{party}"), "k")
+        .await;
+    assert_eq!(response.status(), 200, "signed with the HMAC and answered");
+    let record: Value = response.json().await.unwrap();
+    assert_eq!(record["name"], "Hans Müller");
+
+    // The second case of each old variant, `invalid-request`: a path that
+    // leaves the API base, refused by the host before sending.
+    for upstream in ["advoware", "espocrm"] {
+        let response = app
+            .get(&format!("/old-world/{upstream}?path=..%2F..%2Fx"), "k")
+            .await;
+        assert_eq!(response.status(), 502, "{upstream}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid-request", "{upstream}: {body}");
+    }
+    // And a later case of Advoware's: `unauthorized`, a refused sign-in.
+    advoware.refuse_all_tokens(true);
+    advoware.revoke_all_tokens();
+    let response = app.get("/old-world/advoware?path=employees", "k").await;
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized", "{body}");
 }

@@ -149,7 +149,6 @@ async fn a_tenant_can_take_unsigned_deliveries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_batches_on_two_instances_announce_each_record_once() {
     let rig = VmhRig::start(VmhOptions {
-        key_prefix: Some(format!("test-vmh-{}", uuid::Uuid::new_v4().simple())),
         // No sync finishes during the test (EspoCRM is down, retries wait long),
         // so every record stays pending and only dedup decides.
         subscription: "backoff_base_ms = 600000".into(),
@@ -504,9 +503,7 @@ async fn records_a_dead_receipt_left_pending_are_announced_by_the_sweep() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
     const RECORDS: usize = 100;
-    let prefix = format!("test-vmh-kill-{}", uuid::Uuid::new_v4().simple());
     let rig = VmhRig::start(VmhOptions {
-        key_prefix: Some(prefix.clone()),
         // A dead host's events go to another after 3 s, its locks after 3 s,
         // and what it admitted without announcing is swept every second.
         host: "visibility_timeout_ms = 3000\n[plugin_defaults]\ndeadline_ms = 2000\n".into(),
@@ -523,42 +520,9 @@ async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
         .local_addr()
         .unwrap()
         .port();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("host.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\n[store]\n{}\nkey_prefix = \"{prefix}\"\n[runtime]\ncache_dir = \"{}\"\n{}{}",
-            bitbylaw_tests::redis_target::store_toml(),
-            bitbylaw_tests::cache_dir().display(),
-            bitbylaw_tests::vmh::HOST_TOML,
-            rig.options.host,
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("tenants")).unwrap();
-    std::fs::write(dir.path().join("key"), bitbylaw_tests::vmh::API_KEY).unwrap();
-    let tenant = rig.tenant_toml().replace(
-        "{component:vmh-webhooks}",
-        &bitbylaw_tests::component("vmh-webhooks")
-            .display()
-            .to_string(),
-    );
-    std::fs::write(
-        dir.path().join("tenants/firm-a.toml"),
-        format!(
-            "api_keys = [{{ file = \"{}\" }}]\n{tenant}",
-            dir.path().join("key").display()
-        ),
-    )
-    .unwrap();
-    let spawn = |log: &str| {
-        bitbylaw_tests::HostProcess::spawn(
-            &dir.path().join("host.toml"),
-            &dir.path().join(log),
-            &[],
-        )
-    };
-    let mut doomed = spawn("doomed.log");
+    let listen = format!("127.0.0.1:{port}");
+    let spawn = |name: &str| rig.deployment.spawn(name, &listen);
+    let mut doomed = spawn("doomed");
     doomed.listening().await;
     for action in ["create", "update", "delete"] {
         rig.espocrm.register_webhook_with(
@@ -603,7 +567,7 @@ async fn a_host_killed_while_deliveries_flow_loses_and_doubles_no_party() {
     rig.advoware.set_latency(Duration::ZERO);
 
     // It comes back on its port; EspoCRM delivers what failed again.
-    let back = spawn("back.log");
+    let back = spawn("back");
     back.listening().await;
     for _ in 0..(espocrm::MAX_ATTEMPTS as usize) {
         if rig.espocrm.queued() == 0 {

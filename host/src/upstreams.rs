@@ -1,7 +1,9 @@
 //! The kinds of upstream account this host knows, each from its own crate.
 //! Adding a kind is: its crate (settings, client, signing; `host/crates/<kind>`),
 //! its WIT interface in `wit/plugin.wit` (and the world's import), its SDK
-//! module (`plugins/sdk/src/<kind>.rs`), and one line in the list below.
+//! module (`plugins/sdk/src/<kind>.rs`), and one line in the list below. A
+//! REST kind takes its request, errors and `send` from
+//! `bitbylaw_core::upstream::rest` (docs/architecture.md, "REST kinds").
 
 use bitbylaw_core::upstream::{UpstreamKind, UpstreamState};
 use wasmtime::component::Linker;

@@ -6,9 +6,10 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate, Utc};
 use serde_json::{Value, json};
 
+use crate::TestHost;
+use crate::deployment::Deployment;
 use crate::simulators::advoware::Advoware;
 use crate::simulators::google::{Google, ServiceAccount};
-use crate::{Backend, TestHost};
 
 pub const API_KEY: &str = "firm-a-key";
 
@@ -53,7 +54,8 @@ pub struct CalendarRig {
     pub google: Google,
     pub host: TestHost,
     pub options: RigOptions,
-    files: tempfile::TempDir,
+    /// The tenant and host settings every instance of this rig shares.
+    pub deployment: Deployment,
 }
 
 impl CalendarRig {
@@ -61,61 +63,27 @@ impl CalendarRig {
         let advoware = Advoware::start_default().await;
         let account = ServiceAccount::generate("sync@bitbylaw-test.iam.gserviceaccount.com");
         let google = Google::start(std::slice::from_ref(&account)).await;
-        let files = tempfile::tempdir().unwrap();
+        let mut deployment = Deployment::new("firm-a", options.key_prefix.as_deref());
         std::fs::write(
-            files.path().join("google.json"),
+            deployment.files().join("google.json"),
             account.key_json(&google.token_uri()),
         )
         .unwrap();
-        let toml = tenant(&advoware, &google, files.path(), &options);
-        let mut builder = TestHost::builder(Backend::Redis)
-            .host_toml(&format!("{HOST_TOML}\n{}", options.host))
-            .tenant("firm-a", None, &toml);
-        if let Some(prefix) = &options.key_prefix {
-            builder = builder.key_prefix(prefix);
-        }
-        let host = builder.start().await;
+        deployment.tenant_toml = tenant(&advoware, &google, deployment.files(), &options);
+        deployment.host_toml = format!("{HOST_TOML}\n{}", options.host);
+        let host = deployment.start().await;
         Self {
             advoware,
             google,
             host,
             options,
-            files,
+            deployment,
         }
     }
 
     /// A second host instance of the same deployment (same store prefix).
     pub async fn another_instance(&self) -> TestHost {
-        let prefix = self
-            .options
-            .key_prefix
-            .clone()
-            .expect("another instance needs RigOptions::key_prefix");
-        TestHost::builder(Backend::Redis)
-            .host_toml(&format!("{HOST_TOML}\n{}", self.options.host))
-            .key_prefix(&prefix)
-            .tenant(
-                "firm-a",
-                None,
-                &tenant(
-                    &self.advoware,
-                    &self.google,
-                    self.files.path(),
-                    &self.options,
-                ),
-            )
-            .start()
-            .await
-    }
-
-    /// The tenant file, `{component:…}` not yet resolved.
-    pub fn tenant_toml(&self) -> String {
-        tenant(
-            &self.advoware,
-            &self.google,
-            self.files.path(),
-            &self.options,
-        )
+        self.deployment.start().await
     }
 
     /// `POST /advoware/calendar/sync/{kuerzel}/now` on `host`: status and report.

@@ -11,6 +11,7 @@ use bitbylaw::host::Host;
 
 pub mod bench;
 pub mod calendar;
+pub mod deployment;
 pub mod redis_target;
 pub mod simulators;
 pub mod vmh;
@@ -174,7 +175,8 @@ impl TestHostBuilder {
     }
 }
 
-fn expand_components(toml: &str) -> String {
+/// The tenant file with `{component:NAME}` replaced by the component's path.
+pub(crate) fn expand_components(toml: &str) -> String {
     let mut text = toml.to_owned();
     while let Some(start) = text.find("{component:") {
         let end = start + text[start..].find('}').unwrap();

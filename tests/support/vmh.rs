@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::deployment::Deployment;
 use crate::simulators::advoware::Advoware;
 use crate::simulators::espocrm::{self, EspoCrm, Outcome};
-use crate::{Backend, TestHost, wait_for};
+use crate::{TestHost, wait_for};
 
 /// How long the webhook tests wait for a sync to show.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -74,7 +75,8 @@ pub struct VmhRig {
     pub advoware: Advoware,
     pub host: TestHost,
     pub options: VmhOptions,
-    files: tempfile::TempDir,
+    /// The tenant and host settings every instance of this rig shares.
+    pub deployment: Deployment,
 }
 
 /// Retries come back quickly in tests.
@@ -89,25 +91,18 @@ impl VmhRig {
             EspoCrm::start(crate::simulators::espocrm::EspoAccount::demo()).await
         };
         let advoware = Advoware::start_default().await;
-        let files = tempfile::tempdir().unwrap();
-        let toml = tenant(&espocrm, &advoware, files.path(), &options);
-        let mut options = options;
+        let mut deployment = Deployment::new("firm-a", options.key_prefix.as_deref());
+        deployment.tenant_toml = tenant(&espocrm, &advoware, deployment.files(), &options);
+        deployment.host_toml = format!("{HOST_TOML}{}", options.host);
         if options.admin {
-            let token = files.path().join("admin-token");
+            let token = deployment.files().join("admin-token");
             std::fs::write(&token, ADMIN_TOKEN).unwrap();
-            options.host = format!(
-                "{}\n[admin]\ntoken = {{ file = \"{}\" }}\n",
-                options.host,
+            deployment.host_toml.push_str(&format!(
+                "\n[admin]\ntoken = {{ file = \"{}\" }}\n",
                 token.display()
-            );
+            ));
         }
-        let mut builder = TestHost::builder(Backend::Redis)
-            .host_toml(&format!("{HOST_TOML}{}", options.host))
-            .tenant("firm-a", Some(API_KEY), &toml);
-        if let Some(prefix) = &options.key_prefix {
-            builder = builder.key_prefix(prefix);
-        }
-        let host = builder.start().await;
+        let host = deployment.start().await;
         if options.register_webhooks {
             for action in ACTIONS {
                 espocrm.register_webhook_with(
@@ -123,42 +118,13 @@ impl VmhRig {
             advoware,
             host,
             options,
-            files,
+            deployment,
         }
     }
 
     /// A second host instance of the same deployment (same store prefix).
     pub async fn another_instance(&self) -> TestHost {
-        let prefix = self
-            .options
-            .key_prefix
-            .clone()
-            .expect("another instance needs VmhOptions::key_prefix");
-        TestHost::builder(Backend::Redis)
-            .host_toml(&format!("{HOST_TOML}{}", self.options.host))
-            .key_prefix(&prefix)
-            .tenant(
-                "firm-a",
-                Some(API_KEY),
-                &tenant(
-                    &self.espocrm,
-                    &self.advoware,
-                    self.files.path(),
-                    &self.options,
-                ),
-            )
-            .start()
-            .await
-    }
-
-    /// The tenant file, `{component:…}` not yet resolved.
-    pub fn tenant_toml(&self) -> String {
-        tenant(
-            &self.espocrm,
-            &self.advoware,
-            self.files.path(),
-            &self.options,
-        )
+        self.deployment.start().await
     }
 
     /// Where EspoCRM posts `action`'s webhooks: the key in the query.
@@ -307,23 +273,12 @@ fn tenant(
     files: &std::path::Path,
     options: &VmhOptions,
 ) -> String {
-    let account = espocrm.account();
-    std::fs::write(files.join("espo_key"), &account.api_key).unwrap();
-    let secret_line = match (&account.secret_key, options.hmac) {
-        (Some(secret), true) => {
-            std::fs::write(files.join("espo_secret"), secret).unwrap();
-            format!(
-                "secret_key = {{ file = \"{}/espo_secret\" }}",
-                files.display()
-            )
-        }
-        _ => String::new(),
-    };
+    std::fs::write(files.join("api.key"), API_KEY).unwrap();
     let mut toml = format!(
-        "{advoware}\n[upstreams.vmh]\nkind = \"espocrm\"\nbase_url = \"{base}\"\napi_key = {{ file = \"{files}/espo_key\" }}\n{secret_line}\n",
-        advoware = advoware.upstream_toml("advoware", files),
-        base = espocrm.base_url(),
-        files = files.display(),
+        "api_keys = [{{ file = \"{}\" }}]\n{}\n{}",
+        files.join("api.key").display(),
+        advoware.upstream_toml("advoware", files),
+        espocrm.upstream_toml("vmh", files, options.hmac)
     );
     for action in ACTIONS {
         std::fs::write(files.join(format!("wh-{action}")), webhook_secret(action)).unwrap();

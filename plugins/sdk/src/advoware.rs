@@ -9,60 +9,22 @@
 //! let employees = advoware::Request::get("employees").send()?.json::<Vec<Employee>>()?;
 //! ```
 
-use crate::Error;
 use crate::bindings::bitbylaw::plugin::advoware as wit;
 use crate::http::HttpResponse;
 
-pub use wit::Error as AdvowareError;
+/// What a request may fail with (`types.rest-error`): never a status, which is an answer.
+pub use crate::bindings::bitbylaw::plugin::types::RestError as AdvowareError;
+
+/// The `advoware` interface, for [`crate::rest::Request`].
+pub struct Advoware;
+
+impl crate::rest::Upstream for Advoware {
+    type Error = AdvowareError;
+
+    fn send(request: &wit::Request) -> Result<HttpResponse, AdvowareError> {
+        wit::send(request)
+    }
+}
 
 /// A request being built: `advoware::Request::get("appointments").query("kuerzel", "SB").send()`.
-#[derive(Debug, Clone)]
-pub struct Request {
-    inner: wit::Request,
-}
-
-impl Request {
-    /// `path` is below the API base, e.g. `appointments/4711`.
-    pub fn new(method: &str, path: impl Into<String>) -> Self {
-        Self {
-            inner: wit::Request {
-                method: method.to_ascii_uppercase(),
-                path: path.into(),
-                query: Vec::new(),
-                headers: Vec::new(),
-                body: None,
-                timeout_ms: None,
-            },
-        }
-    }
-
-    crate::builder::request_builder!(path, query);
-
-    pub fn send(&self) -> Result<HttpResponse, AdvowareError> {
-        wit::send(&self.inner)
-    }
-}
-
-impl From<AdvowareError> for Error {
-    fn from(error: AdvowareError) -> Self {
-        match error {
-            AdvowareError::NotConfigured(m) => Error::Internal(m),
-            AdvowareError::InvalidRequest(m) => {
-                Error::Internal(format!("invalid Advoware request: {m}"))
-            }
-            AdvowareError::Unauthorized(m) => {
-                Error::BadGateway(format!("Advoware sign-in failed: {m}"))
-            }
-            AdvowareError::Timeout => {
-                Error::GatewayTimeout("Advoware did not answer in time".into())
-            }
-            AdvowareError::Connection(m) => {
-                Error::BadGateway(format!("Advoware connection failed: {m}"))
-            }
-            AdvowareError::TooLarge(n) => {
-                Error::BadGateway(format!("Advoware's answer is larger than {n} bytes"))
-            }
-            AdvowareError::Unavailable(m) => Error::Unavailable(m),
-        }
-    }
-}
+pub type Request = crate::rest::Request<Advoware>;

@@ -1,9 +1,9 @@
-//! The builder methods the outbound request types share (`http::Request`,
-//! `advoware::Request`, `espocrm::Request`): each defines `new` and `send`, this adds the rest.
-//! A macro because the two wrap different WIT records with the same fields.
+//! The builder methods the outbound request types share (`http::Request` and
+//! the REST upstreams' `rest::Request`): each defines `new` and `send`, this
+//! adds the rest. A macro because the two wrap different WIT records.
 
 macro_rules! request_builder {
-    // Upstream requests (`advoware`, `espocrm`) also take query pairs, encoded by the host.
+    // REST upstream requests also take query pairs, encoded by the host.
     ($target:ident, query) => {
         crate::builder::request_builder!($target);
 

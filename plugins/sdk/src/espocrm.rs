@@ -18,33 +18,19 @@ use crate::http::HttpResponse;
 pub use wit::Error as EspoCrmError;
 pub use wit::SignatureError;
 
+/// The `espocrm` interface, for [`crate::rest::Request`].
+pub struct EspoCrm;
+
+impl crate::rest::Upstream for EspoCrm {
+    type Error = EspoCrmError;
+
+    fn send(request: &wit::Request) -> Result<HttpResponse, EspoCrmError> {
+        wit::send(request)
+    }
+}
+
 /// A request being built: `espocrm::Request::get("CBeteiligte").query("maxSize", "50").send()`.
-#[derive(Debug, Clone)]
-pub struct Request {
-    inner: wit::Request,
-}
-
-impl Request {
-    /// `path` is below `api/v1/`, e.g. `CBeteiligte/abc`.
-    pub fn new(method: &str, path: impl Into<String>) -> Self {
-        Self {
-            inner: wit::Request {
-                method: method.to_ascii_uppercase(),
-                path: path.into(),
-                query: Vec::new(),
-                headers: Vec::new(),
-                body: None,
-                timeout_ms: None,
-            },
-        }
-    }
-
-    crate::builder::request_builder!(path, query);
-
-    pub fn send(&self) -> Result<HttpResponse, EspoCrmError> {
-        wit::send(&self.inner)
-    }
-}
+pub type Request = crate::rest::Request<EspoCrm>;
 
 /// Checks an incoming request against the account's webhook `webhook`
 /// (`Signature` / `X-Signature` over the raw body).

@@ -64,6 +64,7 @@ pub mod kv;
 pub mod lock;
 pub mod metrics;
 pub mod rate_limit;
+pub mod rest;
 pub mod secrets;
 
 pub use error::Error;

@@ -137,11 +137,8 @@ struct Faults {
     token: TokenFault,
     /// Discovery names a connector URL (`<base>connector/`) besides the relay.
     connector: bool,
-    latency: Duration,
-    /// Statuses the next API requests answer with, one each.
-    failures: VecDeque<u16>,
-    /// After this many more API requests, every one answers 503 until healed.
-    broken_after: Option<usize>,
+    /// Latency, and statuses for the API requests: queued, or 503 after a break.
+    api: super::Faults<u16>,
     /// Every API request answers 401, valid token or not.
     refuse_all_tokens: bool,
     /// The next API writes are carried out, but answered with this status
@@ -190,8 +187,7 @@ pub struct Advoware {
     account: Account,
     token_lifetime: Duration,
     gateway: Arc<Mutex<Gateway>>,
-    app: Router,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    server: super::Server,
 }
 
 impl Advoware {
@@ -242,7 +238,6 @@ impl Advoware {
             .nest(CONNECTOR_API, api(&shared, CONNECTOR_API))
             .layer(middleware::from_fn_with_state(shared.clone(), latency))
             .with_state(shared);
-        let server = tokio::spawn(super::serve(listener, app.clone()));
         Ok(Self {
             addr,
             hold,
@@ -250,8 +245,7 @@ impl Advoware {
             account,
             token_lifetime,
             gateway,
-            app,
-            server: Mutex::new(Some(server)),
+            server: super::Server::start(listener, app),
         })
     }
 
@@ -312,7 +306,7 @@ impl Advoware {
 
     /// Every answer (token and API) waits this long first.
     pub fn set_latency(&self, latency: Duration) {
-        self.gateway.lock().unwrap().faults.latency = latency;
+        self.gateway.lock().unwrap().faults.api.latency = latency;
     }
 
     /// How the security gateway misbehaves from now on.
@@ -343,11 +337,12 @@ impl Advoware {
 
     /// The next `count` API requests answer `status` (e.g. 500, 503).
     pub fn fail_next(&self, count: usize, status: u16) {
-        let mut state = self.gateway.lock().unwrap();
-        state
+        self.gateway
+            .lock()
+            .unwrap()
             .faults
-            .failures
-            .extend(std::iter::repeat_n(status, count));
+            .api
+            .fail_next(count, status);
     }
 
     /// The next `count` writes (POST, PUT, DELETE) are carried out, but their
@@ -362,14 +357,17 @@ impl Advoware {
 
     /// After `requests` more API requests, every one answers 503 until [`Advoware::heal`].
     pub fn break_after(&self, requests: usize) {
-        self.gateway.lock().unwrap().faults.broken_after = Some(requests);
+        self.gateway
+            .lock()
+            .unwrap()
+            .faults
+            .api
+            .break_after(requests);
     }
 
     /// Ends [`Advoware::break_after`] and drops pending failures.
     pub fn heal(&self) {
-        let mut state = self.gateway.lock().unwrap();
-        state.faults.broken_after = None;
-        state.faults.failures.clear();
+        self.gateway.lock().unwrap().faults.api.heal();
     }
 
     /// Changes an appointment as a user in Advoware would.
@@ -421,18 +419,12 @@ impl Advoware {
 
     /// Closes the listener and every open connection: new connections are refused.
     pub fn refuse_connections(&self) {
-        if let Some(server) = self.server.lock().unwrap().take() {
-            server.abort();
-        }
+        self.server.refuse_connections();
     }
 
     /// Listens again on the same address after [`Advoware::refuse_connections`].
     pub async fn accept_connections(&self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        let server = tokio::spawn(super::serve(listener, self.app.clone()));
-        if let Some(old) = self.server.lock().unwrap().replace(server) {
-            old.abort();
-        }
+        self.server.accept_connections().await;
     }
 
     /// Replaces the employee list (`kuerzel`, `name`, `vorname`).
@@ -540,16 +532,6 @@ impl Advoware {
     }
 }
 
-impl Drop for Advoware {
-    fn drop(&mut self) {
-        if let Ok(mut server) = self.server.lock()
-            && let Some(server) = server.take()
-        {
-            server.abort();
-        }
-    }
-}
-
 const RELAY_API: &str = "/api/v1/advonet";
 const CONNECTOR_API: &str = "/connector/api/v1/advonet";
 
@@ -584,7 +566,7 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 }
 
 async fn latency(State(shared): State<Shared>, request: Request, next: Next) -> Response {
-    let latency = shared.gateway.lock().unwrap().faults.latency;
+    let latency = shared.gateway.lock().unwrap().faults.api.latency;
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -612,13 +594,10 @@ async fn api_gate(
             headers: parts.headers.clone(),
             body: body.clone(),
         });
-        match &mut state.faults.broken_after {
-            Some(0) => Some(503),
-            Some(left) => {
-                *left -= 1;
-                state.faults.failures.pop_front()
-            }
-            None => state.faults.failures.pop_front(),
+        match state.faults.api.next() {
+            Some(super::Fault::Broken) => Some(503),
+            Some(super::Fault::Failure(status)) => Some(status),
+            None => None,
         }
     };
     if let Some(status) = failure {

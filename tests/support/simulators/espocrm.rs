@@ -261,15 +261,6 @@ pub struct DeliveryReport {
     pub removed_webhooks: Vec<String>,
 }
 
-#[derive(Default)]
-struct Faults {
-    latency: Duration,
-    /// Statuses the next API requests answer with, one each.
-    failures: VecDeque<u16>,
-    /// After this many more API requests, every one answers 503 until healed.
-    broken_after: Option<usize>,
-}
-
 struct QueueItem {
     data: Value,
     /// Tries so far.
@@ -291,7 +282,8 @@ struct Sim {
     api_requests: Vec<Recorded>,
     /// Requests the API answered (after auth), recorded once the answer was made.
     answered: Vec<Recorded>,
-    faults: Faults,
+    /// Latency, and statuses for the API requests: queued, or 503 after a break.
+    faults: super::Faults<u16>,
     batch_size: usize,
     delivery_timeout: Duration,
 }
@@ -352,7 +344,7 @@ impl Sim {
             deliveries: Vec::new(),
             api_requests: Vec::new(),
             answered: Vec::new(),
-            faults: Faults::default(),
+            faults: super::Faults::default(),
             batch_size: BATCH_SIZE,
             delivery_timeout: DELIVERY_TIMEOUT,
         }
@@ -530,8 +522,7 @@ fn duplicate(existing: &Map<String, Value>, new: &Map<String, Value>) -> bool {
 pub struct EspoCrm {
     pub addr: SocketAddr,
     inner: Shared,
-    app: Router,
-    server: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    server: super::Server,
     jobs: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -580,12 +571,10 @@ impl EspoCrm {
             .nest("/api/v1", api)
             .layer(middleware::from_fn_with_state(inner.clone(), latency))
             .with_state(inner.clone());
-        let server = tokio::spawn(super::serve(listener, app.clone()));
         Ok(Self {
             addr,
             inner,
-            app,
-            server: Mutex::new(Some(server)),
+            server: super::Server::start(listener, app),
             jobs: Mutex::new(Vec::new()),
         })
     }
@@ -606,6 +595,29 @@ impl EspoCrm {
 
     pub fn account(&self) -> &EspoAccount {
         &self.inner.account
+    }
+
+    /// `[upstreams.<name>]` for this simulator's account, its secrets written
+    /// as files into `dir`; `signed` adds the secret key (HMAC), for an
+    /// account that has one. Webhooks are the caller's to add.
+    pub fn upstream_toml(&self, name: &str, dir: &std::path::Path, signed: bool) -> String {
+        let account = self.account();
+        let api_key = dir.join(format!("{name}-api_key"));
+        std::fs::write(&api_key, &account.api_key).unwrap();
+        let mut toml = format!(
+            "[upstreams.{name}]\nkind = \"espocrm\"\nbase_url = \"{}\"\napi_key = {{ file = \"{}\" }}\n",
+            self.base_url(),
+            api_key.display()
+        );
+        if let (Some(secret), true) = (&account.secret_key, signed) {
+            let file = dir.join(format!("{name}-secret_key"));
+            std::fs::write(&file, secret).unwrap();
+            toml.push_str(&format!(
+                "secret_key = {{ file = \"{}\" }}\n",
+                file.display()
+            ));
+        }
+        toml
     }
 
     /// Makes `entity` known (e.g. `Contact`, `CAkte`).
@@ -632,38 +644,27 @@ impl EspoCrm {
     /// The next `count` API requests answer `status` (e.g. 500, 503), as
     /// EspoCRM answers errors: no body, the reason in `X-Status-Reason`.
     pub fn fail_next(&self, count: usize, status: u16) {
-        self.sim()
-            .faults
-            .failures
-            .extend(std::iter::repeat_n(status, count));
+        self.sim().faults.fail_next(count, status);
     }
 
     /// After `requests` more API requests, every one answers 503 until [`EspoCrm::heal`].
     pub fn break_after(&self, requests: usize) {
-        self.sim().faults.broken_after = Some(requests);
+        self.sim().faults.break_after(requests);
     }
 
     /// Ends [`EspoCrm::break_after`] and drops pending failures.
     pub fn heal(&self) {
-        let mut sim = self.sim();
-        sim.faults.broken_after = None;
-        sim.faults.failures.clear();
+        self.sim().faults.heal();
     }
 
     /// Closes the listener and every open connection: new connections are refused.
     pub fn refuse_connections(&self) {
-        if let Some(server) = self.server.lock().unwrap().take() {
-            server.abort();
-        }
+        self.server.refuse_connections();
     }
 
     /// Listens again on the same address after [`EspoCrm::refuse_connections`].
     pub async fn accept_connections(&self) {
-        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        let server = tokio::spawn(super::serve(listener, self.app.clone()));
-        if let Some(old) = self.server.lock().unwrap().replace(server) {
-            old.abort();
-        }
+        self.server.accept_connections().await;
     }
 
     /// The records of `entity`, oldest first.
@@ -845,11 +846,6 @@ impl EspoCrm {
 
 impl Drop for EspoCrm {
     fn drop(&mut self) {
-        if let Ok(mut server) = self.server.lock()
-            && let Some(server) = server.take()
-        {
-            server.abort();
-        }
         if let Ok(mut jobs) = self.jobs.lock() {
             for job in jobs.drain(..) {
                 job.abort();
@@ -996,13 +992,10 @@ async fn api_gate(State(inner): State<Shared>, request: Request, next: Next) -> 
     let failure = {
         let mut sim = inner.sim.lock().unwrap();
         sim.api_requests.push(recorded.clone());
-        match &mut sim.faults.broken_after {
-            Some(0) => Some(503),
-            Some(left) => {
-                *left -= 1;
-                sim.faults.failures.pop_front()
-            }
-            None => sim.faults.failures.pop_front(),
+        match sim.faults.next() {
+            Some(super::Fault::Broken) => Some(503),
+            Some(super::Fault::Failure(status)) => Some(status),
+            None => None,
         }
     };
     if let Some(status) = failure {

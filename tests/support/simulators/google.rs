@@ -134,14 +134,8 @@ impl Default for Quotas {
     }
 }
 
-#[derive(Default)]
-struct Faults {
-    latency: Duration,
-    /// Statuses (and, when given, a raw body) the next API calls answer with, one each.
-    failures: VecDeque<(u16, Option<String>)>,
-    /// After this many more calls, every call answers 503 until healed.
-    broken_after: Option<usize>,
-}
+/// Statuses (and, when given, a raw body) for the next API calls, one each.
+type Failure = (u16, Option<String>);
 
 struct StoredEvent {
     body: Map<String, Value>,
@@ -179,7 +173,7 @@ struct Sim {
     /// The most accepted calls seen within one window, per mailbox.
     user_peak: HashMap<String, usize>,
     quota_refusals: u64,
-    faults: Faults,
+    faults: super::Faults<Failure>,
     calls: Vec<Recorded>,
     next_id: u64,
 }
@@ -190,13 +184,7 @@ type Shared = Arc<Mutex<Sim>>;
 pub struct Google {
     pub addr: SocketAddr,
     sim: Shared,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Google {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
+    server: super::Server,
 }
 
 impl Google {
@@ -238,10 +226,11 @@ impl Google {
             .route("/token", post(token))
             .nest("/calendar/v3", api)
             .with_state(sim.clone());
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Ok(Self { addr, sim, server })
+        Ok(Self {
+            addr,
+            sim,
+            server: super::Server::start(listener, app),
+        })
     }
 
     /// The token URI to put into key files.
@@ -297,10 +286,7 @@ impl Google {
 
     /// The next `count` API calls answer `status` (5xx bursts, 429).
     pub fn fail_next(&self, count: usize, status: u16) {
-        self.sim()
-            .faults
-            .failures
-            .extend(std::iter::repeat_n((status, None), count));
+        self.sim().faults.fail_next(count, (status, None));
     }
 
     /// The next call answers `status` with `body` as it is (an HTML page from
@@ -308,20 +294,27 @@ impl Google {
     pub fn fail_next_raw(&self, status: u16, body: &str) {
         self.sim()
             .faults
-            .failures
-            .push_back((status, Some(body.to_owned())));
+            .fail_next(1, (status, Some(body.to_owned())));
     }
 
     /// After `calls` more API calls, every call answers 503 until [`Google::heal`].
     pub fn break_after(&self, calls: usize) {
-        self.sim().faults.broken_after = Some(calls);
+        self.sim().faults.break_after(calls);
     }
 
     /// Ends [`Google::break_after`] and drops pending failures.
     pub fn heal(&self) {
-        let mut sim = self.sim();
-        sim.faults.broken_after = None;
-        sim.faults.failures.clear();
+        self.sim().faults.heal();
+    }
+
+    /// Closes the listener and every open connection: new connections are refused.
+    pub fn refuse_connections(&self) {
+        self.server.refuse_connections();
+    }
+
+    /// Listens again on the same address after [`Google::refuse_connections`].
+    pub async fn accept_connections(&self) {
+        self.server.accept_connections().await;
     }
 
     /// Creates an event as a user in Google's UI would; its id.
@@ -617,12 +610,14 @@ async fn admit(
         tokio::time::sleep(latency).await;
     }
     let mut state = sim.lock().unwrap();
-    match &mut state.faults.broken_after {
-        Some(0) => return Err(google_error(503, "backendError", "Simulated outage")),
-        Some(left) => *left -= 1,
-        None => {}
-    }
-    if let Some((status, raw)) = state.faults.failures.pop_front() {
+    let failure = match state.faults.next() {
+        Some(super::Fault::Broken) => {
+            return Err(google_error(503, "backendError", "Simulated outage"));
+        }
+        Some(super::Fault::Failure(failure)) => Some(failure),
+        None => None,
+    };
+    if let Some((status, raw)) = failure {
         if let Some(body) = raw {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
             return Err((status, [("content-type", "text/html")], body).into_response());

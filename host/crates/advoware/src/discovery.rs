@@ -8,9 +8,9 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{AdvowareError, Endpoints, Settings, fetch_error, time_left};
-use bitbylaw_core::egress::Egress;
+use super::{Endpoints, Settings};
 use bitbylaw_core::upstream::base_url;
+use bitbylaw_core::upstream::rest::{Rest, RestError};
 
 /// Discovered URLs are asked again after this long, so a moved relay is found.
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
@@ -28,7 +28,7 @@ pub struct Discovered {
     /// The last good answer and when it came.
     found: Option<(Arc<Endpoints>, Instant)>,
     /// The last failure and when it happened.
-    failed: Option<(AdvowareError, Instant)>,
+    failed: Option<(RestError, Instant)>,
 }
 
 #[derive(Deserialize)]
@@ -56,9 +56,9 @@ impl EndpointSource {
     pub async fn get(
         &self,
         settings: &Settings,
-        egress: &Egress,
+        rest: &Rest,
         deadline: Instant,
-    ) -> Result<Arc<Endpoints>, AdvowareError> {
+    ) -> Result<Arc<Endpoints>, RestError> {
         let state = match self {
             Self::Fixed(endpoints) => return Ok(endpoints.clone()),
             Self::Discovered(state) => state,
@@ -66,7 +66,7 @@ impl EndpointSource {
         // Held across the request: concurrent callers wait for one discovery.
         let mut state = tokio::time::timeout_at(deadline, state.lock())
             .await
-            .map_err(|_| AdvowareError::Timeout)?;
+            .map_err(|_| RestError::Timeout)?;
         let stale = match &state.found {
             Some((endpoints, at)) if at.elapsed() < DISCOVERY_TTL => return Ok(endpoints.clone()),
             Some((endpoints, _)) => Some(endpoints.clone()),
@@ -77,7 +77,7 @@ impl EndpointSource {
         {
             return stale.ok_or_else(|| error.clone());
         }
-        match discover(settings, egress, deadline).await {
+        match discover(settings, rest, deadline).await {
             Ok(found) => {
                 let found = Arc::new(found);
                 tracing::info!(
@@ -118,20 +118,21 @@ fn endpoints(api_url: &Url, gateway: &Url, api_path: &str) -> Result<Endpoints, 
 
 async fn discover(
     settings: &Settings,
-    egress: &Egress,
+    rest: &Rest,
     deadline: Instant,
-) -> Result<Endpoints, AdvowareError> {
-    let failed = |m: String| AdvowareError::Connection(format!("Advoware configurator: {m}"));
+) -> Result<Endpoints, RestError> {
+    let failed = |m: String| RestError::Connection(format!("Advoware configurator: {m}"));
     let Some(mut url) = settings.discovery_url.clone() else {
         return Err(failed("no discovery_url configured".into()));
     };
     url.query_pairs_mut()
         .append_pair("Kanzlei", &settings.kanzlei);
-    let timeout = time_left(settings, egress, deadline);
+    let timeout = rest.time_left(deadline);
+    let egress = rest.egress();
     let answer = egress
         .fetch(egress.client().get(url), timeout)
         .await
-        .map_err(|error| fetch_error(error, "Advoware configurator"))?;
+        .map_err(|error| RestError::fetch(error, "Advoware configurator"))?;
     if answer.status != 200 {
         return Err(failed(format!(
             "answered {} for Kanzlei `{}`",

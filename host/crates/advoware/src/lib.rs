@@ -28,15 +28,13 @@ mod token;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bitbylaw_core::egress::{Egress, FetchError, Fetched, with_headers};
-use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
+use bitbylaw_core::egress::Fetched;
+use bitbylaw_core::upstream::rest::{ApiRequest, Prepared, Rest, RestClient, RestError};
 use bitbylaw_core::upstream::{
-    Account, AccountSettings, OpenContext, Recent, SettingError, TokenCache, TokenError,
-    UpstreamKind, UpstreamState, api_method, check_headers, request_outcome,
+    Account, AccountSettings, OpenContext, Recent, SettingError, TokenCache, UpstreamKind,
+    UpstreamState,
 };
-
-pub use bitbylaw_core::upstream::ApiRequest;
-use reqwest::{Method, Url};
+use reqwest::Url;
 use tokio::time::Instant;
 
 pub use settings::{AdvowareConfig, Parsed, Settings};
@@ -85,73 +83,19 @@ pub struct Endpoints {
     pub token_url: Url,
 }
 
-/// Why a request got no answer from Advoware. Messages never hold secrets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AdvowareError {
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    #[error("not signed in: {0}")]
-    Unauthorized(String),
-    #[error("Advoware did not answer in time")]
-    Timeout,
-    #[error("connection to Advoware failed: {0}")]
-    Connection(String),
-    #[error("Advoware's answer is larger than {0} bytes")]
-    TooLarge(u64),
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl TokenError for AdvowareError {
-    fn timeout() -> Self {
-        AdvowareError::Timeout
-    }
-
-    fn unavailable(error: bitbylaw_core::store::StoreError) -> Self {
-        AdvowareError::Unavailable(format!("Advoware token cache unavailable: {error}"))
-    }
-}
-
 /// Headers the client sets itself.
-const RESERVED_HEADERS: [&str; 3] = ["authorization", "host", "content-length"];
-
-/// Time kept back from the call's deadline, so that an Advoware timeout is
-/// answered as one (504 from the plugin) before the host stops the whole call.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+const RESERVED_HEADERS: &[&str] = &["authorization"];
 
 /// How long a token refused right after issue is not replaced on a 401.
 const REFUSED_FRESH_HOLD: Duration = Duration::from_secs(10);
 
-/// How long one outbound request may take: the tenant's timeout, the host's
-/// cap, and no longer than what is left before `deadline`.
-fn time_left(settings: &Settings, egress: &Egress, deadline: Instant) -> Duration {
-    settings
-        .timeout
-        .min(egress.max_timeout())
-        .min(deadline.saturating_duration_since(Instant::now()))
-}
-
-/// An outbound failure as the client reports it; `what` names the other side.
-fn fetch_error(error: FetchError, what: &str) -> AdvowareError {
-    match error {
-        FetchError::Timeout => AdvowareError::Timeout,
-        FetchError::TooLarge(n) => AdvowareError::TooLarge(n),
-        // A request the host could not build is not the caller's fault either.
-        FetchError::Invalid(m) | FetchError::Connection(m) => {
-            AdvowareError::Connection(format!("{what}: {m}"))
-        }
-    }
-}
-
 /// One tenant's client; shared by the tenant's plugins that may use it.
 pub struct Client {
     tenant: String,
-    label: UpstreamLabel,
+    rest: Rest,
     settings: Settings,
-    egress: Egress,
-    metrics: Metrics,
     endpoints: discovery::EndpointSource,
-    tokens: TokenCache<AdvowareError>,
+    tokens: TokenCache<RestError>,
     /// Which account signs in where: the token's subject in the cache.
     account_id: String,
     /// A token Advoware refused right after it was issued (the retry got 401 too),
@@ -169,80 +113,21 @@ impl Client {
             key: None,
             message: e,
         })?;
-        let label = context.label(KIND);
         let tokens = TokenCache::new(
-            label.clone(),
+            context.label(KIND),
             context.store.clone(),
             context.scope(KIND),
             context.metrics.clone(),
         );
         Ok(Arc::new(Self {
             tenant: context.tenant.to_owned(),
-            label,
+            rest: Rest::new(context, KIND, settings.limits, RESERVED_HEADERS),
             account_id: token::account_id(&settings),
             tokens,
             settings,
-            egress: context.egress.clone(),
-            metrics: context.metrics.clone(),
             endpoints,
             refused_fresh: Recent::new(REFUSED_FRESH_HOLD),
         }))
-    }
-
-    /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`,
-    /// except a 401 to a freshly issued token (an `Unauthorized` error).
-    /// Nothing runs past `deadline`.
-    pub async fn send(
-        &self,
-        request: ApiRequest,
-        deadline: Instant,
-    ) -> Result<Fetched, AdvowareError> {
-        let deadline = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
-        let method = api_method(&request.method).map_err(AdvowareError::InvalidRequest)?;
-        check_headers(&request.headers, &RESERVED_HEADERS)
-            .map_err(AdvowareError::InvalidRequest)?;
-        let endpoints = self
-            .endpoints
-            .get(&self.settings, &self.egress, deadline)
-            .await?;
-        let url = bitbylaw_core::upstream::endpoint::resolve(
-            &endpoints.api_base,
-            &request.path,
-            &request.query,
-        )
-        .map_err(AdvowareError::InvalidRequest)?;
-
-        // Reads are retried when Advoware or the way to it failed on the
-        // way (502/503/504, a dropped connection, a timeout), within the
-        // deadline; writes never are: their answer may be lost after the write.
-        let idempotent = method == Method::GET;
-        let mut retry = 0;
-        loop {
-            let result = self
-                .signed_in(&method, &url, &request, &endpoints, deadline)
-                .await?;
-            let transient = match &result {
-                Ok(answer) => matches!(answer.status, 502..=504),
-                // Not a timeout: a slow Advoware is not faster a moment later,
-                // and the time is the call's.
-                Err(error) => matches!(error, AdvowareError::Connection(_)),
-            };
-            if !idempotent || !transient || retry >= self.settings.read_retries {
-                return result;
-            }
-            let pause = bitbylaw_core::upstream::backoff(self.settings.retry_base, retry);
-            if Instant::now() + pause >= deadline {
-                return result;
-            }
-            self.metrics.upstream_retry(&self.label, method.as_str());
-            tracing::info!(
-                tenant = %self.tenant,
-                retry = retry + 1,
-                "an Advoware read failed on the way; trying again"
-            );
-            tokio::time::sleep(pause).await;
-            retry += 1;
-        }
     }
 
     /// One call with the tenant's token: on 401 the token is dropped, a new
@@ -251,14 +136,12 @@ impl Client {
     /// in, never retried here (the token cache holds its own rules).
     async fn signed_in(
         &self,
-        method: &Method,
-        url: &Url,
-        request: &ApiRequest,
+        request: &Prepared,
         endpoints: &Endpoints,
         deadline: Instant,
-    ) -> Result<Result<Fetched, AdvowareError>, AdvowareError> {
+    ) -> Result<Result<Fetched, RestError>, RestError> {
         let token = self.token(endpoints, deadline).await?;
-        match self.attempt(method, url, request, &token, deadline).await {
+        match self.attempt(request, &token, deadline).await {
             Ok(answer) if answer.status == 401 => {}
             other => return Ok(other),
         }
@@ -271,7 +154,7 @@ impl Client {
         );
         self.tokens.invalidate(&self.account_id, &token).await?;
         let token = self.token(endpoints, deadline).await?;
-        match self.attempt(method, url, request, &token, deadline).await {
+        match self.attempt(request, &token, deadline).await {
             Ok(answer) if answer.status == 401 => {}
             other => return Ok(other),
         }
@@ -283,20 +166,15 @@ impl Client {
         Err(refused_fresh_error())
     }
 
-    async fn token(
-        &self,
-        endpoints: &Endpoints,
-        deadline: Instant,
-    ) -> Result<String, AdvowareError> {
+    async fn token(&self, endpoints: &Endpoints, deadline: Instant) -> Result<String, RestError> {
         // A token request takes no longer than any other request to Advoware.
-        let deadline =
-            deadline.min(Instant::now() + time_left(&self.settings, &self.egress, deadline));
+        let deadline = deadline.min(Instant::now() + self.rest.time_left(deadline));
         self.tokens
             .get(&self.account_id, deadline, |timeout| {
                 token::fetch(
                     &self.tenant,
                     &self.settings,
-                    &self.egress,
+                    self.rest.egress(),
                     &endpoints.token_url,
                     timeout,
                 )
@@ -306,35 +184,38 @@ impl Client {
 
     async fn attempt(
         &self,
-        method: &Method,
-        url: &Url,
-        request: &ApiRequest,
+        request: &Prepared,
         token: &str,
         deadline: Instant,
-    ) -> Result<Fetched, AdvowareError> {
-        let left = time_left(&self.settings, &self.egress, deadline);
-        let timeout = request.timeout.map_or(left, |asked| asked.min(left));
-        if timeout.is_zero() {
-            return Err(AdvowareError::Timeout);
-        }
-        let mut builder = with_headers(
-            self.egress.client().request(method.clone(), url.clone()),
-            &request.headers,
-        )
-        .map_err(AdvowareError::InvalidRequest)?
-        .bearer_auth(token);
-        if let Some(body) = &request.body {
-            builder = builder.body(body.clone());
-        }
-        let answer = self.egress.fetch(builder, timeout).await;
-        self.metrics
-            .upstream_request(&self.label, request_outcome(&answer));
-        answer.map_err(|error| fetch_error(error, "Advoware API"))
+    ) -> Result<Fetched, RestError> {
+        self.rest
+            .attempt(request, deadline, |builder| Ok(builder.bearer_auth(token)))
+            .await
     }
 }
 
-fn refused_fresh_error() -> AdvowareError {
-    AdvowareError::Unauthorized(
+impl RestClient for Client {
+    const UPSTREAM: &'static str = "Advoware";
+    const KIND: &'static str = KIND;
+
+    /// Sends `request` to the API, signed in; every status Advoware answers is `Ok`,
+    /// except a 401 to a freshly issued token (an `Unauthorized` error).
+    async fn send(&self, request: ApiRequest, deadline: Instant) -> Result<Fetched, RestError> {
+        let endpoints = self
+            .endpoints
+            .get(&self.settings, &self.rest, deadline)
+            .await?;
+        let request = self.rest.prepare(request, &endpoints.api_base)?;
+        self.rest
+            .with_read_retries(&request.method, deadline, || {
+                self.signed_in(&request, &endpoints, deadline)
+            })
+            .await
+    }
+}
+
+fn refused_fresh_error() -> RestError {
+    RestError::Unauthorized(
         "Advoware answered 401 to a freshly issued token (after one retry); check the account's rights"
             .into(),
     )

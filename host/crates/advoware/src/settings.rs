@@ -8,13 +8,13 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bitbylaw_core::secret::{Secret, SecretRef};
+use bitbylaw_core::upstream::rest::{self, Limits};
 use bitbylaw_core::upstream::{SettingError, base_url, http_url};
 use reqwest::Url;
 use serde::Deserialize;
 
 /// Advoware's tokens live about an hour; a day is surely a typo.
 const MAX_TOKEN_TTL_S: u64 = 24 * 3600;
-const MAX_TIMEOUT_MS: u64 = 600_000;
 
 /// An account of kind `advoware` in a tenant file (`[upstreams.<name>]` with
 /// `kind = "advoware"`, or the older `[advoware]`): how the host signs in for
@@ -54,15 +54,15 @@ pub struct AdvowareConfig {
     #[serde(default = "defaults::token_ttl_s")]
     pub token_ttl_s: u64,
     /// Longest one Advoware request may take (token requests included).
-    #[serde(default = "defaults::timeout_ms")]
+    #[serde(default = "rest::defaults::timeout_ms")]
     pub timeout_ms: u64,
     /// How often a read (`GET`) that met a 502, 503, 504 or a dropped
     /// connection is tried again, within the call's deadline.
     /// Writes are never retried (a lost answer may hide a write that happened).
-    #[serde(default = "defaults::read_retries")]
+    #[serde(default = "rest::defaults::read_retries")]
     pub read_retries: u32,
     /// The first pause before such a retry; it doubles each time, with jitter.
-    #[serde(default = "defaults::retry_base_ms")]
+    #[serde(default = "rest::defaults::retry_base_ms")]
     pub retry_base_ms: u64,
 }
 
@@ -79,15 +79,6 @@ mod defaults {
     // Tokens live about 55 minutes; 53 leaves room for clock skew and slow calls.
     pub fn token_ttl_s() -> u64 {
         53 * 60
-    }
-    pub fn timeout_ms() -> u64 {
-        30_000
-    }
-    pub fn read_retries() -> u32 {
-        3
-    }
-    pub fn retry_base_ms() -> u64 {
-        200
     }
 }
 
@@ -151,9 +142,7 @@ pub struct Settings {
     pub api_key: Secret,
     pub password: Secret,
     pub token_ttl: Duration,
-    pub timeout: Duration,
-    pub read_retries: u32,
-    pub retry_base: Duration,
+    pub limits: Limits,
 }
 
 impl Settings {
@@ -212,12 +201,7 @@ impl Settings {
                 format!("must be between 1 and {MAX_TOKEN_TTL_S} (a day)"),
             ));
         }
-        if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
-            return Err(SettingError::new(
-                "timeout_ms",
-                format!("must be between 1 and {MAX_TIMEOUT_MS} (ten minutes)"),
-            ));
-        }
+        let limits = Limits::new(config.timeout_ms, config.read_retries, config.retry_base_ms)?;
         Ok(Self {
             api_url,
             api_path,
@@ -232,9 +216,7 @@ impl Settings {
             api_key,
             password,
             token_ttl: Duration::from_secs(config.token_ttl_s),
-            timeout: Duration::from_millis(config.timeout_ms),
-            read_retries: config.read_retries.min(10),
-            retry_base: Duration::from_millis(config.retry_base_ms.min(60_000)),
+            limits,
         })
     }
 }
@@ -257,9 +239,10 @@ impl Settings {
             api_key: Secret::new("dGVzdC1zZWNyZXQta2V5"),
             password: Secret::new("pw"),
             token_ttl: Duration::from_secs(3180),
-            timeout: Duration::from_secs(30),
-            read_retries: 3,
-            retry_base: Duration::from_millis(1),
+            limits: Limits {
+                retry_base: Duration::from_millis(1),
+                ..Limits::default()
+            },
         }
     }
 }

@@ -10,7 +10,9 @@ use bitbylaw_core::upstream::{Issued, TokenFailure};
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::{AdvowareError, Settings, fetch_error, signing};
+use bitbylaw_core::upstream::rest::RestError;
+
+use super::{Settings, signing};
 
 /// What the gateway answers; clients differ in which lifetime field they read,
 /// so both are taken.
@@ -31,11 +33,11 @@ pub async fn fetch(
     egress: &Egress,
     token_url: &Url,
     timeout: Duration,
-) -> Result<Issued, TokenFailure<AdvowareError>> {
+) -> Result<Issued, TokenFailure<RestError>> {
     let nonce = uuid::Uuid::new_v4().to_string();
     let timestamp = signing::timestamp(chrono::Utc::now());
     let body = signing::token_request(settings, &nonce, &timestamp).ok_or_else(|| {
-        TokenFailure::Failed(AdvowareError::Unauthorized(
+        TokenFailure::Failed(RestError::Unauthorized(
             "the configured API key is not base64".into(),
         ))
     })?;
@@ -47,11 +49,11 @@ pub async fn fetch(
     let answer = egress
         .fetch(request, timeout)
         .await
-        .map_err(|error| TokenFailure::Failed(fetch_error(error, "security gateway")))?;
+        .map_err(|error| TokenFailure::Failed(RestError::fetch(error, "security gateway")))?;
     if !(200..300).contains(&answer.status) {
         let message = gateway_message(&answer.body, settings);
         if answer.status >= 500 {
-            return Err(TokenFailure::Failed(AdvowareError::Connection(format!(
+            return Err(TokenFailure::Failed(RestError::Connection(format!(
                 "security gateway answered {}: {message}",
                 answer.status
             ))));
@@ -62,7 +64,7 @@ pub async fn fetch(
             %message,
             "Advoware's security gateway refused the token request"
         );
-        return Err(TokenFailure::Refused(AdvowareError::Unauthorized(format!(
+        return Err(TokenFailure::Refused(RestError::Unauthorized(format!(
             "the security gateway refused the token request ({}): {message}",
             answer.status
         ))));
@@ -71,7 +73,7 @@ pub async fn fetch(
         Ok(parsed) if !parsed.access_token.trim().is_empty() => parsed,
         // serde's message could quote the answer, token included: say only what is missing.
         _ => {
-            return Err(TokenFailure::Failed(AdvowareError::Connection(
+            return Err(TokenFailure::Failed(RestError::Connection(
                 "security gateway answered without an `access_token`".into(),
             )));
         }

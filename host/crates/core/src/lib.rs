@@ -3,9 +3,10 @@
 //! [`secret`]s, [`metrics`], and the shape of an upstream account
 //! ([`upstream`]: settings, grants, the shared token cache).
 //!
-//! Nothing here knows about tenants files, plugins or WIT worlds, so a kind
-//! crate (`bitbylaw-advoware`, ...) depends on this crate and the bindings only,
-//! and a change to the host does not rebuild it.
+//! Nothing here knows about tenant files or plugins, and of the WIT world only
+//! the shared REST types ([`upstream::rest`]), so a kind crate
+//! (`bitbylaw-advoware`, ...) depends on this crate and the bindings only, and
+//! a change to the host does not rebuild it.
 
 pub mod egress;
 pub mod metrics;

@@ -3,10 +3,12 @@
 
 use bitbylaw_bindings::espocrm::{self, Error, Host, Request, SignatureError as WitSignatureError};
 use bitbylaw_bindings::http::Response;
+use bitbylaw_bindings::types::RestError;
+use bitbylaw_core::upstream::rest;
 use bitbylaw_core::upstream::{UpstreamCall, UpstreamState};
 use wasmtime::component::{HasData, Linker};
 
-use crate::{ApiRequest, Client, EspoCrmError, SignatureError};
+use crate::{Client, SignatureError};
 
 /// Serves the interface to every plugin; each call sees only the caller's grants.
 pub fn add_to_linker<T: UpstreamState>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
@@ -22,47 +24,11 @@ impl HasData for Calls {
 /// One plugin's call, as this interface sees it.
 pub struct EspoCrmCall<'a>(pub UpstreamCall<'a>);
 
-impl EspoCrmCall<'_> {
-    fn client(&self) -> Result<&Client, String> {
-        let call = &self.0;
-        call.grants.client::<Client>().ok_or_else(|| {
-            format!(
-                "plugin `{}` of tenant `{}` may not use EspoCRM: grant it an account of kind `espocrm` in the tenant file (`upstreams = [\"<name>\"]`)",
-                call.plugin, call.tenant
-            )
-        })
-    }
-}
-
 impl Host for EspoCrmCall<'_> {
     async fn send(&mut self, request: Request) -> Result<Response, Error> {
-        let client = self.client().map_err(Error::NotConfigured)?;
-        let call = &self.0;
-        let request = ApiRequest::from_wit(
-            request.method,
-            request.path,
-            request.query,
-            request.headers,
-            request.body,
-            request.timeout_ms,
-        );
-        match client.send(request, call.deadline).await {
-            Ok(answer) => Ok(Response {
-                status: answer.status,
-                headers: answer.headers,
-                body: answer.body,
-            }),
-            Err(error) => {
-                tracing::warn!(
-                    tenant = %call.tenant,
-                    plugin = %call.plugin,
-                    request_id = %call.request_id,
-                    %error,
-                    "EspoCRM request failed"
-                );
-                Err(error.into())
-            }
-        }
+        rest::serve::<Client>(&self.0, request)
+            .await
+            .map_err(narrow)
     }
 
     async fn verify_webhook(
@@ -71,7 +37,7 @@ impl Host for EspoCrmCall<'_> {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
     ) -> Result<(), WitSignatureError> {
-        let client = self.client().map_err(WitSignatureError::NotConfigured)?;
+        let client = rest::granted::<Client>(&self.0).map_err(WitSignatureError::NotConfigured)?;
         match client.verify_webhook(&webhook, &headers, &body) {
             None => Err(WitSignatureError::NotConfigured(format!(
                 "the EspoCRM account has no webhook `{webhook}` (it has: {}); add `[upstreams.<name>.webhooks.\"{webhook}\"]` with EspoCRM's webhook id and secret",
@@ -87,13 +53,17 @@ impl Host for EspoCrmCall<'_> {
     }
 }
 
-impl From<EspoCrmError> for Error {
-    fn from(error: EspoCrmError) -> Self {
-        match error {
-            EspoCrmError::InvalidRequest(m) => Error::InvalidRequest(m),
-            EspoCrmError::Timeout => Error::Timeout,
-            EspoCrmError::Connection(m) => Error::Connection(m),
-            EspoCrmError::TooLarge(n) => Error::TooLarge(n),
+/// The interface's 0.1 error has the cases EspoCRM meets; the EspoCRM client
+/// signs no token in and keeps nothing in the store, so it never answers the
+/// other two.
+fn narrow(error: RestError) -> Error {
+    match error {
+        RestError::NotConfigured(m) => Error::NotConfigured(m),
+        RestError::InvalidRequest(m) => Error::InvalidRequest(m),
+        RestError::Timeout => Error::Timeout,
+        RestError::Connection(m) | RestError::Unauthorized(m) | RestError::Unavailable(m) => {
+            Error::Connection(m)
         }
+        RestError::TooLarge(n) => Error::TooLarge(n),
     }
 }

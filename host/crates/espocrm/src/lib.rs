@@ -13,16 +13,12 @@ mod settings;
 pub mod signing;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use bitbylaw_core::egress::{Egress, FetchError, Fetched, with_headers};
-use bitbylaw_core::metrics::{Metrics, UpstreamLabel};
+use bitbylaw_core::egress::Fetched;
+use bitbylaw_core::upstream::rest::{ApiRequest, Rest, RestClient, RestError};
 use bitbylaw_core::upstream::{
-    Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState, api_method,
-    check_headers, request_outcome,
+    Account, AccountSettings, OpenContext, SettingError, UpstreamKind, UpstreamState,
 };
-
-pub use bitbylaw_core::upstream::ApiRequest;
 use tokio::time::Instant;
 
 pub use capability::EspoCrmCall;
@@ -63,119 +59,44 @@ impl AccountSettings for Parsed {
     }
 }
 
-/// Why a request got no answer from EspoCRM. Messages never hold secrets.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EspoCrmError {
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
-    #[error("EspoCRM did not answer in time")]
-    Timeout,
-    #[error("connection to EspoCRM failed: {0}")]
-    Connection(String),
-    #[error("EspoCRM's answer is larger than {0} bytes")]
-    TooLarge(u64),
-}
-
 /// Headers the client sets itself.
-const RESERVED_HEADERS: [&str; 5] = [
-    "x-api-key",
-    "x-hmac-authorization",
-    "authorization",
-    "host",
-    "content-length",
-];
-
-/// Time kept back from the call's deadline, so that an EspoCRM timeout reaches
-/// the plugin as one before the host stops the whole call.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+const RESERVED_HEADERS: &[&str] = &["x-api-key", "x-hmac-authorization", "authorization"];
 
 /// One tenant's EspoCRM client; shared by the tenant's plugins granted it.
 pub struct Client {
-    label: UpstreamLabel,
+    rest: Rest,
     settings: Settings,
-    egress: Egress,
-    metrics: Metrics,
 }
 
 impl Client {
     pub fn new(context: &OpenContext<'_>, settings: Settings) -> Self {
         Self {
-            label: context.label(KIND),
+            rest: Rest::new(context, KIND, settings.limits, RESERVED_HEADERS),
             settings,
-            egress: context.egress.clone(),
-            metrics: context.metrics.clone(),
         }
     }
 
-    /// Sends `request`, authenticated; every status EspoCRM answers is `Ok`.
-    /// Nothing runs past `deadline`.
-    pub async fn send(
+    /// The auth header of one request: the key, or the HMAC over its method
+    /// and its path below `api/v1` (with its leading `/`).
+    fn auth_header(
         &self,
-        request: ApiRequest,
-        deadline: Instant,
-    ) -> Result<Fetched, EspoCrmError> {
-        let method = api_method(&request.method).map_err(EspoCrmError::InvalidRequest)?;
-        check_headers(&request.headers, &RESERVED_HEADERS).map_err(EspoCrmError::InvalidRequest)?;
-        let api_base = &self.settings.api_base;
-        let url =
-            bitbylaw_core::upstream::endpoint::resolve(api_base, &request.path, &request.query)
-                .map_err(EspoCrmError::InvalidRequest)?;
-        let mut builder = with_headers(
-            self.egress.client().request(method.clone(), url.clone()),
-            &request.headers,
-        )
-        .map_err(EspoCrmError::InvalidRequest)?;
-        builder = match &self.settings.auth {
-            Auth::ApiKey(key) => builder.header("X-Api-Key", key.expose()),
+        method: &str,
+        path_below: &str,
+    ) -> Result<(&'static str, String), RestError> {
+        match &self.settings.auth {
+            Auth::ApiKey(key) => Ok(("X-Api-Key", key.expose().to_owned())),
             Auth::Hmac {
                 api_key,
                 secret_key,
-            } => {
-                // Signed: the method and the path below `api/v1`, with its leading `/`.
-                let below = url
-                    .path()
-                    .strip_prefix(api_base.path().trim_end_matches('/'))
-                    .unwrap_or(url.path());
-                let signed = signing::hmac_authorization(
-                    api_key.expose(),
-                    secret_key.expose(),
-                    method.as_str(),
-                    below,
-                )
-                .ok_or_else(|| {
-                    EspoCrmError::InvalidRequest("the secret key cannot key an HMAC".into())
-                })?;
-                builder.header("X-Hmac-Authorization", signed)
-            }
-        };
-        if let Some(body) = request.body {
-            let typed = request
-                .headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-            if !typed {
-                builder = builder.header("content-type", "application/json");
-            }
-            builder = builder.body(body);
+            } => signing::hmac_authorization(
+                api_key.expose(),
+                secret_key.expose(),
+                method,
+                path_below,
+            )
+            .map(|signed| ("X-Hmac-Authorization", signed))
+            .ok_or_else(|| RestError::InvalidRequest("the secret key cannot key an HMAC".into())),
         }
-        let deadline = deadline.checked_sub(DEADLINE_MARGIN).unwrap_or(deadline);
-        let left = self
-            .settings
-            .timeout
-            .min(self.egress.max_timeout())
-            .min(deadline.saturating_duration_since(Instant::now()));
-        let timeout = request.timeout.map_or(left, |asked| asked.min(left));
-        if timeout.is_zero() {
-            return Err(EspoCrmError::Timeout);
-        }
-        let answer = self.egress.fetch(builder, timeout).await;
-        self.metrics
-            .upstream_request(&self.label, request_outcome(&answer));
-        answer.map_err(|error| match error {
-            FetchError::Timeout => EspoCrmError::Timeout,
-            FetchError::TooLarge(n) => EspoCrmError::TooLarge(n),
-            FetchError::Invalid(m) | FetchError::Connection(m) => EspoCrmError::Connection(m),
-        })
     }
 
     /// Checks a webhook delivery against the account's webhook `name`; `None`
@@ -193,5 +114,31 @@ impl Client {
     /// The names of the account's webhooks, for messages.
     pub fn webhook_names(&self) -> Vec<&str> {
         self.settings.webhooks.keys().map(String::as_str).collect()
+    }
+}
+
+impl RestClient for Client {
+    const UPSTREAM: &'static str = "EspoCRM";
+    const KIND: &'static str = KIND;
+
+    /// Sends `request` with the key or the HMAC; a read that met a gateway
+    /// failure is tried again (`read_retries`).
+    async fn send(&self, request: ApiRequest, deadline: Instant) -> Result<Fetched, RestError> {
+        let request = self.rest.prepare(request, &self.settings.api_base)?;
+        let (name, value) = self.auth_header(
+            request.method.as_str(),
+            request.path_below(&self.settings.api_base),
+        )?;
+        self.rest
+            .with_read_retries(&request.method, deadline, || async {
+                let answer = self
+                    .rest
+                    .attempt(&request, deadline, |builder| {
+                        Ok(builder.header(name, &value))
+                    })
+                    .await;
+                Ok(answer)
+            })
+            .await
     }
 }

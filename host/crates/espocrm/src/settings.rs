@@ -4,14 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use bitbylaw_core::secret::{Secret, SecretRef};
+use bitbylaw_core::upstream::rest::{Limits, defaults};
 use bitbylaw_core::upstream::{SettingError, base_url};
 use reqwest::Url;
 use serde::Deserialize;
-
-const MAX_TIMEOUT_MS: u64 = 600_000;
 
 /// An account of kind `espocrm` (`[upstreams.<name>]` with `kind = "espocrm"`).
 #[derive(Debug, Clone, Deserialize)]
@@ -26,8 +24,16 @@ pub struct EspoCrmConfig {
     #[serde(default)]
     pub secret_key: Option<SecretRef>,
     /// Longest one request may take.
-    #[serde(default = "default_timeout_ms")]
+    #[serde(default = "defaults::timeout_ms")]
     pub timeout_ms: u64,
+    /// How often a read (`GET`) that met a 502, 503, 504 or a dropped
+    /// connection is tried again, within the call's deadline. Writes are
+    /// never retried (a lost answer may hide a write that happened).
+    #[serde(default = "defaults::read_retries")]
+    pub read_retries: u32,
+    /// The first pause before such a retry; it doubles each time, with jitter.
+    #[serde(default = "defaults::retry_base_ms")]
+    pub retry_base_ms: u64,
     /// The webhooks registered in EspoCRM for this firm, by a name the plugin
     /// uses (e.g. `"CBeteiligte.create"`): EspoCRM's webhook id and its secret key.
     #[serde(default)]
@@ -42,10 +48,6 @@ pub struct WebhookConfig {
     pub id: String,
     /// The webhook's secret key.
     pub secret: SecretRef,
-}
-
-fn default_timeout_ms() -> u64 {
-    30_000
 }
 
 /// How requests are authenticated.
@@ -66,7 +68,7 @@ pub struct Webhook {
 #[derive(Debug, Clone)]
 pub struct Parsed {
     api_base: Url,
-    timeout: Duration,
+    limits: Limits,
     api_key: SecretRef,
     secret_key: Option<SecretRef>,
     webhooks: BTreeMap<String, WebhookConfig>,
@@ -79,12 +81,7 @@ impl Parsed {
         let api_base = base
             .join("api/v1/")
             .map_err(|e| SettingError::new("base_url", format!("no API below it: {e}")))?;
-        if !(1..=MAX_TIMEOUT_MS).contains(&config.timeout_ms) {
-            return Err(SettingError::new(
-                "timeout_ms",
-                format!("must be between 1 and {MAX_TIMEOUT_MS} (ten minutes)"),
-            ));
-        }
+        let limits = Limits::new(config.timeout_ms, config.read_retries, config.retry_base_ms)?;
         for (name, webhook) in &config.webhooks {
             let id = webhook.id.trim();
             // The id opens the signed text `<id>:<mac>`: a colon in it would be ambiguous.
@@ -97,7 +94,7 @@ impl Parsed {
         }
         Ok(Self {
             api_base,
-            timeout: Duration::from_millis(config.timeout_ms),
+            limits,
             api_key: config.api_key,
             secret_key: config.secret_key,
             webhooks: config.webhooks,
@@ -135,7 +132,7 @@ impl Parsed {
             .collect::<Result<_, SettingError>>()?;
         Ok(Settings {
             api_base: self.api_base.clone(),
-            timeout: self.timeout,
+            limits: self.limits,
             auth,
             webhooks,
         })
@@ -147,7 +144,7 @@ impl Parsed {
 pub struct Settings {
     /// `<base_url>api/v1/`.
     pub api_base: Url,
-    pub timeout: Duration,
+    pub limits: Limits,
     pub auth: Auth,
     pub webhooks: BTreeMap<String, Webhook>,
 }

@@ -8,11 +8,13 @@
 //! a tenant ([`AccountSettings::open`]), and serves its WIT interface from a
 //! borrowed [`UpstreamCall`] of the calling plugin. What it shares with the
 //! other kinds lives here: the [`TokenCache`] (tokens in the tenant's store,
-//! fetched once across host instances), [`Recent`] values, and the metrics
-//! labelled by kind.
+//! fetched once across host instances), [`Recent`] values, the metrics
+//! labelled by kind, and for the kinds that pass a plugin's requests through
+//! to a REST API, the request, its sending and its errors ([`rest`]).
 
 pub mod endpoint;
 mod recent;
+pub mod rest;
 mod token_cache;
 
 use std::any::Any;
@@ -91,66 +93,6 @@ pub fn http_url(key: &str, text: &str) -> Result<Url, SettingError> {
         ));
     }
     Ok(url)
-}
-
-/// What a plugin asks an upstream API for, as the kinds whose interface
-/// passes requests through (`advoware`, `espocrm`) take it from their WIT record.
-#[derive(Debug, Clone)]
-pub struct ApiRequest {
-    pub method: String,
-    /// Below the kind's API base; checked with [`endpoint::resolve`].
-    pub path: String,
-    pub query: Vec<(String, String)>,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<bytes::Bytes>,
-    pub timeout: Option<std::time::Duration>,
-}
-
-impl ApiRequest {
-    /// From the fields every such WIT record has.
-    pub fn from_wit(
-        method: String,
-        path: String,
-        query: Vec<(String, String)>,
-        headers: Vec<(String, String)>,
-        body: Option<Vec<u8>>,
-        timeout_ms: Option<u32>,
-    ) -> Self {
-        Self {
-            method,
-            path,
-            query,
-            headers,
-            body: body.map(Into::into),
-            timeout: timeout_ms.map(|ms| std::time::Duration::from_millis(u64::from(ms))),
-        }
-    }
-}
-
-/// The method of a plugin's request to an upstream API: GET, POST, PUT,
-/// PATCH or DELETE, in any case; the message says what else was given.
-pub fn api_method(text: &str) -> Result<reqwest::Method, String> {
-    match text.to_ascii_uppercase().as_str() {
-        "GET" => Ok(reqwest::Method::GET),
-        "POST" => Ok(reqwest::Method::POST),
-        "PUT" => Ok(reqwest::Method::PUT),
-        "PATCH" => Ok(reqwest::Method::PATCH),
-        "DELETE" => Ok(reqwest::Method::DELETE),
-        other => Err(format!(
-            "method `{other}` is not one of GET, POST, PUT, PATCH, DELETE"
-        )),
-    }
-}
-
-/// Refuses a plugin's header that the kind sets itself (`reserved`, lower case).
-pub fn check_headers(headers: &[(String, String)], reserved: &[&str]) -> Result<(), String> {
-    match headers
-        .iter()
-        .find(|(name, _)| reserved.contains(&name.to_ascii_lowercase().as_str()))
-    {
-        Some((name, _)) => Err(format!("header `{name}` is set by the host")),
-        None => Ok(()),
-    }
 }
 
 /// How long to wait before retry number `retry` (from 0): `base · 2^retry`,
