@@ -195,4 +195,14 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             .then_some(())
     })
     .await;
+
+    // The log file is plain text with the host's access lines.
+    let log = host.log_text();
+    assert!(!log.contains('\u{1b}'), "colour codes in the log file");
+    assert!(
+        log.lines().any(|l| l.contains("bitbylaw::access")
+            && l.contains("status=200")
+            && l.contains("route=")),
+        "no access line for the greeting:\n{log}"
+    );
 }

@@ -135,3 +135,57 @@ fn a_client_cannot_choose_its_request_id() {
         "the version it needs is stated"
     );
 }
+
+/// Every path Kong routes leads to routes the demo's plugins declare (a path
+/// that leads nowhere gives the firm 404s from the host it cannot explain).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kong_route_leads_to_a_route_a_plugin_serves() {
+    use bitbylaw_tests::{Backend, TestHost};
+    let (_, kong) = kong_file();
+    let app = TestHost::builder(Backend::Memory)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.advoware-proxy]\ncomponent = \"{component:advoware-proxy}\"\n\
+             [plugins.calendar-sync]\ncomponent = \"{component:calendar-sync}\"\n\
+             [plugins.vmh-webhooks]\ncomponent = \"{component:vmh-webhooks}\"\n",
+        )
+        .start()
+        .await;
+    let declared: Vec<String> = app
+        .running("firm-a")
+        .routes
+        .describe()
+        .into_iter()
+        .map(|(_, pattern, _)| pattern)
+        .collect();
+    assert!(declared.len() > 3, "{declared:?}");
+    for route in kong["services"][0]["routes"].as_vec().unwrap() {
+        for path in route["paths"].as_vec().unwrap() {
+            let path = path.as_str().unwrap().trim_end_matches('/');
+            assert!(
+                declared
+                    .iter()
+                    .any(|p| p == path || p.starts_with(&format!("{path}/"))),
+                "Kong routes {path} but no plugin serves below it: {declared:?}"
+            );
+        }
+    }
+}
+
+/// CORS is for the origins a firm names: none by default, never `*`.
+#[test]
+fn cors_is_off_unless_a_firm_names_its_origins() {
+    let (_, kong) = kong_file();
+    let mut holders = vec![&kong, &kong["services"][0]];
+    holders.extend(kong["services"][0]["routes"].as_vec().unwrap());
+    for holder in holders {
+        for cors in plugins(holder, "cors") {
+            let origins = cors["config"]["origins"].as_vec();
+            assert!(
+                origins.is_some_and(|o| !o.is_empty() && !o.contains(&Yaml::String("*".into()))),
+                "cors without named origins answers `*`: {cors:?}"
+            );
+        }
+    }
+}

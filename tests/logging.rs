@@ -66,3 +66,110 @@ async fn guest_logs_carry_tenant_plugin_and_request_id_and_no_secrets() {
         );
     }
 }
+
+/// The host's own access lines: one per request, refused ones included
+/// (method, path, route, tenant, plugin, status, time, bytes and request id,
+/// from the line and its span), one per event delivery; refusals are counted
+/// in `bitbylaw_http_refused_total`, by tenant where known.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_and_event_leaves_an_access_line_and_refusals_are_counted() {
+    let capture = LogCapture::install(LogFormat::Json, "info");
+    let app = TestHost::builder(Backend::Memory)
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.hello]\ncomponent = \"{component:hello}\"\n",
+        )
+        .start()
+        .await;
+    let send = |method: reqwest::Method, path: &str, id: &str, key: Option<&str>| {
+        let mut request = app
+            .client
+            .request(method, app.url(path))
+            .header("Kong-Request-ID", id);
+        if let Some(key) = key {
+            request = request.header("apikey", key);
+        }
+        request.send()
+    };
+    use reqwest::Method;
+    assert_eq!(
+        send(Method::GET, "/hello/Ada", "acc-ok", Some("k"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        send(Method::GET, "/nowhere", "acc-404", Some("k"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        send(Method::GET, "/hello/Ada", "acc-401", None)
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let saved = app
+        .client
+        .put(app.url("/hello/notes/n1"))
+        .header("apikey", "k")
+        .json(&serde_json::json!({ "text": "Akte 17 anrufen" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(saved.status().is_success(), "{}", saved.status());
+
+    let access = |id: &str| {
+        capture
+            .lines()
+            .into_iter()
+            .find(|line| line["target"] == "bitbylaw::access" && line["span"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line for {id}:\n{}", capture.text()))
+    };
+    let ok = access("acc-ok");
+    assert_eq!(ok["fields"]["status"], 200);
+    assert_eq!(ok["span"]["method"], "GET");
+    assert_eq!(ok["span"]["path"], "/hello/Ada");
+    assert_eq!(ok["span"]["route"], "/hello/{name}");
+    assert_eq!(ok["span"]["tenant"], "firm-a");
+    assert_eq!(ok["span"]["plugin"], "hello");
+    assert!(ok["fields"]["duration_ms"].as_f64().is_some(), "{ok}");
+    assert!(
+        ok["fields"]["bytes"].as_u64().is_some_and(|b| b > 0),
+        "{ok}"
+    );
+    let not_found = access("acc-404");
+    assert_eq!(not_found["fields"]["status"], 404);
+    assert_eq!(not_found["span"]["tenant"], "firm-a");
+    assert!(not_found["span"]["plugin"].is_null(), "{not_found}");
+    let unknown = access("acc-401");
+    assert_eq!(unknown["fields"]["status"], 401);
+    assert!(unknown["span"]["tenant"].is_null(), "{unknown}");
+
+    // The saved note's event, delivered to the plugin: its own line.
+    let delivered = bitbylaw_tests::wait_for(std::time::Duration::from_secs(10), || async {
+        capture.lines().into_iter().find(|line| {
+            line["target"] == "bitbylaw::access"
+                && line["fields"]["message"] == "event"
+                && line["fields"]["topic"] == "hello.note-saved"
+        })
+    })
+    .await;
+    assert_eq!(delivered["fields"]["tenant"], "firm-a");
+    assert_eq!(delivered["fields"]["plugin"], "hello");
+    assert_eq!(delivered["fields"]["attempt"], 1);
+    assert_eq!(delivered["fields"]["outcome"], "done");
+
+    let metrics = app.metrics().await;
+    for series in [
+        r#"bitbylaw_http_refused_total{tenant="firm-a",status="404",reason="not_found"} 1"#,
+        r#"bitbylaw_http_refused_total{tenant="",status="401",reason="unauthorized"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing:\n{metrics}");
+    }
+}

@@ -117,6 +117,12 @@ async fn a_redis_outage_answers_503_in_bounded_time_and_heals_by_itself() {
     let (status, ready) = app.ready_detail().await;
     assert_eq!(status, 503);
     assert_eq!(ready["store"]["reachable"], false, "{ready}");
+    // A probe without the token learns which check failed.
+    let probe = app.client.get(app.url("/ready")).send().await.unwrap();
+    assert_eq!(probe.status(), 503);
+    let probe: serde_json::Value = probe.json().await.unwrap();
+    assert_eq!(probe["checks"]["store_reachable"], false, "{probe}");
+    assert_eq!(probe["checks"]["tenants_loaded"], true, "{probe}");
 
     let _redis = OwnRedis::start(port).await;
     wait_for(Duration::from_secs(30), || async {

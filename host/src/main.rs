@@ -60,12 +60,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, json_logs } => {
             let config = bitbylaw::config::load(&config)?;
-            let format = if json_logs {
-                LogFormat::Json
-            } else {
-                config.host.log.format
-            };
-            bitbylaw::telemetry::init(format, &config.host.log.filter);
+            let mut log = config.host.log.clone();
+            if json_logs {
+                log.format = LogFormat::Json;
+            }
+            bitbylaw::telemetry::init(&log);
             let host = bitbylaw::host::Host::start(config).await?;
             let address = host.config().listen;
             let listener = tokio::net::TcpListener::bind(address)
@@ -77,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { config } => {
             let config = bitbylaw::config::load(&config)?;
-            bitbylaw::telemetry::init(config.host.log.format, &config.host.log.filter);
+            bitbylaw::telemetry::init(&config.host.log);
             let tenants = config.tenants.len() + config.broken.len();
             let host = bitbylaw::host::Host::start(config).await?;
             let broken = host.broken_tenants();

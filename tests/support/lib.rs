@@ -496,11 +496,22 @@ pub fn version_changes(versions: &[String]) -> usize {
 pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl LogCapture {
+    /// The test binary's capture, installed on the first call; every test
+    /// of the binary shares it (and must ask for the same format and filter).
     pub fn install(format: bitbylaw::config::LogFormat, filter: &str) -> Self {
-        let capture = Self::default();
-        let writer = capture.clone();
-        bitbylaw::telemetry::init_with_writer(format, filter, move || writer.clone());
-        capture
+        static INSTALLED: std::sync::OnceLock<(bitbylaw::config::LogFormat, String, LogCapture)> =
+            std::sync::OnceLock::new();
+        let (installed_format, installed_filter, capture) = INSTALLED.get_or_init(|| {
+            let capture = Self::default();
+            let writer = capture.clone();
+            bitbylaw::telemetry::init_with_writer(format, filter, move || writer.clone());
+            (format, filter.to_owned(), capture)
+        });
+        assert!(
+            *installed_format == format && installed_filter == filter,
+            "one log capture per test binary: {installed_format:?} {installed_filter} was installed first"
+        );
+        capture.clone()
     }
 
     pub fn text(&self) -> String {

@@ -83,6 +83,10 @@ pub struct LogConfig {
     /// A `tracing` filter such as `info` or `bitbylaw=debug,info`; `RUST_LOG` wins when set.
     #[serde(default = "defaults::log_filter")]
     pub filter: String,
+    /// One line per request, event delivery and schedule run from the host
+    /// itself (target `bitbylaw::access`), refused ones included.
+    #[serde(default = "defaults::enabled")]
+    pub access: bool,
 }
 
 impl Default for LogConfig {
@@ -90,6 +94,7 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::default(),
             filter: defaults::log_filter(),
+            access: true,
         }
     }
 }

@@ -34,9 +34,36 @@ pub enum Outcome {
     },
 }
 
-/// Calls the plugin's event handler and decides. A trap or a deadline hit
-/// counts as retryable: the next instance may well succeed.
+/// Calls the plugin's event handler and decides, with one access line
+/// (topic, attempt, outcome, time). A trap or a deadline hit counts as
+/// retryable: the next instance may well succeed.
 pub async fn deliver(
+    plugin: &LoadedPlugin,
+    delivery: &Delivery,
+    settings: &SubscriptionSettings,
+) -> Outcome {
+    let started = tokio::time::Instant::now();
+    let outcome = decide(plugin, delivery, settings).await;
+    let context = plugin.context();
+    tracing::info!(
+        target: crate::telemetry::ACCESS,
+        tenant = %context.tenant,
+        plugin = %context.name,
+        topic = %delivery.topic,
+        event_id = %delivery.id,
+        attempt = delivery.attempt,
+        outcome = match outcome {
+            Outcome::Done => "done",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Dead { .. } => "dead",
+        },
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "event"
+    );
+    outcome
+}
+
+async fn decide(
     plugin: &LoadedPlugin,
     delivery: &Delivery,
     settings: &SubscriptionSettings,

@@ -279,17 +279,28 @@ impl Runner {
             name: self.spec.name.clone(),
             scheduled_at: u64::try_from(at).unwrap_or(0),
         };
-        match plugin.handle_schedule(tick).await {
-            Ok(Ok(())) => {
-                tracing::debug!(tenant = %self.tenant, plugin = %self.spec.plugin, schedule = %self.spec.name, "schedule ran")
-            }
+        let started = tokio::time::Instant::now();
+        let outcome = match plugin.handle_schedule(tick).await {
+            Ok(Ok(())) => "done",
             Ok(Err(error)) => {
-                tracing::warn!(tenant = %self.tenant, plugin = %self.spec.plugin, schedule = %self.spec.name, ?error, "schedule run failed")
+                tracing::warn!(tenant = %self.tenant, plugin = %self.spec.plugin, schedule = %self.spec.name, ?error, "schedule run failed");
+                "failed"
             }
             Err(error) => {
-                tracing::error!(tenant = %self.tenant, plugin = %self.spec.plugin, schedule = %self.spec.name, %error, "schedule run crashed")
+                tracing::error!(tenant = %self.tenant, plugin = %self.spec.plugin, schedule = %self.spec.name, %error, "schedule run crashed");
+                "crashed"
             }
-        }
+        };
+        tracing::info!(
+            target: crate::telemetry::ACCESS,
+            tenant = %self.tenant,
+            plugin = %self.spec.plugin,
+            schedule = %self.spec.name,
+            scheduled_at = at,
+            outcome,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "schedule run"
+        );
     }
 }
 

@@ -46,6 +46,7 @@ pub fn app(host: Arc<Host>) -> Router {
 }
 
 async fn with_request_id(mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
     let id = [KONG_REQUEST_ID, REQUEST_ID]
         .iter()
         .filter_map(|name| request.headers().get(*name)?.to_str().ok())
@@ -60,14 +61,38 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         tenant = tracing::field::Empty,
         plugin = tracing::field::Empty,
+        route = tracing::field::Empty,
     );
-    let mut response = next.run(request).instrument(span).await;
+    let probe = matches!(request.uri().path(), "/health" | "/ready" | "/metrics");
+    let mut response = async move {
+        let response = next.run(request).await;
+        access_line(&response, started, probe);
+        response
+    }
+    .instrument(span)
+    .await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response
             .headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);
     }
     response
+}
+
+/// The request's access line, inside its span (which names the request id,
+/// method, path, tenant, plugin and route): status, time and body size.
+/// Probes that succeed (`/health`, `/ready`, `/metrics` every few seconds)
+/// only at debug level.
+fn access_line(response: &Response, started: Instant, probe: bool) {
+    use axum::body::HttpBody;
+    let status = response.status().as_u16();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let bytes = response.body().size_hint().exact();
+    if probe && response.status().is_success() {
+        tracing::debug!(target: crate::telemetry::ACCESS, status, duration_ms, bytes, "request");
+    } else {
+        tracing::info!(target: crate::telemetry::ACCESS, status, duration_ms, bytes, "request");
+    }
 }
 
 /// A UUID (version 4) from a fast generator: a request id is no secret, and
@@ -106,12 +131,20 @@ fn bears_ops_token(host: &Host, headers: &http::HeaderMap) -> bool {
 async fn ready(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Response {
     let store = host.store().ping().await;
     if !bears_ops_token(&host, &headers) {
+        // What an orchestrator acts on, and nothing about tenants or errors.
         let ready = store.is_ok() && host.is_loaded();
         let (status, text) = match ready {
             true => (StatusCode::OK, "ready"),
             false => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
         };
-        return (status, axum::Json(serde_json::json!({ "status": text }))).into_response();
+        let body = serde_json::json!({
+            "status": text,
+            "checks": {
+                "store_reachable": store.is_ok(),
+                "tenants_loaded": host.is_loaded(),
+            },
+        });
+        return (status, axum::Json(body)).into_response();
     }
     let deployment = host.registry().current();
     let tenants: serde_json::Map<String, serde_json::Value> = deployment
@@ -212,28 +245,36 @@ async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
         .get::<RequestId>()
         .map(|id| id.0.clone())
         .unwrap_or_default();
-    match serve(&host, request, &request_id, started).await {
+    let mut tenant = None;
+    match serve(&host, request, &request_id, started, &mut tenant).await {
         Ok(response) => response,
         Err(mut error) => {
+            let tenant = tenant.as_ref().map_or("", |t: &Arc<Tenant>| t.id.as_str());
+            host.metrics()
+                .http_refused(tenant, error.status.as_u16(), error.code);
             error.request_id = request_id;
             error.into_response()
         }
     }
 }
 
+/// `tenant` is set as soon as the caller is known, for the refusal's metric.
 async fn serve(
     host: &Host,
     request: Request,
     request_id: &str,
     started: Instant,
+    tenant_seen: &mut Option<Arc<Tenant>>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let deployment = host.registry().current();
     let (tenant, opens) = authenticate(host, &deployment, &parts)?;
+    *tenant_seen = Some(tenant.clone());
     let rate_headers = limits::take_request(host, &tenant).await?;
     // Held until the plugin answered: the tenant's share of instances.
     let _instance = limits::take_instance(&tenant)?;
     let (entry, params) = route(&tenant, &parts)?;
+    tracing::Span::current().record("route", entry.pattern.as_str());
     if !crate::config::allowed(&opens, parts.method.as_str(), &entry.pattern) {
         tracing::info!(route = %entry.pattern, "request refused: the credential does not open this route");
         return Err(ApiError::refuse(

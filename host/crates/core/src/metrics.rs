@@ -20,6 +20,16 @@ struct RequestLabels {
     status: u16,
 }
 
+/// A request refused before a plugin: the tenant when known (empty when the
+/// caller was not recognised), the status, and the refusal's code
+/// (`unauthorized`, `not_found`, `rate_limited`, ...).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    tenant: String,
+    status: u16,
+    reason: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     tenant: String,
@@ -103,6 +113,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    refused: Family<RefusedLabels, Counter>,
     request_duration: HistogramFamily<RouteLabels>,
     guest_traps: Family<PluginLabels, Counter>,
     deadline_hits: Family<PluginLabels, Counter>,
@@ -193,6 +204,7 @@ impl Metrics {
     pub fn with_plugin_limits(plugin_limits: PluginSeriesLimits) -> Self {
         let mut registry = Registry::with_prefix("bitbylaw");
         let requests = Family::<RequestLabels, Counter>::default();
+        let refused = Family::<RefusedLabels, Counter>::default();
         let request_duration: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(request_buckets);
         let guest_traps = Family::<PluginLabels, Counter>::default();
@@ -204,6 +216,11 @@ impl Metrics {
             "http_requests",
             "HTTP requests served by plugins",
             requests.clone(),
+        );
+        registry.register(
+            "http_refused",
+            "HTTP requests the host refused before a plugin (no tenant, no route, too large, over the rate, no instance free)",
+            refused.clone(),
         );
         registry.register(
             "http_request_duration_seconds",
@@ -323,6 +340,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 requests,
+                refused,
                 request_duration,
                 guest_traps,
                 deadline_hits,
@@ -599,6 +617,20 @@ impl Metrics {
         crate::sync::lock(&self.inner.plugin_series)
             .get(tenant)
             .map_or(0, HashMap::len)
+    }
+
+    /// A request refused before a plugin answered; `tenant` empty when the
+    /// caller was not recognised. `reason` is one of the host's refusal codes,
+    /// so the series stay few.
+    pub fn http_refused(&self, tenant: &str, status: u16, reason: &'static str) {
+        self.inner
+            .refused
+            .get_or_create(&RefusedLabels {
+                tenant: tenant.to_owned(),
+                status,
+                reason: reason.to_owned(),
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition, which Prometheus scrapes as is.
