@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: components, then every workspace test against
 # Redis on 127.0.0.1:6379 (started or installed when missing), then the store
-# and event suites against a Redis Cluster.
+# and event suites against a Redis Cluster. The deployment checks' tools
+# (promtool, systemd-analyze) are installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/ensure-redis.sh
+scripts/ensure-tools.sh
 scripts/build-components.sh
 
 log=$(mktemp)

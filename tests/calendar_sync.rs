@@ -50,7 +50,7 @@ async fn a_first_run_creates_each_appointment_once_and_a_quiet_run_writes_nothin
 
     let metrics = rig.host.metrics().await;
     for line in [
-        r#"bitbylaw_plugin_counter_total{tenant="firm-a",plugin="calendar-sync",name="calendar_runs",outcome="ok"} 1"#,
+        r#"bitbylaw_plugin_counter_total{tenant="firm-a",plugin="calendar-sync",name="calendar_runs",employee="SB",outcome="ok"} 1"#,
         r#"bitbylaw_plugin_counter_total{tenant="firm-a",plugin="calendar-sync",name="calendar_writes",kind="created",side="google"} 3"#,
         r#"bitbylaw_plugin_histogram_count{tenant="firm-a",plugin="calendar-sync",name="calendar_run_seconds",employee="SB"} 1"#,
     ] {

@@ -27,6 +27,7 @@ pub mod reload;
 pub mod runtime;
 pub mod server;
 mod startup;
+pub mod systemd;
 pub mod telemetry;
 pub mod tenants;
 pub mod upstreams;

@@ -71,6 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
             tracing::info!(address = %listener.local_addr()?, "bitbylaw listening");
+            bitbylaw::systemd::notify("READY=1");
             bitbylaw::server::run(listener, host, bitbylaw::server::shutdown_signal()).await?;
             Ok(())
         }

@@ -195,6 +195,9 @@ async fn metrics(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Res
         )
         .into_response();
     }
+    let reachable = host.store().ping().await.is_ok();
+    host.metrics()
+        .host_state(reachable && host.is_loaded(), host.broken_tenants().len());
     let deployment = host.registry().current();
     for tenant in deployment.tenants() {
         match host.events().stats(tenant).await {

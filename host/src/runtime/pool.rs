@@ -209,6 +209,9 @@ impl InstancePool {
             .await
             .map_err(|error| {
                 if store.data().memory.exceeded {
+                    self.context
+                        .metrics
+                        .out_of_memory(&self.context.tenant, &self.context.name);
                     Instantiation::Failed(CallError::OutOfMemory(self.limits.memory_limit_mb))
                 } else if error.is::<wasmtime::PoolConcurrencyLimitError>() {
                     Instantiation::NoSlot(format!("{error:#}"))
@@ -263,6 +266,9 @@ impl InstancePool {
         let context = &self.context;
         context.metrics.guest_trap(&context.tenant, &context.name);
         if instance.store.data().memory.exceeded {
+            context
+                .metrics
+                .out_of_memory(&context.tenant, &context.name);
             CallError::OutOfMemory(self.limits.memory_limit_mb)
         } else {
             CallError::Trap(format!("{error:#}"))

@@ -114,8 +114,11 @@ struct Inner {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     refused: Family<RefusedLabels, Counter>,
+    ready: Gauge,
+    broken_tenants: Gauge,
     request_duration: HistogramFamily<RouteLabels>,
     guest_traps: Family<PluginLabels, Counter>,
+    out_of_memory: Family<PluginLabels, Counter>,
     deadline_hits: Family<PluginLabels, Counter>,
     egress_refused: Family<PluginLabels, Counter>,
     instantiation: HistogramFamily<PluginLabels>,
@@ -205,9 +208,22 @@ impl Metrics {
         let mut registry = Registry::with_prefix("bitbylaw");
         let requests = Family::<RequestLabels, Counter>::default();
         let refused = Family::<RefusedLabels, Counter>::default();
+        let ready = Gauge::default();
+        let broken_tenants = Gauge::default();
+        registry.register(
+            "ready",
+            "1 when the host answers /ready with 200 (store reachable, tenants loaded), else 0",
+            Listed(ready.clone()),
+        );
+        registry.register(
+            "broken_tenants",
+            "Tenants whose file or plugins could not be loaded (the running version, if any, keeps serving)",
+            Listed(broken_tenants.clone()),
+        );
         let request_duration: HistogramFamily<RouteLabels> =
             Family::new_with_constructor(request_buckets);
         let guest_traps = Family::<PluginLabels, Counter>::default();
+        let out_of_memory = Family::<PluginLabels, Counter>::default();
         let deadline_hits = Family::<PluginLabels, Counter>::default();
         let egress_refused = Family::<PluginLabels, Counter>::default();
         let instantiation: HistogramFamily<PluginLabels> =
@@ -215,37 +231,42 @@ impl Metrics {
         registry.register(
             "http_requests",
             "HTTP requests served by plugins",
-            requests.clone(),
+            Listed(requests.clone()),
         );
         registry.register(
             "http_refused",
             "HTTP requests the host refused before a plugin (no tenant, no route, too large, over the rate, no instance free)",
-            refused.clone(),
+            Listed(refused.clone()),
         );
         registry.register(
             "http_request_duration_seconds",
             "Time from request to plugin answer",
-            request_duration.clone(),
+            Listed(request_duration.clone()),
         );
         registry.register(
             "guest_traps",
             "Plugin calls that ended in a trap",
-            guest_traps.clone(),
+            Listed(guest_traps.clone()),
+        );
+        registry.register(
+            "out_of_memory",
+            "Plugin calls and instantiations that passed the plugin's memory limit (calls count as traps too)",
+            Listed(out_of_memory.clone()),
         );
         registry.register(
             "deadline_hits",
             "Plugin calls stopped at their deadline",
-            deadline_hits.clone(),
+            Listed(deadline_hits.clone()),
         );
         registry.register(
             "egress_refused",
             "Outbound requests refused by the allowlist",
-            egress_refused.clone(),
+            Listed(egress_refused.clone()),
         );
         registry.register(
             "instantiation_duration_seconds",
             "Time to create a plugin instance",
-            instantiation.clone(),
+            Listed(instantiation.clone()),
         );
         let events = Family::<EventLabels, Counter>::default();
         let event_latency: HistogramFamily<SubscriptionLabels> =
@@ -257,71 +278,75 @@ impl Metrics {
         registry.register(
             "events_handled",
             "Event deliveries by outcome (done, retry, dead)",
-            events.clone(),
+            Listed(events.clone()),
         );
         registry.register(
             "event_latency_seconds",
             "Time from emit to the end of a successful delivery",
-            event_latency.clone(),
+            Listed(event_latency.clone()),
         );
         registry.register(
             "events_backlog",
             "Events not yet taken by any instance",
-            backlog.clone(),
+            Listed(backlog.clone()),
         );
         registry.register(
             "events_in_flight",
             "Events taken and not yet done",
-            in_flight.clone(),
+            Listed(in_flight.clone()),
         );
         registry.register(
             "events_retrying",
             "Events waiting for their next attempt",
-            retrying.clone(),
+            Listed(retrying.clone()),
         );
-        registry.register("events_dead", "Events in the dead letters", dead.clone());
+        registry.register(
+            "events_dead",
+            "Events in the dead letters",
+            Listed(dead.clone()),
+        );
         let groups_recreated = Family::<TenantLabels, Counter>::default();
         registry.register(
             "event_groups_recreated",
             "Consumer groups created again after Redis lost them (data loss, fail-over to an empty replica)",
-            groups_recreated.clone(),
+            Listed(groups_recreated.clone()),
         );
         let stored_bytes = Family::<TenantLabels, Gauge>::default();
         registry.register(
             "tenant_stored_bytes",
             "Bytes a tenant's plugins keep in kv, as counted against limits.stored_bytes",
-            stored_bytes.clone(),
+            Listed(stored_bytes.clone()),
         );
         let upstream_calls = Family::<UpstreamMethodLabels, Counter>::default();
         registry.register(
             "upstream_calls",
             "Calls of upstream APIs by kind, method and outcome as the plugin saw it (after the host's retries)",
-            upstream_calls.clone(),
+            Listed(upstream_calls.clone()),
         );
         let upstream_retries = Family::<UpstreamMethodLabels, Counter>::default();
         registry.register(
             "upstream_retries",
             "Attempts of upstream calls sent again (quota refusals, 5xx, broken connections)",
-            upstream_retries.clone(),
+            Listed(upstream_retries.clone()),
         );
         let upstream_quota_wait =
             Family::<UpstreamLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register(
             "upstream_quota_wait_seconds",
             "Time calls waited for room in the account's shared quota buckets",
-            upstream_quota_wait.clone(),
+            Listed(upstream_quota_wait.clone()),
         );
         let upstream_tokens = Family::<UpstreamLabels, Counter>::default();
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "upstream_token_requests",
             "Token requests of upstream accounts by kind and outcome (ok, refused, failed)",
-            upstream_tokens.clone(),
+            Listed(upstream_tokens.clone()),
         );
         registry.register(
             "upstream_requests",
             "Requests to upstream APIs by kind and outcome (2xx, 3xx, 4xx except 401, 401, 5xx, timeout, connection, too_large)",
-            upstream_requests.clone(),
+            Listed(upstream_requests.clone()),
         );
         let plugin_counters = Family::<Vec<(String, String)>, Counter>::default();
         let plugin_histograms: HistogramFamily<Vec<(String, String)>> =
@@ -329,20 +354,23 @@ impl Metrics {
         registry.register(
             "plugin_counter",
             "Counters plugins keep themselves (metrics interface), by tenant, plugin, name and the plugin's labels",
-            plugin_counters.clone(),
+            Listed(plugin_counters.clone()),
         );
         registry.register(
             "plugin_histogram",
             "Observations plugins record themselves (metrics interface), by tenant, plugin, name and the plugin's labels",
-            plugin_histograms.clone(),
+            Listed(plugin_histograms.clone()),
         );
         Self {
             inner: Arc::new(Inner {
                 registry,
                 requests,
                 refused,
+                ready,
+                broken_tenants,
                 request_duration,
                 guest_traps,
+                out_of_memory,
                 deadline_hits,
                 egress_refused,
                 instantiation,
@@ -385,6 +413,13 @@ impl Metrics {
     pub fn guest_trap(&self, tenant: &str, plugin: &str) {
         self.inner
             .guest_traps
+            .get_or_create(&labels(tenant, plugin))
+            .inc();
+    }
+
+    pub fn out_of_memory(&self, tenant: &str, plugin: &str) {
+        self.inner
+            .out_of_memory
             .get_or_create(&labels(tenant, plugin))
             .inc();
     }
@@ -619,6 +654,14 @@ impl Metrics {
             .map_or(0, HashMap::len)
     }
 
+    /// The host's state as `/ready` sees it, set at each scrape.
+    pub fn host_state(&self, ready: bool, broken_tenants: usize) {
+        self.inner.ready.set(i64::from(ready));
+        self.inner
+            .broken_tenants
+            .set(i64::try_from(broken_tenants).unwrap_or(i64::MAX));
+    }
+
     /// A request refused before a plugin answered; `tenant` empty when the
     /// caller was not recognised. `reason` is one of the host's refusal codes,
     /// so the series stay few.
@@ -647,6 +690,32 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.inner.registry)?;
         Ok(text)
+    }
+}
+
+/// A metric listed in the exposition before its first series: every
+/// family's `# HELP` and `# TYPE` are on `/metrics` from the start, so a
+/// dashboard or an alert finds the name (and `tests/deploy.rs` can check
+/// them) before the event it counts has happened.
+#[derive(Debug)]
+struct Listed<M>(M);
+
+impl<M: prometheus_client::encoding::EncodeMetric> prometheus_client::encoding::EncodeMetric
+    for Listed<M>
+{
+    fn encode(
+        &self,
+        encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> prometheus_client::metrics::MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        false
     }
 }
 

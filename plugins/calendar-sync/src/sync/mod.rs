@@ -111,7 +111,11 @@ pub fn run_employee(
             kuerzel
         );
         report.outcome = "skipped".into();
-        metrics::counter_add("calendar_runs", &[("outcome", "skipped")], 1);
+        metrics::counter_add(
+            "calendar_runs",
+            &[("employee", kuerzel), ("outcome", "skipped")],
+            1,
+        );
         return Ok(report);
     };
     let mut fence = Fence::held(lease, kuerzel);
@@ -289,9 +293,17 @@ pub fn verify_employee(
     })
 }
 
-/// Runs by outcome, run time per employee, writes per side and kind.
+/// Runs by employee and outcome (the alert `CalendarSyncFailing` reads them),
+/// run time per employee, writes per side and kind.
 fn record_metrics(report: &Report) {
-    metrics::counter_add("calendar_runs", &[("outcome", report.outcome.as_str())], 1);
+    metrics::counter_add(
+        "calendar_runs",
+        &[
+            ("employee", report.kuerzel.as_str()),
+            ("outcome", report.outcome.as_str()),
+        ],
+        1,
+    );
     metrics::observe(
         "calendar_run_seconds",
         &[("employee", report.kuerzel.as_str())],
