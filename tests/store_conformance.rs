@@ -322,6 +322,47 @@ async fn quota_refuses_growth_and_frees_on_delete_and_expiry(f: Fixture) {
     assert_eq!(s.get(&c).await.unwrap().as_deref(), Some(&[3; 300][..]));
 }
 
+/// Listing a tenant's keys (the dashboard's locks): every key under the
+/// prefix, with its time to live, and none of another tenant's; more keys
+/// than one SCAN step holds.
+async fn keys_are_listed_by_prefix_with_their_ttl(f: Fixture) {
+    let s = &f.store;
+    let lock = f.key("lock:sync");
+    assert!(
+        s.lock_acquire(&lock, "tok", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    for i in 0..1200 {
+        s.set(&f.key(&format!("kv:n{i}")), b"x", None)
+            .await
+            .unwrap();
+    }
+    let other = format!("{}:{{u}}:p:lock:sync", f.prefix);
+    s.set(&other, b"y", None).await.unwrap();
+    let base = format!("{}:{{t}}:p:", f.prefix);
+    let found = s.keys_with_prefix(&base).await.unwrap();
+    assert_eq!(found.len(), 1201, "every key of tenant t, no other's");
+    let (_, ttl) = found.iter().find(|(key, _)| *key == lock).unwrap();
+    let ttl = ttl.expect("a lock expires");
+    assert!(
+        ttl > Duration::from_secs(50) && ttl <= Duration::from_secs(60),
+        "{ttl:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .filter(|(k, _)| k != &lock)
+            .all(|(_, ttl)| ttl.is_none())
+    );
+    assert!(
+        s.keys_with_prefix(&format!("{}:{{t}}:q:", f.prefix))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -346,6 +387,7 @@ conformance!(
     rate_limit_refuses_impossible_requests,
     a_set_stops_growing_at_its_cap,
     quota_refuses_growth_and_frees_on_delete_and_expiry,
+    keys_are_listed_by_prefix_with_their_ttl,
 );
 
 /// The suite ran against what `TEST_REDIS_TARGET` asked for: with `cluster`,

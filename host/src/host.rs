@@ -52,6 +52,8 @@ pub struct Host {
     /// One lock per tenant, held while its file is read, changed and written or
     /// reloaded, so a version switch and the file watcher never interleave.
     pub(crate) tenant_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Requests over the last minutes, for the dashboard.
+    pub(crate) traffic: crate::traffic::Traffic,
 }
 
 impl Drop for Host {
@@ -225,6 +227,10 @@ impl Host {
     }
 
     /// The admin API's bearer token; `None` keeps the admin API off.
+    pub fn traffic(&self) -> &crate::traffic::Traffic {
+        &self.traffic
+    }
+
     pub fn admin_token(&self) -> Option<&Secret> {
         self.admin_token.as_ref()
     }

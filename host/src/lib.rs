@@ -30,6 +30,7 @@ mod startup;
 pub mod systemd;
 pub mod telemetry;
 pub mod tenants;
+pub mod traffic;
 pub mod upstreams;
 
 pub use bitbylaw_core::{egress, metrics, store};

@@ -79,6 +79,7 @@ impl Host {
             watcher: CancellationToken::new(),
             files: Mutex::new(DiskState::default()),
             tenant_locks: Mutex::new(BTreeMap::new()),
+            traffic: crate::traffic::Traffic::default(),
         });
         for error in broken {
             let id = crate::config::tenant_id(&error.file);
@@ -117,6 +118,7 @@ impl Host {
                 .with_context(|| format!("starting event delivery for tenant `{}`", tenant.id))?;
         }
         host.loaded.store(true, Ordering::Release);
+        tokio::spawn(crate::traffic::sample_while_alive(Arc::downgrade(&host)));
         crate::heap::release_freed();
         if watching {
             tokio::spawn(crate::reload::watch(

@@ -56,12 +56,17 @@ impl Host for HostState {
     async fn emit(&mut self, topic: String, payload: Vec<u8>) -> Result<(), WitStoreError> {
         check_topic(&topic)?;
         check_payload(&payload)?;
-        self.plugin
+        let emitted = self
+            .plugin
             .events
             .emit(&self.plugin.tenant, &topic, payload)
-            .await
-            .map(|_id| ())
-            .wit()
+            .await;
+        if emitted.is_ok() {
+            self.plugin
+                .metrics
+                .events_emitted(&self.plugin.tenant, &self.plugin.name, &topic, 1);
+        }
+        emitted.map(|_id| ()).wit()
     }
 
     async fn emit_all(
@@ -88,11 +93,21 @@ impl Host for HostState {
         if payloads.is_empty() {
             return Ok(());
         }
-        self.plugin
+        let count = payloads.len() as u64;
+        let emitted = self
+            .plugin
             .events
             .emit_all(&self.plugin.tenant, &topic, payloads)
-            .await
-            .wit()
+            .await;
+        if emitted.is_ok() {
+            self.plugin.metrics.events_emitted(
+                &self.plugin.tenant,
+                &self.plugin.name,
+                &topic,
+                count,
+            );
+        }
+        emitted.wit()
     }
 
     async fn max_attempts(&mut self) -> Option<u32> {

@@ -64,6 +64,50 @@ pub fn missed_tick(
     (last? < latest.timestamp_millis()).then_some(latest)
 }
 
+/// Where a schedule keeps its leases and completions.
+fn keys(prefix: &str, tenant: &str, spec: &ScheduleSpec) -> String {
+    format!("{prefix}:{{{tenant}}}:sched:{}:{}:", spec.plugin, spec.name)
+}
+
+/// A schedule as operators see it.
+#[derive(Debug, serde::Serialize)]
+pub struct ScheduleView {
+    pub plugin: String,
+    pub name: String,
+    pub cron: String,
+    /// The latest completed tick (RFC 3339), across instances.
+    pub last_completed: Option<String>,
+    /// The next tick (RFC 3339).
+    pub next: Option<String>,
+}
+
+/// Every schedule of `tenant` with its latest completed and next tick.
+pub async fn overview(
+    store: &Store,
+    prefix: &str,
+    config: &EventsConfig,
+    tenant: &Tenant,
+) -> Result<Vec<ScheduleView>, crate::store::StoreError> {
+    let zone = Tz::from_str(&config.timezone).unwrap_or(chrono_tz::Europe::Berlin);
+    let now = Utc::now();
+    let mut views = Vec::with_capacity(tenant.schedules.len());
+    for spec in &tenant.schedules {
+        let last = store
+            .get(&format!("{}last", keys(prefix, &tenant.id, spec)))
+            .await?
+            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        views.push(ScheduleView {
+            plugin: spec.plugin.clone(),
+            name: spec.name.clone(),
+            cron: spec.expression.clone(),
+            last_completed: last.map(|at| at.to_rfc3339()),
+            next: next_tick(&spec.cron, zone, now).map(|at| at.to_rfc3339()),
+        });
+    }
+    Ok(views)
+}
+
 /// Starts one task per schedule of `tenant`; they stop with `token`.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
@@ -84,10 +128,7 @@ pub fn spawn(
             spec: spec.clone(),
             store: store.clone(),
             zone,
-            keys: format!(
-                "{prefix}:{{{}}}:sched:{}:{}:",
-                tenant.id, spec.plugin, spec.name
-            ),
+            keys: keys(prefix, &tenant.id, spec),
             instance: format!(
                 "{}-{}",
                 config.consumer_name.as_deref().unwrap_or("host"),

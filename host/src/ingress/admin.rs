@@ -1,6 +1,8 @@
-//! The admin API under `/admin`, for operators: event figures and dead letters.
+//! The admin API under `/admin`, for operators: tenants, versions, event
+//! figures and dead letters, and what the dashboard shows (`overview`).
 //! Off unless `admin.token` is configured; every call needs
-//! `Authorization: Bearer <token>`, compared in constant time.
+//! `Authorization: Bearer <token>`, compared in constant time, or the
+//! dashboard's session cookie (`dashboard`).
 
 use std::sync::Arc;
 
@@ -47,7 +49,19 @@ pub fn router(host: Arc<Host>) -> Router<Arc<Host>> {
             "/tenants/{tenant}/dead-letters/{id}/replay",
             post(replay_one),
         )
+        .route("/traffic", get(super::overview::traffic))
+        .route(
+            "/tenants/{tenant}/schedules",
+            get(super::overview::schedules),
+        )
+        .route("/tenants/{tenant}/locks", get(super::overview::locks))
+        .route("/tenants/{tenant}/flow", get(super::overview::flow))
+        .route(
+            "/tenants/{tenant}/plugins/{plugin}/status",
+            get(super::overview::plugin_status),
+        )
         .layer(middleware::from_fn_with_state(host, require_token))
+        .merge(super::dashboard::router())
 }
 
 async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
@@ -71,8 +85,16 @@ async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Ne
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .unwrap_or_default();
-    let valid: bool = given.as_bytes().ct_eq(expected.expose().as_bytes()).into();
-    if !valid {
+    let bearer: bool = given.as_bytes().ct_eq(expected.expose().as_bytes()).into();
+    // The dashboard's session; a change through it also needs the page's own
+    // header, which another site's page cannot send unasked.
+    let session = !bearer
+        && super::dashboard::has_session(expected, request.headers())
+        && (request.method().is_safe()
+            || request
+                .headers()
+                .contains_key(super::dashboard::CHANGE_HEADER));
+    if !bearer && !session {
         tracing::warn!("admin request refused: missing or wrong token");
         return ApiError::new(
             StatusCode::UNAUTHORIZED,

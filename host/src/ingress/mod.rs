@@ -2,8 +2,10 @@
 //! limits, and the operational endpoints `/health`, `/ready`, `/metrics`.
 
 mod admin;
+mod dashboard;
 mod error;
 mod limits;
+mod overview;
 pub mod tenant;
 
 use std::net::SocketAddr;

@@ -154,6 +154,11 @@ impl RouteTable {
         }
     }
 
+    /// Every route entry, in no particular order.
+    pub fn entries(&self) -> impl Iterator<Item = &RouteEntry> {
+        self.slots.iter().flatten()
+    }
+
     /// `(method, pattern, plugin)` of every route, for `/ready` and operators.
     pub fn describe(&self) -> Vec<(String, String, String)> {
         let mut routes: Vec<_> = self

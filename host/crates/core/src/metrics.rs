@@ -123,6 +123,10 @@ struct Inner {
     egress_refused: Family<PluginLabels, Counter>,
     instantiation: HistogramFamily<PluginLabels>,
     events: Family<EventLabels, Counter>,
+    emitted: Family<SubscriptionLabels, Counter>,
+    /// The same counts, readable: which plugin emits which topic (the
+    /// dashboard's flow view draws its arrows from them).
+    emitters: std::sync::Mutex<HashMap<SubscriptionLabels, u64>>,
     event_latency: HistogramFamily<SubscriptionLabels>,
     backlog: Family<SubscriptionLabels, Gauge>,
     in_flight: Family<SubscriptionLabels, Gauge>,
@@ -269,6 +273,12 @@ impl Metrics {
             Listed(instantiation.clone()),
         );
         let events = Family::<EventLabels, Counter>::default();
+        let emitted = Family::<SubscriptionLabels, Counter>::default();
+        registry.register(
+            "events_emitted",
+            "Events emitted by plugins, by tenant, emitting plugin and topic",
+            Listed(emitted.clone()),
+        );
         let event_latency: HistogramFamily<SubscriptionLabels> =
             Family::new_with_constructor(latency_buckets);
         let backlog = Family::<SubscriptionLabels, Gauge>::default();
@@ -375,6 +385,8 @@ impl Metrics {
                 egress_refused,
                 instantiation,
                 events,
+                emitted,
+                emitters: std::sync::Mutex::new(HashMap::new()),
                 event_latency,
                 backlog,
                 in_flight,
@@ -446,6 +458,30 @@ impl Metrics {
     }
 
     /// One event delivery ended with `outcome`; `emitted_at_us` in µs since the epoch.
+    /// `count` events of `topic` emitted by `plugin`.
+    pub fn events_emitted(&self, tenant: &str, plugin: &str, topic: &str, count: u64) {
+        let labels = SubscriptionLabels {
+            tenant: tenant.to_owned(),
+            plugin: plugin.to_owned(),
+            topic: topic.to_owned(),
+        };
+        self.inner.emitted.get_or_create(&labels).inc_by(count);
+        *crate::sync::lock(&self.inner.emitters)
+            .entry(labels)
+            .or_default() += count;
+    }
+
+    /// `(plugin, topic, events)` of what `tenant`'s plugins emitted since the start.
+    pub fn emitters(&self, tenant: &str) -> Vec<(String, String, u64)> {
+        let mut found: Vec<_> = crate::sync::lock(&self.inner.emitters)
+            .iter()
+            .filter(|(labels, _)| labels.tenant == tenant)
+            .map(|(labels, count)| (labels.plugin.clone(), labels.topic.clone(), *count))
+            .collect();
+        found.sort();
+        found
+    }
+
     pub fn event_handled(
         &self,
         tenant: &str,
@@ -729,6 +765,14 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
+    /// Requests answered so far, by status (for the dashboard's traffic).
+    pub fn totals(&self) -> Vec<(u16, u64)> {
+        self.by_status
+            .read()
+            .map(|seen| seen.iter().map(|(status, c)| (*status, c.get())).collect())
+            .unwrap_or_default()
+    }
+
     /// One request answered with `status` after `elapsed`.
     pub fn record(&self, status: u16, elapsed: Duration) {
         let inner = &self.metrics.inner;

@@ -232,6 +232,22 @@ impl MemoryStore {
         }
     }
 
+    /// Every live key starting with `prefix` and its time to live.
+    pub async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<Duration>)>, StoreError> {
+        let map = crate::sync::lock(&self.entries);
+        let now = Instant::now();
+        let mut found: Vec<(String, Option<Duration>)> = map
+            .iter()
+            .filter(|(key, entry)| key.starts_with(prefix) && entry.live(now))
+            .map(|(key, entry)| (key.clone(), entry.expires_at.map(|at| at - now)))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     pub async fn lock_acquire(
         &self,
         key: &str,

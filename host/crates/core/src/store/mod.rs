@@ -163,6 +163,16 @@ impl Store {
         delegate!(self.delete(key))
     }
 
+    /// Every key starting with `prefix` and its time to live, for operators
+    /// (the dashboard's locks). `prefix` must hold a tenant's hash tag: a
+    /// cluster is asked on the node of that slot.
+    pub async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<Duration>)>, StoreError> {
+        delegate!(self.keys_with_prefix(prefix))
+    }
+
     /// What the tenant of `quota` keeps in kv, as counted against it.
     pub async fn stored_bytes(&self, quota: &Quota) -> Result<u64, StoreError> {
         delegate!(self.stored_bytes(quota))

@@ -82,6 +82,7 @@ struct Scripts {
     lock_extend: Script,
     lock_release: Script,
     rate_take: Script,
+    scan_step: Script,
 }
 
 impl RedisStore {
@@ -152,6 +153,7 @@ impl RedisStore {
                 lock_extend: Script::new(include_str!("lua/lock_extend.lua")),
                 lock_release: Script::new(include_str!("lua/lock_release.lua")),
                 rate_take: Script::new(include_str!("lua/rate_take.lua")),
+                scan_step: Script::new(include_str!("lua/scan_step.lua")),
             }),
         }
     }
@@ -370,6 +372,49 @@ impl RedisStore {
         Ok(extended == 1)
     }
 
+    /// Every key starting with `prefix` (which holds a tenant's hash tag) and
+    /// its time to live; SCAN in steps, so Redis is never held for long.
+    pub async fn keys_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, Option<Duration>)>, StoreError> {
+        let pattern = format!("{}*", glob_escape(prefix));
+        let mut cursor = "0".to_owned();
+        let mut found = Vec::new();
+        loop {
+            let reply: Vec<Value> = self
+                .scripts
+                .scan_step
+                .key(prefix)
+                .arg(&cursor)
+                .arg(&pattern)
+                .invoke_async(&mut self.connection.clone())
+                .await
+                .map_err(classify)?;
+            let mut items = reply.into_iter();
+            let odd =
+                |e: redis::ParsingError| StoreError::Unavailable(format!("odd SCAN reply: {e}"));
+            cursor = items
+                .next()
+                .map(redis::from_redis_value::<String>)
+                .transpose()
+                .map_err(odd)?
+                .unwrap_or_else(|| "0".to_owned());
+            while let (Some(key), Some(ttl)) = (items.next(), items.next()) {
+                let key: String = redis::from_redis_value(key).map_err(odd)?;
+                let ttl: i64 = redis::from_redis_value(ttl).map_err(odd)?;
+                let ttl = u64::try_from(ttl).ok().map(Duration::from_millis);
+                found.push((key, ttl));
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        found.sort();
+        found.dedup_by(|a, b| a.0 == b.0);
+        Ok(found)
+    }
+
     pub async fn lock_release(&self, key: &str, token: &str) -> Result<bool, StoreError> {
         let released: i64 = self
             .scripts
@@ -420,6 +465,18 @@ fn answer<T: redis::FromRedisValue>(reply: &[Value]) -> Result<T, StoreError> {
 
 fn unexpected(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("unexpected answer from Redis: {error}"))
+}
+
+/// `text` as a literal in a Redis glob pattern.
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 fn cluster_config(response_timeout: Duration) -> ClusterConfig {
