@@ -15,6 +15,7 @@ pub mod deployment;
 pub mod redis_target;
 pub mod simulators;
 pub mod vmh;
+pub mod webdriver;
 
 pub use redis_target::{TestConnection, on_cluster};
 
