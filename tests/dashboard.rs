@@ -306,6 +306,45 @@ async fn the_dashboard_shows_schedules_flow_locks_status_and_traffic_and_no_secr
         "{traffic}"
     );
 
+    // Recovery: the tenant's cached tokens dropped; the next run signs in afresh.
+    let before = rig.advoware.token_requests();
+    let dropped: Value = reqwest::Client::new()
+        .delete(host.url("/admin/tenants/firm-a/tokens"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = dropped["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"advoware") && kinds.contains(&"google"),
+        "{dropped}"
+    );
+    assert!(
+        !dropped
+            .to_string()
+            .contains(rig.advoware.issued_tokens()[0].as_str())
+    );
+    // (An instance reuses the token it read for a second: runs until one signs in.)
+    wait_for(Duration::from_secs(10), || async {
+        let (status, _) = rig.run("SB").await;
+        assert_eq!(status, 200);
+        (rig.advoware.token_requests() > before).then_some(())
+    })
+    .await;
+    assert_eq!(
+        rig.advoware.token_requests(),
+        before + 1,
+        "signed in afresh, once"
+    );
+
     // Nothing the dashboard is given holds a secret.
     let account = rig.advoware.account();
     let secrets = [

@@ -49,6 +49,10 @@ pub fn router(host: Arc<Host>) -> Router<Arc<Host>> {
             "/tenants/{tenant}/dead-letters/{id}/replay",
             post(replay_one),
         )
+        .route(
+            "/tenants/{tenant}/tokens",
+            axum::routing::delete(drop_tokens),
+        )
         .route("/traffic", get(super::overview::traffic))
         .route(
             "/tenants/{tenant}/schedules",
@@ -185,6 +189,37 @@ async fn purge(State(host): State<Arc<Host>>, Path(tenant): Path<String>) -> Ans
     let purged = host.events().purge(&tenant).await.map_err(store_failed)?;
     tracing::info!(%tenant, purged, "dead letters purged");
     Ok(axum::Json(serde_json::json!({ "purged": purged })))
+}
+
+/// Drops the tenant's cached upstream tokens (Advoware, Google, ...), every
+/// instance's: the next call signs in afresh. For a token the upstream
+/// revoked while the cache still holds it, or after credentials changed.
+async fn drop_tokens(State(host): State<Arc<Host>>, Path(tenant): Path<String>) -> Answer {
+    known(&host, &tenant)?;
+    // Upstream kinds keep their keys under `@<kind>:`; tokens under `kv:token:`.
+    let base = format!("{}:{{{tenant}}}:@", host.config().store.key_prefix);
+    let keys = host
+        .store()
+        .keys_with_prefix(&base)
+        .await
+        .map_err(store_failed)?;
+    let mut dropped = Vec::new();
+    for (key, _) in keys {
+        let Some((kind, rest)) = key.strip_prefix(&base).and_then(|k| k.split_once(':')) else {
+            continue;
+        };
+        let Some(token) = rest.strip_prefix("kv:token:") else {
+            continue;
+        };
+        if host.store().delete(&key).await.map_err(store_failed)? {
+            let account = token.split(':').next().unwrap_or_default();
+            dropped.push(serde_json::json!({ "kind": kind, "account": account }));
+        }
+    }
+    tracing::info!(%tenant, dropped = dropped.len(), "cached upstream tokens dropped");
+    Ok(axum::Json(
+        serde_json::json!({ "dropped": dropped.len(), "tokens": dropped }),
+    ))
 }
 
 fn known(host: &Host, tenant: &str) -> Result<(), ApiError> {
