@@ -65,7 +65,11 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
         plugin = tracing::field::Empty,
         route = tracing::field::Empty,
     );
-    let probe = matches!(request.uri().path(), "/health" | "/ready" | "/metrics");
+    // Probes and the dashboard's polling (reads of `/admin`) come every few
+    // seconds: their successes go to debug, so the log keeps what matters.
+    let path = request.uri().path();
+    let probe = matches!(path, "/health" | "/ready" | "/metrics")
+        || (request.method() == http::Method::GET && path.starts_with("/admin/"));
     let mut response = async move {
         let response = next.run(request).await;
         access_line(&response, started, probe);
@@ -83,8 +87,7 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
 
 /// The request's access line, inside its span (which names the request id,
 /// method, path, tenant, plugin and route): status, time and body size.
-/// Probes that succeed (`/health`, `/ready`, `/metrics` every few seconds)
-/// only at debug level.
+/// Polling that succeeds (probes, the dashboard's reads) only at debug level.
 fn access_line(response: &Response, started: Instant, probe: bool) {
     use axum::body::HttpBody;
     let status = response.status().as_u16();
