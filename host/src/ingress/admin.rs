@@ -113,7 +113,7 @@ async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Ne
 
 type Answer = Result<axum::Json<serde_json::Value>, ApiError>;
 
-fn store_failed(error: crate::store::StoreError) -> ApiError {
+pub(super) fn store_failed(error: crate::store::StoreError) -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "store_unavailable",
@@ -223,10 +223,16 @@ async fn drop_tokens(State(host): State<Arc<Host>>, Path(tenant): Path<String>) 
 }
 
 fn known(host: &Host, tenant: &str) -> Result<(), ApiError> {
-    match host.registry().current().tenant(tenant) {
-        Some(_) => Ok(()),
-        None => Err(unknown_tenant(tenant)),
-    }
+    running(host, tenant).map(|_| ())
+}
+
+/// The running tenant `id`, or 404 naming it.
+pub(super) fn running(host: &Host, id: &str) -> Result<Arc<crate::tenants::Tenant>, ApiError> {
+    host.registry()
+        .current()
+        .tenant(id)
+        .cloned()
+        .ok_or_else(|| unknown_tenant(id))
 }
 
 async fn upload_component(

@@ -12,35 +12,12 @@ use axum::extract::{Path, State};
 use http::StatusCode;
 
 use super::ApiError;
+use super::admin::{running as tenant, store_failed};
 use crate::capabilities::wit_handler as wit;
 use crate::host::Host;
 use crate::tenants::Tenant;
 
 type Answer = Result<axum::Json<serde_json::Value>, ApiError>;
-
-fn tenant(host: &Host, id: &str) -> Result<Arc<Tenant>, ApiError> {
-    host.registry()
-        .current()
-        .tenant(id)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no tenant `{id}`"),
-                "",
-            )
-        })
-}
-
-fn store_failed(error: crate::store::StoreError) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "store_unavailable",
-        error.to_string(),
-        "",
-    )
-}
 
 /// Requests per tenant, plugin and status in steps of about ten seconds over
 /// the last fifteen minutes, as this instance served them, up to now.
