@@ -5,7 +5,9 @@
 //! Run: `scripts/bench.sh` (installs wrk if needed), or
 //! `cargo bench -p bitbylaw --bench ingress_throughput` with wrk on the PATH.
 //! `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 32) and
-//! `BENCH_RUNS` (default 3) tune the load.
+//! `BENCH_RUNS` (default 3) tune the load. The host logs at `info` into a sink,
+//! as in production but without the disk: with `BENCH_ACCESS_LOG=1` its
+//! access lines are on (the default of a deployment), else off.
 //!
 //! wrk and the server share the machine's cores, so one run's requests per
 //! second swing by several percent; the targets take turns, `BENCH_RUNS` times,
@@ -24,6 +26,16 @@ fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` asks for a list; there is nothing to unit-test here.
     }
+    let filter = match std::env::var_os("BENCH_ACCESS_LOG") {
+        Some(_) => "info",
+        None => "info,bitbylaw::access=off",
+    };
+    bitbylaw::telemetry::init_with_writer(
+        bitbylaw::config::LogFormat::Human,
+        filter,
+        std::io::sink,
+    );
+    println!("log filter: {filter}");
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let connections: u64 = env_or("BENCH_CONNECTIONS", 32);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -36,6 +36,8 @@ enum Command {
     },
     /// Audit and repair the calendar sync of a running deployment (`calendar-sync`).
     Calendar(bitbylaw::cli::calendar::CalendarArgs),
+    /// Work with a plugin component: `inspect` what it is and whether it fits.
+    Plugin(bitbylaw::cli::plugin::PluginArgs),
 }
 
 fn main() -> ExitCode {
@@ -93,5 +95,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Calendar(args) => bitbylaw::cli::calendar::run(args).await,
+        Command::Plugin(args) => bitbylaw::cli::plugin::run(args).await,
     }
 }

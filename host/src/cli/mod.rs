@@ -1,3 +1,6 @@
-//! Subcommands that talk to a running deployment over HTTP, for the firm's IT.
+//! Subcommands beside `serve`: `calendar` talks to a running deployment over
+//! HTTP, for the firm's IT; `plugin` works on a component file, for plugin
+//! authors.
 
 pub mod calendar;
+pub mod plugin;

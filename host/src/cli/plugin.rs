@@ -1,0 +1,230 @@
+//! `bitbylaw plugin …`: for plugin authors, on this machine, without a
+//! running deployment. `inspect` loads a component the way a tenant would
+//! (an embedded host with no tenants) and says what it is.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+#[derive(Args)]
+pub struct PluginArgs {
+    #[command(subcommand)]
+    command: PluginCommand,
+}
+
+#[derive(Subcommand)]
+pub enum PluginCommand {
+    /// Name, version, routes, topics, schedules and imports of a component,
+    /// and whether this host can serve it (and for which world it was built).
+    Inspect {
+        /// The component, e.g. `target/wasm32-wasip2/release/my_plugin.wasm`.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What `inspect` found, as printed.
+#[derive(Debug, serde::Serialize)]
+pub struct Inspection {
+    pub file: String,
+    pub sha256: String,
+    pub bytes: u64,
+    /// The `bitbylaw:plugin` world versions its imports name (`0.1.0`).
+    pub worlds: Vec<String>,
+    pub host_world: &'static str,
+    /// Whether this host loads and serves it; when not, why.
+    pub fits: bool,
+    pub error: Option<String>,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub routes: Vec<String>,
+    pub topics: Vec<String>,
+    pub schedules: Vec<String>,
+    pub imports: Vec<String>,
+}
+
+/// The world this host serves.
+pub const HOST_WORLD: &str = "bitbylaw:plugin@0.1.0";
+
+pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
+    match args.command {
+        PluginCommand::Inspect { file, json } => {
+            let inspection = inspect(&file).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
+            } else {
+                print!("{}", text(&inspection));
+            }
+            if !inspection.fits {
+                anyhow::bail!("{} cannot be served by this host", inspection.file);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Loads `file` into an embedded host with no tenants and describes it.
+pub async fn inspect(file: &std::path::Path) -> anyhow::Result<Inspection> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let worlds = world_versions(&bytes);
+    let scratch = std::env::temp_dir().join(format!(
+        "bitbylaw-inspect-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(scratch.join("tenants"))?;
+    // Compiled components are kept where the user's caches are, so a second
+    // look at the same file is quick.
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
+        .map_or_else(
+            || scratch.join("cache"),
+            |dir| dir.join("bitbylaw/component-cache"),
+        );
+    let host_file = scratch.join("host.toml");
+    std::fs::write(
+        &host_file,
+        format!(
+            "tenants_dir = \"tenants\"\n[log]\nfilter = \"error\"\n[runtime]\ncache_dir = {:?}\n[reload]\npoll_ms = 0\n",
+            cache.display().to_string()
+        ),
+    )?;
+    let result = async {
+        let config = crate::config::load(&host_file)?;
+        let host = crate::host::Host::start(config).await?;
+        Ok::<_, anyhow::Error>(host.check_component(bytes.clone().into()).await)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut inspection = Inspection {
+        file: file.display().to_string(),
+        sha256: sha256(&bytes),
+        bytes: bytes.len() as u64,
+        worlds,
+        host_world: HOST_WORLD,
+        fits: false,
+        error: None,
+        name: None,
+        version: None,
+        routes: Vec::new(),
+        topics: Vec::new(),
+        schedules: Vec::new(),
+        imports: Vec::new(),
+    };
+    match result? {
+        Ok(plugin) => {
+            let description = &plugin.description;
+            inspection.fits = true;
+            inspection.name = Some(description.name.clone());
+            inspection.version = Some(description.version.clone());
+            inspection.routes = description
+                .routes
+                .iter()
+                .map(|r| format!("{} {}", r.method, r.path))
+                .collect();
+            inspection.topics = description.topics.clone();
+            inspection.schedules = description
+                .schedules
+                .iter()
+                .map(|s| format!("{} {}", s.name, s.cron))
+                .collect();
+            inspection.imports = plugin.imports.clone();
+            // What it was built for, from the imports as the host read them.
+            let worlds: std::collections::BTreeSet<String> = plugin
+                .imports
+                .iter()
+                .filter_map(|import| import.strip_prefix("bitbylaw:plugin/")?.split_once('@'))
+                .map(|(_, version)| version.to_owned())
+                .collect();
+            inspection.worlds = worlds.into_iter().collect();
+        }
+        Err(error) => inspection.error = Some(format!("{error:#}")),
+    }
+    Ok(inspection)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The versions of `bitbylaw:plugin@<version>` the component's bytes name
+/// (its import names carry them), without loading it: for a component the
+/// host refuses. Release versions only (digits and dots): the core module's
+/// own names add suffixes to them.
+fn world_versions(bytes: &[u8]) -> Vec<String> {
+    const MARK: &[u8] = b"bitbylaw:plugin/";
+    let mut versions = std::collections::BTreeSet::new();
+    let mut rest = bytes;
+    while let Some(at) = rest.windows(MARK.len()).position(|w| w == MARK) {
+        let name: Vec<u8> = rest[at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || b"-:/@.".contains(b))
+            .copied()
+            .collect();
+        if let Some(version) = name.split(|b| *b == b'@').nth(1) {
+            let version: Vec<u8> = version
+                .iter()
+                .take_while(|b| b.is_ascii_digit() || **b == b'.')
+                .copied()
+                .collect();
+            if !version.is_empty() {
+                versions.insert(String::from_utf8_lossy(&version).into_owned());
+            }
+        }
+        rest = &rest[at + MARK.len()..];
+    }
+    versions.into_iter().collect()
+}
+
+fn text(i: &Inspection) -> String {
+    let mut out = format!("{}\n  sha256 {}, {} bytes\n", i.file, i.sha256, i.bytes);
+    let built = if i.worlds.is_empty() {
+        "no bitbylaw:plugin world".to_owned()
+    } else {
+        i.worlds
+            .iter()
+            .map(|v| format!("bitbylaw:plugin@{v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    out.push_str(&format!(
+        "  built for {built}; this host serves {}\n",
+        i.host_world
+    ));
+    match (&i.name, &i.error) {
+        (Some(name), _) => {
+            out.push_str(&format!(
+                "  fits: yes\n  plugin {name} {}\n",
+                i.version.as_deref().unwrap_or("")
+            ));
+            for (label, list) in [
+                ("routes", &i.routes),
+                ("topics", &i.topics),
+                ("schedules", &i.schedules),
+                ("imports", &i.imports),
+            ] {
+                out.push_str(&format!("  {label}:"));
+                if list.is_empty() {
+                    out.push_str(" none\n");
+                } else {
+                    out.push('\n');
+                    for item in list {
+                        out.push_str(&format!("    {item}\n"));
+                    }
+                }
+            }
+        }
+        (None, error) => out.push_str(&format!(
+            "  fits: no\n  {}\n",
+            error.as_deref().unwrap_or("not a plugin")
+        )),
+    }
+    out
+}
