@@ -323,7 +323,7 @@ impl Rest {
         let answer = self.egress.fetch(sign(builder)?, timeout).await;
         self.metrics
             .upstream_request(&self.label, request_outcome(&answer));
-        answer.map_err(|error| RestError::fetch(error, "API"))
+        answer.map_err(|error| RestError::fetch(error, &format!("{} API", self.label.kind)))
     }
 
     /// Runs `attempt` and, for a read (`GET`) whose answer was 502, 503 or
