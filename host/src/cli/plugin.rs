@@ -1,6 +1,8 @@
 //! `bitbylaw plugin …`: for plugin authors, on this machine, without a
-//! running deployment. `inspect` loads a component the way a tenant would
-//! (an embedded host with no tenants) and says what it is.
+//! running deployment. `new` makes a plugin crate from the template, `build`
+//! builds it for wasm32-wasip2 and checks the component, and `inspect` loads
+//! a component the way a tenant would (an embedded host with no tenants) and
+//! says what it is.
 
 use std::path::PathBuf;
 
@@ -15,6 +17,27 @@ pub struct PluginArgs {
 
 #[derive(Subcommand)]
 pub enum PluginCommand {
+    /// A new plugin crate: one route, one event handler, one schedule, a test
+    /// and a README. Inside a bitbylaw checkout's `plugins/` it joins the
+    /// workspace; elsewhere it stands alone and takes the SDK by path.
+    New {
+        /// The plugin's name: lower case letters, digits and `-`, e.g. `leads`.
+        name: String,
+        /// Where to make it (default: `./<name>`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The SDK (`plugins/sdk` of a bitbylaw checkout); found by itself when
+        /// the folder is inside one.
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
+    /// Builds the plugin (`cargo build --release --target wasm32-wasip2`) and
+    /// checks the component against this host's world.
+    Build {
+        /// The plugin's folder (default: the current one).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Name, version, routes, topics, schedules and imports of a component,
     /// and whether this host can serve it (and for which world it was built).
     Inspect {
@@ -51,6 +74,26 @@ pub const HOST_WORLD: &str = "bitbylaw:plugin@0.1.0";
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
+        PluginCommand::New { name, dir, sdk } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold(&name, &dir, sdk.as_deref())?;
+            println!(
+                "made plugin `{name}` in {}\nnext: cd {} && bitbylaw plugin build && cargo test",
+                dir.display(),
+                dir.display()
+            );
+            Ok(())
+        }
+        PluginCommand::Build { dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let wasm = build(&dir)?;
+            let inspection = inspect(&wasm).await?;
+            print!("{}", text(&inspection));
+            if !inspection.fits {
+                anyhow::bail!("{} builds, but this host cannot serve it", wasm.display());
+            }
+            Ok(())
+        }
         PluginCommand::Inspect { file, json } => {
             let inspection = inspect(&file).await?;
             if json {
@@ -64,6 +107,135 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+const TEMPLATE_LIB: &str = include_str!("template/lib.rs.txt");
+const TEMPLATE_CARGO: &str = include_str!("template/Cargo.toml.txt");
+const TEMPLATE_README: &str = include_str!("template/README.md.txt");
+
+/// Writes a new plugin crate `name` into `dir` (which must not hold files).
+pub fn scaffold(
+    name: &str,
+    dir: &std::path::Path,
+    sdk: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.ends_with('-');
+    if !valid {
+        anyhow::bail!(
+            "`{name}`: a plugin's name is lower case letters, digits and `-`, starting with a letter"
+        );
+    }
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        anyhow::bail!("{} is not empty", dir.display());
+    }
+    std::fs::create_dir_all(dir.join("src"))?;
+    let dir = dir.canonicalize()?;
+    // Inside a checkout's `plugins/`: a workspace member beside the SDK.
+    let checkout_sdk = dir
+        .parent()
+        .filter(|parent| parent.file_name().is_some_and(|n| n == "plugins"))
+        .map(|plugins| plugins.join("sdk"))
+        .filter(|sdk| sdk.join("Cargo.toml").exists());
+    let (sdk_line, workspace) = match (checkout_sdk, sdk) {
+        (Some(_), _) => (
+            r#"bitbylaw-sdk = { path = "../sdk" }"#.to_owned(),
+            String::new(),
+        ),
+        (None, Some(sdk)) => {
+            let sdk = sdk
+                .canonicalize()
+                .with_context(|| format!("the SDK folder {}", sdk.display()))?;
+            if !sdk.join("Cargo.toml").exists() {
+                anyhow::bail!(
+                    "{} has no Cargo.toml: name `plugins/sdk` of a bitbylaw checkout",
+                    sdk.display()
+                );
+            }
+            (
+                format!(
+                    "bitbylaw-sdk = {{ path = {:?} }}",
+                    sdk.display().to_string()
+                ),
+                // Not part of a workspace it may sit in.
+                "\n[workspace]\n".to_owned(),
+            )
+        }
+        (None, None) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            anyhow::bail!(
+                "where is the SDK? give `--sdk <bitbylaw checkout>/plugins/sdk` (or make the plugin in the checkout's plugins/ folder)"
+            );
+        }
+    };
+    let type_name: String = name
+        .split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    let topic = name.replace('-', "_");
+    let wasm = format!("target/wasm32-wasip2/release/{topic}.wasm");
+    let fill = |template: &str| {
+        template
+            .replace("{{name}}", name)
+            .replace("{{type_name}}", &type_name)
+            .replace("{{topic}}", &topic)
+            .replace("{{wasm}}", &wasm)
+            .replace("{{sdk}}", &sdk_line)
+            .replace("{{workspace}}", &workspace)
+    };
+    std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
+    std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
+    std::fs::write(dir.join("README.md"), fill(TEMPLATE_README))?;
+    Ok(())
+}
+
+/// Builds the plugin in `dir` for wasm32-wasip2 (release); the component's path.
+pub fn build(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let installed = std::process::Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
+    if let Ok(output) = installed
+        && output.status.success()
+        && !String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .any(|t| t.trim() == "wasm32-wasip2")
+    {
+        anyhow::bail!("the wasm32-wasip2 target is missing: `rustup target add wasm32-wasip2`");
+    }
+    let output = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        anyhow::bail!("the build failed (cargo's messages above)");
+    }
+    let wasm = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .flat_map(|message| message["filenames"].as_array().cloned().unwrap_or_default())
+        .filter_map(|name| name.as_str().map(PathBuf::from))
+        .find(|path| path.extension().is_some_and(|ext| ext == "wasm"));
+    wasm.ok_or_else(|| {
+        anyhow::anyhow!("the build made no .wasm: is `crate-type = [\"cdylib\"]` in Cargo.toml?")
+    })
 }
 
 /// Loads `file` into an embedded host with no tenants and describes it.
