@@ -15,6 +15,7 @@ cargo build -p bitbylaw -p bitbylaw-tests --bin bitbylaw --bin simulators
 # The simulator's account (tests/support/simulators/advoware.rs); not real secrets.
 export DEMO_API_KEY="${DEMO_API_KEY:-demo-key}"
 export DEMO_OPERATOR_KEY="${DEMO_OPERATOR_KEY:-demo-operator-key}"
+export DEMO_ADMIN_TOKEN="${DEMO_ADMIN_TOKEN:-demo-admin-token}"
 export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
 export DEMO_ADVOWARE_PASSWORD="geheim"
 # The EspoCRM simulator's account and the demo webhooks' secrets (tests/support/simulators/espocrm.rs).

@@ -70,6 +70,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("BITBYLAW_RUNTIME__CACHE_DIR", cache.as_str()),
             ("DEMO_API_KEY", "demo-key"),
             ("DEMO_OPERATOR_KEY", "demo-operator-key"),
+            ("DEMO_ADMIN_TOKEN", "demo-admin-token"),
             ("DEMO_ADVOWARE_API_KEY", advoware.api_key.as_str()),
             ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
             ("DEMO_GOOGLE_KEY", google_key.as_str()),
@@ -195,6 +196,28 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             .then_some(())
     })
     .await;
+
+    // The dashboard of the demo, as the README says: the token, then the page.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = no_redirects
+        .post(format!("{base}/admin/dashboard/login"))
+        .form(&[("token", "demo-admin-token")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let session = login.headers()["set-cookie"].to_str().unwrap();
+    let session = session.split(';').next().unwrap().to_owned();
+    let page = no_redirects
+        .get(format!("{base}/admin/dashboard"))
+        .header("cookie", session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
 
     // The log file is plain text with the host's access lines.
     let log = host.log_text();
