@@ -32,18 +32,6 @@ async fn host() -> (TestHost, tempfile::TempDir) {
     (app, files)
 }
 
-async fn admin(app: &TestHost, path: &str) -> Value {
-    app.client
-        .get(app.url(path))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 async fn calls_of_permanent(app: &TestHost) -> u64 {
     let answer: Value = app.get("/flaky/permanent", "k").await.json().await.unwrap();
     answer["calls"].as_u64().unwrap_or(0)
@@ -63,7 +51,13 @@ async fn an_operator_signs_in_reads_a_tenant_and_replays_a_dead_letter() {
         .unwrap();
     assert_eq!(emitted.status(), 202);
     wait_for(Duration::from_secs(20), || async {
-        let letters = admin(&app, "/admin/tenants/firm-a/dead-letters").await;
+        let letters = app
+            .admin(
+                reqwest::Method::GET,
+                "/admin/tenants/firm-a/dead-letters",
+                ADMIN,
+            )
+            .await;
         (letters["dead_letters"].as_array()?.len() == 1).then_some(())
     })
     .await;

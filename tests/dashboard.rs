@@ -308,15 +308,13 @@ async fn the_dashboard_shows_schedules_flow_locks_status_and_traffic_and_no_secr
 
     // Recovery: the tenant's cached tokens dropped; the next run signs in afresh.
     let before = rig.advoware.token_requests();
-    let dropped: Value = reqwest::Client::new()
-        .delete(host.url("/admin/tenants/firm-a/tokens"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let dropped = host
+        .admin(
+            reqwest::Method::DELETE,
+            "/admin/tenants/firm-a/tokens",
+            ADMIN,
+        )
+        .await;
     let kinds: Vec<&str> = dropped["tokens"]
         .as_array()
         .unwrap()

@@ -55,15 +55,7 @@ async fn state(app: &TestHost, kind: &str) -> Value {
 }
 
 async fn admin(app: &TestHost, method: reqwest::Method, path: &str) -> Value {
-    let response = app
-        .client
-        .request(method, app.url(path))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{path}");
-    response.json().await.unwrap()
+    app.admin(method, path, ADMIN_TOKEN).await
 }
 
 async fn dead_letters(app: &TestHost) -> Vec<Value> {

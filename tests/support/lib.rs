@@ -264,6 +264,24 @@ impl TestHost {
     }
 
     /// A GET with the API key in the `apikey` header.
+    /// A call of the admin API with `token`; its JSON answer, which must come with 200.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> serde_json::Value {
+        let response = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.unwrap()
+    }
+
     pub async fn get(&self, path: &str, api_key: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))

@@ -238,17 +238,14 @@ impl VmhRig {
     /// Waits for at least `count` dead letters (needs [`VmhOptions::admin`]).
     pub async fn dead_letters(&self, count: usize) -> Vec<Value> {
         wait_for(WAIT, || async {
-            let letters: Value = self
+            let letters = self
                 .host
-                .client
-                .get(self.host.url("/admin/tenants/firm-a/dead-letters"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+                .admin(
+                    reqwest::Method::GET,
+                    "/admin/tenants/firm-a/dead-letters",
+                    ADMIN_TOKEN,
+                )
+                .await;
             letters["dead_letters"]
                 .as_array()
                 .filter(|l| l.len() >= count)

@@ -69,6 +69,22 @@ fn keys(prefix: &str, tenant: &str, spec: &ScheduleSpec) -> String {
     format!("{prefix}:{{{tenant}}}:sched:{}:{}:", spec.plugin, spec.name)
 }
 
+/// Where a schedule keeps its latest completed tick.
+fn last_key(keys: &str) -> String {
+    format!("{keys}last")
+}
+
+/// The latest completed tick (ms) under a schedule's `keys`, if it ever ran.
+async fn last_completed(
+    store: &Store,
+    keys: &str,
+) -> Result<Option<i64>, crate::store::StoreError> {
+    Ok(store
+        .get(&last_key(keys))
+        .await?
+        .and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok()))
+}
+
 /// A schedule as operators see it.
 #[derive(Debug, serde::Serialize)]
 pub struct ScheduleView {
@@ -92,10 +108,8 @@ pub async fn overview(
     let now = Utc::now();
     let mut views = Vec::with_capacity(tenant.schedules.len());
     for spec in &tenant.schedules {
-        let last = store
-            .get(&format!("{}last", keys(prefix, &tenant.id, spec)))
+        let last = last_completed(store, &keys(prefix, &tenant.id, spec))
             .await?
-            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok())
             .and_then(DateTime::<Utc>::from_timestamp_millis);
         views.push(ScheduleView {
             plugin: spec.plugin.clone(),
@@ -185,11 +199,8 @@ impl Runner {
 
     /// Runs the latest missed tick once, if the schedule ran before and missed one.
     async fn catch_up(&self, now: DateTime<Utc>) {
-        let last_key = format!("{}last", self.keys);
-        let last = match self.store.get(&last_key).await {
-            Ok(value) => {
-                value.and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok())
-            }
+        let last = match last_completed(&self.store, &self.keys).await {
+            Ok(last) => last,
             Err(error) => {
                 tracing::warn!(tenant = %self.tenant, schedule = %self.spec.name, %error, "cannot read the schedule's last tick");
                 return;
@@ -204,7 +215,7 @@ impl Runner {
                 let _ = self
                     .store
                     .set(
-                        &last_key,
+                        &last_key(&self.keys),
                         latest.timestamp_millis().to_string().as_bytes(),
                         None,
                     )
@@ -301,15 +312,10 @@ impl Runner {
         self.store
             .set(&self.done_key(at), b"1", Some(DONE_KEPT))
             .await?;
-        let last_key = format!("{}last", self.keys);
-        let last = self
-            .store
-            .get(&last_key)
-            .await?
-            .and_then(|bytes| String::from_utf8_lossy(&bytes).parse::<i64>().ok());
+        let last = last_completed(&self.store, &self.keys).await?;
         if last.is_none_or(|last| last < at) {
             self.store
-                .set(&last_key, at.to_string().as_bytes(), None)
+                .set(&last_key(&self.keys), at.to_string().as_bytes(), None)
                 .await?;
         }
         Ok(())
