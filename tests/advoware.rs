@@ -603,7 +603,7 @@ async fn a_plugin_not_granted_advoware_cannot_use_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_and_tokens_never_reach_logs_errors_or_metrics() {
-    let capture = LogCapture::install(bitbylaw::config::LogFormat::Json, "debug");
+    let capture = LogCapture::install_with(bitbylaw::config::LogFormat::Json, "debug");
     let (sim, secrets, app) = proxied(Backend::Redis, "").await;
     let mut answers = Vec::new();
     let mut extra_tokens = Vec::new();

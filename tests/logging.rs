@@ -8,7 +8,7 @@ use bitbylaw_tests::{Backend, LogCapture, TestHost};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn guest_logs_carry_tenant_plugin_and_request_id_and_no_secrets() {
-    let capture = LogCapture::install(LogFormat::Json, "info");
+    let capture = LogCapture::install_with(LogFormat::Json, "info");
 
     let secret_dir = tempfile::tempdir().unwrap();
     let token_file = secret_dir.path().join("token");
@@ -78,7 +78,7 @@ async fn guest_logs_carry_tenant_plugin_and_request_id_and_no_secrets() {
 /// in `bitbylaw_http_refused_total`, by tenant where known.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_and_event_leaves_an_access_line_and_refusals_are_counted() {
-    let capture = LogCapture::install(LogFormat::Json, "info");
+    let capture = LogCapture::install_with(LogFormat::Json, "info");
     let app = TestHost::builder(Backend::Memory)
         .tenant(
             "firm-a",

@@ -72,20 +72,38 @@ fn a_component_that_does_not_fit_gets_one_clear_message() {
     assert!(text.contains("cannot be served by this host"), "{text}");
 }
 
-/// The target folder of this build, for the new plugin's own (kept apart
-/// from the workspace's, so the two builds never wait for each other).
+/// A plugin built for a world this host does not load gets one message
+/// naming both worlds, from `inspect` as from a tenant load.
+#[test]
+fn a_component_of_a_later_world_is_named_as_such() {
+    let (ok, text) = inspect("future-world", false);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("built for bitbylaw:plugin@0.9.0; this host serves bitbylaw:plugin@0.1.0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("built for bitbylaw:plugin@0.9.0, a world this host does not load (it loads bitbylaw:plugin@0.1.0)"),
+        "{text}"
+    );
+}
+
+/// The target folder of this build: the new plugin has the workspace's
+/// profiles and resolved versions, so it reuses what the workspace built.
 fn scaffold_target() -> std::path::PathBuf {
     host_binary()
         .parent()
         .and_then(|debug| debug.parent())
         .unwrap()
-        .join("plugin-new")
+        .to_owned()
 }
 
 /// `plugin new` outside a checkout, then `plugin build` (the component
-/// checked against this host's world), then the new plugin's own tests.
-#[test]
-fn a_new_plugin_builds_fits_and_passes_its_own_tests() {
+/// checked against this host's world), then the new plugin's own tests (its
+/// harness test included), then `bitbylaw dev` on it: a change is served, a
+/// broken build is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_plugin_builds_fits_passes_its_own_tests_and_serves_in_dev() {
     let dir = tempfile::tempdir().unwrap();
     let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk");
     let plugin = dir.path().join("lead-desk");
@@ -141,6 +159,119 @@ fn a_new_plugin_builds_fits_and_passes_its_own_tests() {
         String::from_utf8_lossy(&tested.stderr)
     );
     assert!(text.contains("test tests::greets_by_name ... ok"), "{text}");
+    assert!(
+        text.contains("test a_greeting_is_answered_announced_and_counted ... ok"),
+        "{text}"
+    );
+
+    dev_serves_changes_and_keeps_the_last_good_build(&plugin).await;
+}
+
+/// `bitbylaw dev` in the plugin's folder: serves it, swaps in a changed
+/// build, and keeps serving that one when the next build fails.
+async fn dev_serves_changes_and_keeps_the_last_good_build(plugin: &std::path::Path) {
+    let mut dev = DevProcess::spawn(plugin);
+    let listening = dev.wait_for("listening on http://");
+    let address = listening
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let routes = dev.wait_for("serving lead-desk 0.1.0");
+    assert!(routes.contains("serving lead-desk 0.1.0"), "{routes}");
+    let greet = || async {
+        let answer = reqwest::Client::new()
+            .get(format!("http://{address}/lead-desk/hello/Ada"))
+            .header("apikey", "dev-key")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json::<Value>().await.unwrap()["greeting"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(greet().await, "Hallo, Ada!");
+
+    let source = plugin.join("src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    bitbylaw_tests::replace_file(&source, &text.replace("Hallo, {name}!", "Servus, {name}!"));
+    dev.wait_for("[dev] reloaded");
+    assert_eq!(greet().await, "Servus, Ada!");
+
+    bitbylaw_tests::replace_file(&source, &format!("{text}\nfn broken( {{\n"));
+    let failed = dev.wait_for("build failed");
+    assert!(
+        failed.contains("still serving the last good version"),
+        "{failed}"
+    );
+    assert_eq!(greet().await, "Servus, Ada!");
+}
+
+/// `bitbylaw dev` as its own process, its lines read as they come.
+struct DevProcess {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: String,
+}
+
+impl DevProcess {
+    fn spawn(plugin: &std::path::Path) -> Self {
+        let mut child = Command::new(host_binary())
+            .args(["dev", "--listen", "127.0.0.1:0", "--poll-ms", "100"])
+            .current_dir(plugin)
+            .env("CARGO_TARGET_DIR", scaffold_target())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: String::new(),
+        }
+    }
+
+    /// The first new line containing `text` (builds take minutes at most).
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+        tokio::task::block_in_place(|| {
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match self.lines.recv_timeout(left) {
+                    Ok(line) => {
+                        self.seen.push_str(&line);
+                        self.seen.push('\n');
+                        if line.contains(text) {
+                            return line;
+                        }
+                    }
+                    Err(_) => panic!("`{text}` not printed within 300 s; so far:\n{}", self.seen),
+                }
+            }
+        })
+    }
+}
+
+impl Drop for DevProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]

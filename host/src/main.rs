@@ -36,8 +36,10 @@ enum Command {
     },
     /// Audit and repair the calendar sync of a running deployment (`calendar-sync`).
     Calendar(bitbylaw::cli::calendar::CalendarArgs),
-    /// Work with a plugin component: `inspect` what it is and whether it fits.
+    /// Make, build and inspect a plugin: `plugin new`, `plugin build`, `plugin inspect`.
     Plugin(bitbylaw::cli::plugin::PluginArgs),
+    /// Serve the plugin in a folder on a dev tenant, rebuilding and swapping it on each change.
+    Dev(bitbylaw::cli::dev::DevArgs),
 }
 
 fn main() -> ExitCode {
@@ -96,5 +98,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Calendar(args) => bitbylaw::cli::calendar::run(args).await,
         Command::Plugin(args) => bitbylaw::cli::plugin::run(args).await,
+        Command::Dev(args) => bitbylaw::cli::dev::run(args).await,
     }
 }

@@ -509,50 +509,5 @@ pub fn version_changes(versions: &[String]) -> usize {
     versions.windows(2).filter(|w| w[0] != w[1]).count()
 }
 
-/// Everything the host logs in this test process, kept for the test to read.
-/// The subscriber is global: install it once per test binary, before the host starts.
-#[derive(Clone, Default)]
-pub struct LogCapture(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl LogCapture {
-    /// The test binary's capture, installed on the first call; every test
-    /// of the binary shares it (and must ask for the same format and filter).
-    pub fn install(format: bitbylaw::config::LogFormat, filter: &str) -> Self {
-        static INSTALLED: std::sync::OnceLock<(bitbylaw::config::LogFormat, String, LogCapture)> =
-            std::sync::OnceLock::new();
-        let (installed_format, installed_filter, capture) = INSTALLED.get_or_init(|| {
-            let capture = Self::default();
-            let writer = capture.clone();
-            bitbylaw::telemetry::init_with_writer(format, filter, move || writer.clone());
-            (format, filter.to_owned(), capture)
-        });
-        assert!(
-            *installed_format == format && installed_filter == filter,
-            "one log capture per test binary: {installed_format:?} {installed_filter} was installed first"
-        );
-        capture.clone()
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-
-    /// Each line as JSON (for `LogFormat::Json`).
-    pub fn lines(&self) -> Vec<serde_json::Value> {
-        self.text()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
-}
-
-impl std::io::Write for LogCapture {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The host's log lines in this test binary (shared with the plugin test harness).
+pub use bitbylaw_testing::LogCapture;

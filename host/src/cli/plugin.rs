@@ -70,7 +70,7 @@ pub struct Inspection {
 }
 
 /// The world this host serves.
-pub const HOST_WORLD: &str = "bitbylaw:plugin@0.1.0";
+pub const HOST_WORLD: &str = crate::runtime::WORLD;
 
 pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
     match args.command {
@@ -112,6 +112,28 @@ pub async fn run(args: PluginArgs) -> anyhow::Result<()> {
 const TEMPLATE_LIB: &str = include_str!("template/lib.rs.txt");
 const TEMPLATE_CARGO: &str = include_str!("template/Cargo.toml.txt");
 const TEMPLATE_README: &str = include_str!("template/README.md.txt");
+const TEMPLATE_TEST: &str = include_str!("template/plugin.rs.txt");
+
+/// The tail of a standalone plugin's Cargo.toml: its own workspace, with the
+/// profiles of the host's.
+const STANDALONE: &str = r#"
+[workspace]
+
+# As bitbylaw's own workspace: dependencies optimised once, so the harness
+# compiles the component quickly in every test run.
+[profile.dev.package."*"]
+opt-level = 2
+debug = false
+
+[profile.dev]
+debug = "line-tables-only"
+
+[profile.release]
+debug = "line-tables-only"
+
+[profile.release.package.bitbylaw-sdk]
+opt-level = "s"
+"#;
 
 /// Writes a new plugin crate `name` into `dir` (which must not hold files).
 pub fn scaffold(
@@ -133,6 +155,7 @@ pub fn scaffold(
         anyhow::bail!("{} is not empty", dir.display());
     }
     std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::create_dir_all(dir.join("tests"))?;
     let dir = dir.canonicalize()?;
     // Inside a checkout's `plugins/`: a workspace member beside the SDK.
     let checkout_sdk = dir
@@ -140,10 +163,11 @@ pub fn scaffold(
         .filter(|parent| parent.file_name().is_some_and(|n| n == "plugins"))
         .map(|plugins| plugins.join("sdk"))
         .filter(|sdk| sdk.join("Cargo.toml").exists());
-    let (sdk_line, workspace) = match (checkout_sdk, sdk) {
-        (Some(_), _) => (
+    let (sdk_line, workspace, checkout) = match (checkout_sdk, sdk) {
+        (Some(sdk), _) => (
             r#"bitbylaw-sdk = { path = "../sdk" }"#.to_owned(),
             String::new(),
+            sdk.join("../.."),
         ),
         (None, Some(sdk)) => {
             let sdk = sdk
@@ -160,8 +184,10 @@ pub fn scaffold(
                     "bitbylaw-sdk = {{ path = {:?} }}",
                     sdk.display().to_string()
                 ),
-                // Not part of a workspace it may sit in.
-                "\n[workspace]\n".to_owned(),
+                // Not part of a workspace it may sit in; built as the host's
+                // own workspace builds (compiled Wasm in tests stays fast).
+                STANDALONE.to_owned(),
+                sdk.join("../.."),
             )
         }
         (None, None) => {
@@ -183,6 +209,19 @@ pub fn scaffold(
         .collect();
     let topic = name.replace('-', "_");
     let wasm = format!("target/wasm32-wasip2/release/{topic}.wasm");
+    let testing = checkout.join("host/crates/testing");
+    let testing_line = if workspace.is_empty() {
+        r#"bitbylaw-testing = { path = "../../host/crates/testing" }"#.to_owned()
+    } else {
+        format!(
+            "bitbylaw-testing = {{ path = {:?} }}",
+            testing
+                .canonicalize()
+                .unwrap_or(testing)
+                .display()
+                .to_string()
+        )
+    };
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
@@ -190,11 +229,18 @@ pub fn scaffold(
             .replace("{{topic}}", &topic)
             .replace("{{wasm}}", &wasm)
             .replace("{{sdk}}", &sdk_line)
+            .replace("{{testing}}", &testing_line)
             .replace("{{workspace}}", &workspace)
     };
     std::fs::write(dir.join("Cargo.toml"), fill(TEMPLATE_CARGO))?;
     std::fs::write(dir.join("src/lib.rs"), fill(TEMPLATE_LIB))?;
     std::fs::write(dir.join("README.md"), fill(TEMPLATE_README))?;
+    std::fs::write(dir.join("tests/plugin.rs"), fill(TEMPLATE_TEST))?;
+    // The checkout's resolved versions: the plugin builds with what the host
+    // was tested with (and shares a build folder's artifacts with it).
+    if !workspace.is_empty() {
+        let _ = std::fs::copy(checkout.join("Cargo.lock"), dir.join("Cargo.lock"));
+    }
     Ok(())
 }
 

@@ -179,6 +179,35 @@ pub struct RuntimeConfig {
     /// How often a running guest yields to the scheduler (and can be stopped).
     #[serde(default = "defaults::epoch_tick_ms")]
     pub epoch_tick_ms: u64,
+    /// What one instance may hold (each slot of the pool is sized for it): a
+    /// component needing more is refused when it loads, so a plugin can
+    /// never run the pool dry before `max_instances` are alive.
+    #[serde(default)]
+    pub slot: SlotConfig,
+}
+
+/// What one plugin instance may hold. A Rust plugin is one core module plus a
+/// few adapter shims; a Python plugin (componentize-py) is 14 core
+/// instances. The pool reserves `max_instances` times each figure.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    #[serde(default = "defaults::slot_core_instances")]
+    pub core_instances: u32,
+    #[serde(default = "defaults::slot_memories")]
+    pub memories: u32,
+    #[serde(default = "defaults::slot_tables")]
+    pub tables: u32,
+}
+
+impl Default for SlotConfig {
+    fn default() -> Self {
+        Self {
+            core_instances: defaults::slot_core_instances(),
+            memories: defaults::slot_memories(),
+            tables: defaults::slot_tables(),
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -189,6 +218,7 @@ impl Default for RuntimeConfig {
             max_idle_instances: None,
             max_memory_mb: defaults::max_memory_mb(),
             epoch_tick_ms: defaults::epoch_tick_ms(),
+            slot: SlotConfig::default(),
         }
     }
 }
@@ -699,6 +729,18 @@ mod defaults {
         512
     }
     // 10 ms: fine enough to stop a runaway guest promptly, coarse enough to cost nothing.
+    pub fn slot_core_instances() -> u32 {
+        16
+    }
+
+    pub fn slot_memories() -> u32 {
+        2
+    }
+
+    pub fn slot_tables() -> u32 {
+        16
+    }
+
     pub fn epoch_tick_ms() -> u64 {
         10
     }

@@ -52,6 +52,16 @@ pub struct SubscriptionStats {
     pub dead: u64,
 }
 
+/// An event as it was emitted, for [`EventBus::watch`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Emitted {
+    pub tenant: String,
+    pub topic: String,
+    /// The event's id; none for events emitted together (`emit-all` on Redis).
+    pub id: Option<String>,
+    pub payload: Vec<u8>,
+}
+
 /// An event that will not be delivered again unless replayed.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeadLetter {
@@ -84,10 +94,23 @@ impl EventBus {
                 "no plugin of this tenant subscribes to topic `{topic}`"
             )));
         }
-        match self {
+        let tapped = self.workers().tapped().then(|| payload.clone());
+        let id = match self {
             EventBus::Memory(bus) => bus.emit(tenant, topic, payload).await,
             EventBus::Redis(bus) => bus.emit(tenant, topic, payload).await,
+        }?;
+        if let Some(payload) = tapped {
+            self.workers().tap(tenant, topic, Some(id.clone()), payload);
         }
+        Ok(id)
+    }
+
+    /// Every event emitted through this bus from now on, as it is queued: for
+    /// the plugin test harness and `bitbylaw dev`. Costs nothing while no one
+    /// watches; a watcher that falls more than 1,024 events behind misses some
+    /// (`RecvError::Lagged`) rather than slowing emitters down.
+    pub fn watch(&self) -> tokio::sync::broadcast::Receiver<Emitted> {
+        self.workers().tap.subscribe()
     }
 
     /// Queues one event per payload for `topic`, all or none.
@@ -102,15 +125,19 @@ impl EventBus {
                 "no plugin of this tenant subscribes to topic `{topic}`"
             )));
         }
+        let tapped = self.workers().tapped().then(|| payloads.clone());
         match self {
             EventBus::Memory(bus) => {
                 for payload in payloads {
                     bus.emit(tenant, topic, payload).await?;
                 }
-                Ok(())
             }
-            EventBus::Redis(bus) => bus.emit_all(tenant, topic, payloads).await,
+            EventBus::Redis(bus) => bus.emit_all(tenant, topic, payloads).await?,
         }
+        for payload in tapped.into_iter().flatten() {
+            self.workers().tap(tenant, topic, None, payload);
+        }
+        Ok(())
     }
 
     /// Readies what `tenant`'s delivery needs in the store (consumer groups),
@@ -233,6 +260,7 @@ pub(crate) struct Workers {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
     tenants: Mutex<HashMap<String, Running>>,
+    tap: tokio::sync::broadcast::Sender<Emitted>,
 }
 
 /// A running tenant: its tasks' token and the topics its plugins subscribe to.
@@ -245,7 +273,21 @@ impl Workers {
             tracker: TaskTracker::new(),
             shutdown: CancellationToken::new(),
             tenants: Mutex::new(HashMap::new()),
+            tap: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    fn tapped(&self) -> bool {
+        self.tap.receiver_count() > 0
+    }
+
+    fn tap(&self, tenant: &str, topic: &str, id: Option<String>, payload: Vec<u8>) {
+        let _ = self.tap.send(Emitted {
+            tenant: tenant.to_owned(),
+            topic: topic.to_owned(),
+            id,
+            payload,
+        });
     }
 
     /// Stops `tenant`'s tasks.

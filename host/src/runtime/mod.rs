@@ -72,7 +72,7 @@ impl Runtime {
         &self,
         path: &std::path::Path,
     ) -> anyhow::Result<(Component, String)> {
-        self.cache.load(path).await
+        self.cache.load(path).await.map_err(slot_hint)
     }
 
     /// Compiles a component from bytes (cached by digest like files).
@@ -80,7 +80,7 @@ impl Runtime {
         &self,
         bytes: bytes::Bytes,
     ) -> anyhow::Result<(Component, String)> {
-        self.cache.load_bytes(bytes).await
+        self.cache.load_bytes(bytes).await.map_err(slot_hint)
     }
 
     /// Resolves the component's imports against the host once, so each
@@ -89,6 +89,23 @@ impl Runtime {
         &self,
         component: &Component,
     ) -> anyhow::Result<crate::capabilities::PluginBindingsPre<HostState>> {
+        let built_for = world_versions(component, &self.engine);
+        if !built_for.is_empty()
+            && !built_for
+                .iter()
+                .any(|v| WORLD_VERSIONS.contains(&v.as_str()))
+        {
+            let built_for: Vec<String> = built_for
+                .iter()
+                .map(|version| format!("bitbylaw:plugin@{version}"))
+                .collect();
+            anyhow::bail!(
+                "built for {}, a world this host does not load (it loads {}): build the plugin \
+                 with the SDK of this host's version, or serve it from a host that loads its world",
+                built_for.join(", "),
+                WORLD
+            );
+        }
         let pre = self
             .linker
             .instantiate_pre(component)
@@ -100,14 +117,53 @@ impl Runtime {
     }
 }
 
+/// The world this host serves, and the versions of it whose components it loads
+/// (the policy in `docs/plugins/writing-plugins.md`, "World versions").
+pub const WORLD: &str = "bitbylaw:plugin@0.1.0";
+pub const WORLD_VERSIONS: &[&str] = &["0.1.0"];
+
+/// The `bitbylaw:plugin` versions a component's imports and exports name.
+pub fn world_versions(
+    component: &Component,
+    engine: &Engine,
+) -> std::collections::BTreeSet<String> {
+    let ty = component.component_type();
+    ty.imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .chain(ty.exports(engine).map(|(name, _)| name.to_owned()))
+        .filter_map(|name| {
+            let (_, version) = name.strip_prefix("bitbylaw:plugin/")?.split_once('@')?;
+            Some(version.to_owned())
+        })
+        .collect()
+}
+
+/// A component larger than a slot gets wasmtime's figures plus the setting to change.
+fn slot_hint(error: anyhow::Error) -> anyhow::Error {
+    if format!("{error:#}").contains("in the pooling allocator") {
+        error.context(
+            "the component needs more than one instance slot holds: raise `[runtime.slot]` \
+             (core_instances, memories, tables) in the host file to the figures below",
+        )
+    } else {
+        error
+    }
+}
+
 fn engine_config(config: &RuntimeConfig) -> Config {
     let max_memory = config.max_memory_mb.saturating_mul(1024 * 1024);
     let mut pool = PoolingAllocationConfig::default();
-    // A Rust guest is one core instance with one memory plus a few small shims.
+    // Every slot can hold the largest instance a loaded component may be
+    // (`runtime.slot`, checked per store): the pool never runs out of core
+    // instances, memories or tables before it runs out of slots.
+    let slot = config.slot;
     pool.total_component_instances(config.max_instances);
-    pool.total_core_instances(config.max_instances.saturating_mul(8));
-    pool.total_memories(config.max_instances.saturating_mul(2));
-    pool.total_tables(config.max_instances.saturating_mul(8));
+    pool.total_core_instances(config.max_instances.saturating_mul(slot.core_instances));
+    pool.total_memories(config.max_instances.saturating_mul(slot.memories));
+    pool.total_tables(config.max_instances.saturating_mul(slot.tables));
+    pool.max_core_instances_per_component(slot.core_instances);
+    pool.max_memories_per_component(slot.memories);
+    pool.max_tables_per_component(slot.tables);
     pool.max_memory_size(usize::try_from(max_memory).unwrap_or(usize::MAX));
     // A fresh instance should not pay page faults for memory its slot already had:
     // reset the first pages with memset instead of handing them back to the kernel.
