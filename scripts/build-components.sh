@@ -30,7 +30,7 @@ if ls plugins/*/app.py >/dev/null 2>&1; then
   for app in plugins/*/app.py; do
     dir=$(dirname "$app")
     wasm="$out/$(basename "$dir" | tr '-' '_').wasm"
-    if [ -f "$wasm" ] && [ -z "$(find "$dir" plugins/sdk-py wit -newer "$wasm" -type f | head -n 1)" ]; then
+    if [ -f "$wasm" ] && [ -z "$(find "$dir" plugins/sdk-py wit -newer "$wasm" -type f -not -path "*/__pycache__/*" | head -n 1)" ]; then
       continue
     fi
     echo "componentize-py: $dir -> $wasm" >&2
