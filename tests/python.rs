@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bitbylaw_tests::{Backend, TestHost, wait_for};
+use bitbylaw_tests::{Backend, TestHost, replace_file, wait_for};
 use serde_json::{Value, json};
 
 const TENANT: &str = "[plugins.hello-py]\ncomponent = \"{component:hello-py}\"\n\
@@ -102,4 +102,71 @@ async fn a_slot_too_small_for_a_python_plugin_is_refused_at_load() {
     assert!(error.contains("[runtime.slot]"), "{error}");
     assert!(error.contains("core module instances"), "{error}");
     assert!(error.contains("configured maximum of 8"), "{error}");
+}
+
+/// A Python component compiles for seconds (18 MiB of Wasm): that happens off
+/// the request path and ahead of the swap, so the tenant's running version
+/// keeps answering while it compiles, and the new plugin serves right after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiling_a_python_plugin_stalls_no_request() {
+    // An empty cache: the component really compiles.
+    let cache = tempfile::tempdir().unwrap();
+    let app = TestHost::builder(Backend::Memory)
+        .cache_dir(cache.path())
+        .tenant(
+            "firm-a",
+            Some("k"),
+            "[plugins.hello]\ncomponent = \"{component:hello}\"\n",
+        )
+        .start()
+        .await;
+    let file = app.tenant_file("firm-a");
+    let with_python = format!(
+        "{}\n[plugins.hello-py]\ncomponent = \"{}\"\n",
+        std::fs::read_to_string(&file).unwrap(),
+        bitbylaw_tests::component("hello-py").display()
+    );
+    replace_file(&file, &with_python);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (client, url, stop) = (app.client.clone(), app.url("/hello/Ada"), stop.clone());
+        tokio::spawn(async move {
+            let mut answered = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = client.get(&url).header("apikey", "k").send().await.unwrap();
+                answered.push((std::time::Instant::now(), answer.status().as_u16()));
+            }
+            answered
+        })
+    };
+    let started = std::time::Instant::now();
+    assert!(app.host.reload_tenant_file(&file).await);
+    let reload = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answered = traffic.await.unwrap();
+
+    assert!(
+        app.host.broken_tenants().is_empty(),
+        "{:?}",
+        app.host.broken_tenants()
+    );
+    assert!(
+        answered.iter().all(|(_, status)| *status == 200),
+        "{answered:?}"
+    );
+    let longest_gap = answered
+        .windows(2)
+        .map(|pair| pair[1].0 - pair[0].0)
+        .max()
+        .unwrap();
+    assert!(
+        longest_gap * 4 < reload,
+        "a request waited {longest_gap:?} while the reload took {reload:?}"
+    );
+    let (status, body) = call(&app, "GET", "/hello-py/Ada", None).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (200, Some("Hello, Ada!"))
+    );
 }

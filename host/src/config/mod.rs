@@ -186,9 +186,9 @@ pub struct RuntimeConfig {
     pub slot: SlotConfig,
 }
 
-/// What one plugin instance may hold. A Rust plugin is one core module plus a
-/// few adapter shims; a Python plugin (componentize-py) is 14 core
-/// instances. The pool reserves `max_instances` times each figure.
+/// What one plugin instance may hold. `hello` in Rust is 3 core instances,
+/// 1 memory and 2 tables; in Python (componentize-py 0.25) 14, 1 and 2. The
+/// pool reserves `max_instances` times each figure.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct SlotConfig {
@@ -738,7 +738,7 @@ mod defaults {
     }
 
     pub fn slot_tables() -> u32 {
-        16
+        4
     }
 
     pub fn epoch_tick_ms() -> u64 {
