@@ -138,9 +138,7 @@ async fn watch(
         let wasm = match build_blocking(&dir).await {
             Ok(wasm) => wasm,
             Err(error) => {
-                say(&format!(
-                    "build failed ({error:#}); still serving the last good version"
-                ));
+                say(&format!("{error:#}; still serving the last good version"));
                 continue;
             }
         };
