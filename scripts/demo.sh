@@ -16,6 +16,8 @@ cargo build -p bitbylaw -p bitbylaw-tests --bin bitbylaw --bin simulators
 export DEMO_API_KEY="${DEMO_API_KEY:-demo-key}"
 export DEMO_OPERATOR_KEY="${DEMO_OPERATOR_KEY:-demo-operator-key}"
 export DEMO_ADMIN_TOKEN="${DEMO_ADMIN_TOKEN:-demo-admin-token}"
+# The WordPress form's shared secret (the vermieterhelden plugin's `mieter` form).
+export DEMO_FORM_SECRET="${DEMO_FORM_SECRET:-demo-form-secret}"
 export DEMO_ADVOWARE_API_KEY="dGVzdC1zZWNyZXQta2V5"
 export DEMO_ADVOWARE_PASSWORD="geheim"
 # The EspoCRM simulator's account and the demo webhooks' secrets (tests/support/simulators/espocrm.rs).
@@ -29,7 +31,7 @@ case "$target" in /*) ;; *) target="$PWD/$target" ;; esac
 # The plugins go into the component store as version "demo" (see deploy/demo/host.toml).
 export BITBYLAW_RUNTIME__CACHE_DIR="$target/component-cache"
 export BITBYLAW_COMPONENTS__DIR="$target/demo-components"
-for plugin in hello advoware-proxy calendar-sync vmh-webhooks; do
+for plugin in hello advoware-proxy calendar-sync vmh-webhooks vermieterhelden; do
   mkdir -p "$BITBYLAW_COMPONENTS__DIR/$plugin"
   cp "$target/wasm32-wasip2/release/${plugin//-/_}.wasm" "$BITBYLAW_COMPONENTS__DIR/$plugin/demo.wasm"
 done

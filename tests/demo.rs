@@ -53,7 +53,13 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
     let listen = format!("127.0.0.1:{port}");
     // What scripts/demo.sh does: the built plugins into a component store as version "demo".
     let store = dir.path().join("components");
-    for plugin in ["hello", "advoware-proxy", "calendar-sync", "vmh-webhooks"] {
+    for plugin in [
+        "hello",
+        "advoware-proxy",
+        "calendar-sync",
+        "vmh-webhooks",
+        "vermieterhelden",
+    ] {
         std::fs::create_dir_all(store.join(plugin)).unwrap();
         std::fs::copy(component(plugin), store.join(plugin).join("demo.wasm")).unwrap();
     }
@@ -71,6 +77,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("DEMO_API_KEY", "demo-key"),
             ("DEMO_OPERATOR_KEY", "demo-operator-key"),
             ("DEMO_ADMIN_TOKEN", "demo-admin-token"),
+            ("DEMO_FORM_SECRET", "demo-form-secret"),
             ("DEMO_ADVOWARE_API_KEY", advoware.api_key.as_str()),
             ("DEMO_ADVOWARE_PASSWORD", advoware.password.as_str()),
             ("DEMO_GOOGLE_KEY", google_key.as_str()),
@@ -196,6 +203,30 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             .then_some(())
     })
     .await;
+
+    // A lead from the WordPress form, as the README sends it, becomes a Lead
+    // in EspoCRM with its phone number in E.164.
+    let lead = client
+        .post(format!("{base}/api/leads/vermieterhelden?form=mieter"))
+        .header("apikey", "demo-key")
+        .header("x-webhook-secret", "demo-form-secret")
+        .header("content-type", "application/json")
+        .body(r#"{"your-name":"Max Mustermann","your-email":"max@example.de","your-phone":"030 1234567","acceptance-dsgvo":"1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lead.status(), 200, "{}", host.log_text());
+    let leads = wait_for(Duration::from_secs(30), || async {
+        let leads: Vec<Value> = crm
+            .records("Lead")
+            .into_iter()
+            .filter(|l| l["emailAddress"] == "max@example.de")
+            .collect();
+        (!leads.is_empty()).then_some(leads)
+    })
+    .await;
+    assert_eq!(leads.len(), 1);
+    assert_eq!(leads[0]["phoneNumber"], "+49301234567");
 
     // The dashboard of the demo, as the README says: the token, then the page.
     let no_redirects = reqwest::Client::builder()

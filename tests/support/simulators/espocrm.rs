@@ -58,7 +58,7 @@ use sha2::Sha256;
 pub const API_PATH: &str = "api/v1/";
 
 /// The entities known from the start; others with [`EspoCrm::add_entity`].
-pub const DEFAULT_ENTITIES: [&str; 2] = ["CBeteiligte", "Lead"];
+pub const DEFAULT_ENTITIES: [&str; 4] = ["CBeteiligte", "Lead", "Contact", "TargetList"];
 
 /// A list's size when the request names none.
 pub const DEFAULT_MAX_SIZE: usize = 20;
@@ -278,6 +278,9 @@ struct Sim {
     /// Deleted records (EspoCRM deletes softly: an administrator can restore them).
     trash: Vec<(String, Map<String, Value>)>,
     webhooks: Vec<StoredWebhook>,
+    /// Relationships: (entity, id, link) -> the linked records' ids
+    /// (`POST /{entity}/{id}/{link}` with `{"id"}`; linking twice is no error).
+    links: BTreeMap<(String, String, String), std::collections::BTreeSet<String>>,
     deliveries: Vec<Delivery>,
     api_requests: Vec<Recorded>,
     /// Requests the API answered (after auth), recorded once the answer was made.
@@ -341,6 +344,7 @@ impl Sim {
                 .collect(),
             trash: Vec::new(),
             webhooks: Vec::new(),
+            links: BTreeMap::new(),
             deliveries: Vec::new(),
             api_requests: Vec::new(),
             answered: Vec::new(),
@@ -565,6 +569,7 @@ impl EspoCrm {
                 "/{entity}/{id}",
                 get(read).put(update).patch(update).delete(remove),
             )
+            .route("/{entity}/{id}/{link}", get(linked).post(link))
             .fallback(|| async { not_found() })
             .layer(middleware::from_fn_with_state(inner.clone(), api_gate));
         let app = Router::new()
@@ -620,7 +625,16 @@ impl EspoCrm {
         toml
     }
 
-    /// Makes `entity` known (e.g. `Contact`, `CAkte`).
+    /// The ids related to record `id` of `entity` through `link`.
+    pub fn links(&self, entity: &str, id: &str, link: &str) -> Vec<String> {
+        self.sim()
+            .links
+            .get(&(entity.to_owned(), id.to_owned(), link.to_owned()))
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Makes `entity` known (e.g. `CAkte`).
     pub fn add_entity(&self, entity: &str) {
         self.sim().entities.entry(entity.to_owned()).or_default();
     }
@@ -1104,6 +1118,45 @@ async fn remove(
 ) -> Response {
     let mut sim = inner.sim.lock().unwrap();
     answer(sim.delete(&entity, &id).map(|()| json!(true)))
+}
+
+/// `POST /{entity}/{id}/{link}` with `{"id": <foreign id>}`: relates the two
+/// (EspoCRM answers `true`, also when they were related already).
+async fn link(
+    State(inner): State<Shared>,
+    Path((entity, id, link)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    let mut sim = inner.sim.lock().unwrap();
+    answer(sim.position(&entity, &id).and_then(|_| {
+        let fields = object(&body)?;
+        let Some(foreign) = fields.get("id").and_then(Value::as_str) else {
+            return Err(Refusal::new(StatusCode::BAD_REQUEST, "No id"));
+        };
+        sim.links
+            .entry((entity.clone(), id.clone(), link.clone()))
+            .or_default()
+            .insert(foreign.to_owned());
+        Ok(json!(true))
+    }))
+}
+
+/// `GET /{entity}/{id}/{link}`: the related records' ids.
+async fn linked(
+    State(inner): State<Shared>,
+    Path((entity, id, link)): Path<(String, String, String)>,
+) -> Response {
+    let mut sim = inner.sim.lock().unwrap();
+    answer(sim.position(&entity, &id).map(|_| {
+        let ids: Vec<Value> = sim
+            .links
+            .get(&(entity.clone(), id.clone(), link.clone()))
+            .into_iter()
+            .flatten()
+            .map(|foreign| json!({ "id": foreign }))
+            .collect();
+        json!({ "total": ids.len(), "list": ids })
+    }))
 }
 
 async fn create_webhook(State(inner): State<Shared>, body: Bytes) -> Response {
