@@ -330,8 +330,9 @@ fn package_name(dir: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{}: no `package.name`", manifest.display()))
 }
 
-/// When the plugin's sources last changed: `Cargo.toml`, `src/`, `wit/`.
-fn newest_source(dir: &Path) -> Option<SystemTime> {
+/// When the plugin's sources last changed: `Cargo.toml`, `src/`, `wit/`
+/// (also what the test harness compares its component with).
+pub fn newest_source(dir: &Path) -> Option<SystemTime> {
     fn walk(dir: &Path, newest: &mut Option<SystemTime>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;

@@ -39,6 +39,16 @@ impl HttpResponse {
         (200..300).contains(&self.status)
     }
 
+    /// The body's first `max` characters as text, trimmed (`…` when cut): for messages.
+    pub fn excerpt(&self, max: usize) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        let text = text.trim();
+        match text.char_indices().nth(max) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -66,6 +66,7 @@ pub mod metrics;
 pub mod rate_limit;
 pub mod rest;
 pub mod secrets;
+pub mod sync;
 
 pub use error::Error;
 pub use logging::{Level, log};

@@ -6,11 +6,10 @@
 //! that was created but whose id was not kept (a host died in between) is
 //! found again by its email or phone number, never created twice.
 
-use bitbylaw_sdk::espocrm::{self, EspoCrmError};
-use bitbylaw_sdk::http::HttpResponse;
+use bitbylaw_sdk::espocrm;
+use bitbylaw_sdk::sync::{Failure, refused, unanswered};
 use serde_json::{Map, Value, json};
 
-use crate::Failure;
 use crate::lead::Lead;
 use crate::settings::Settings;
 
@@ -49,9 +48,9 @@ pub fn newsletter(settings: &Settings, lead: &mut Lead) -> Result<&'static str, 
     let answer = espocrm::Request::post(format!("TargetList/{list}/{link}"))
         .json(&json!({ "id": id }))?
         .send()
-        .map_err(|e| failed("linking to the target list", e))?;
+        .map_err(|e| unanswered("EspoCRM", "linking to the target list", e))?;
     if !answer.is_success() {
-        return Err(refused("linking to the target list", &answer));
+        return Err(refused("EspoCRM", "linking to the target list", &answer));
     }
     Ok(outcome)
 }
@@ -99,13 +98,13 @@ fn upsert(
         let answer = espocrm::Request::put(format!("{entity}/{existing}"))
             .json(&Value::Object(update))?
             .send()
-            .map_err(|e| failed("updating the lead", e))?;
+            .map_err(|e| unanswered("EspoCRM", "updating the lead", e))?;
         if answer.is_success() {
             lead.espocrm_id = Some(existing);
             return Ok("updated");
         }
         if answer.status != 404 {
-            return Err(refused("updating the lead", &answer));
+            return Err(refused("EspoCRM", "updating the lead", &answer));
         }
         // Deleted in EspoCRM since: the person wrote again, so it is made anew.
     }
@@ -115,9 +114,9 @@ fn upsert(
         .header("X-Skip-Duplicate-Check", "true")
         .json(&Value::Object(create))?
         .send()
-        .map_err(|e| failed("creating the lead", e))?;
+        .map_err(|e| unanswered("EspoCRM", "creating the lead", e))?;
     if !answer.is_success() {
-        return Err(refused("creating the lead", &answer));
+        return Err(refused("EspoCRM", "creating the lead", &answer));
     }
     let created: Value = serde_json::from_slice(&answer.body).map_err(|e| {
         Failure::Retryable(format!("EspoCRM's answer to the create is not JSON: {e}"))
@@ -147,37 +146,11 @@ fn find(entity: &str, lead: &Lead) -> Result<Option<String>, Failure> {
         .query("select", "id")
         .query("maxSize", "1")
         .send()
-        .map_err(|e| failed("looking for the lead", e))?;
+        .map_err(|e| unanswered("EspoCRM", "looking for the lead", e))?;
     if !answer.is_success() {
-        return Err(refused("looking for the lead", &answer));
+        return Err(refused("EspoCRM", "looking for the lead", &answer));
     }
     let list: Value = serde_json::from_slice(&answer.body)
         .map_err(|e| Failure::Retryable(format!("EspoCRM's list is not JSON: {e}")))?;
     Ok(list["list"][0]["id"].as_str().map(str::to_owned))
-}
-
-fn failed(what: &str, error: EspoCrmError) -> Failure {
-    let message = format!("EspoCRM, {what}: {error:?}");
-    match error {
-        EspoCrmError::NotConfigured(_)
-        | EspoCrmError::InvalidRequest(_)
-        | EspoCrmError::TooLarge(_) => Failure::Permanent(message),
-        EspoCrmError::Timeout | EspoCrmError::Connection(_) => Failure::Retryable(message),
-    }
-}
-
-/// 401, 403, 408, 429 and 5xx pass with time (or an operator); other
-/// refusals are the data's and will not pass by retrying.
-fn refused(what: &str, answer: &HttpResponse) -> Failure {
-    let text = String::from_utf8_lossy(&answer.body);
-    let excerpt: String = text.trim().chars().take(300).collect();
-    let message = format!(
-        "EspoCRM answered {} to {what}: {} {excerpt}",
-        answer.status,
-        answer.header("x-status-reason").unwrap_or_default()
-    );
-    match answer.status {
-        401 | 403 | 408 | 429 | 500..=599 => Failure::Retryable(message),
-        _ => Failure::Permanent(message),
-    }
 }

@@ -21,6 +21,7 @@ mod settings;
 use std::time::Duration;
 
 use bitbylaw_sdk::inbox::Inbox;
+use bitbylaw_sdk::sync::Failure;
 use bitbylaw_sdk::{
     Description, Error, Event, HandlerError, Plugin, Request, Response, Router, StoreError,
     Subscriptions, Tick, events, info, kv, lock, metrics, secrets, warn,
@@ -281,28 +282,6 @@ fn read_lead(request: Request) -> Result<Response, Error> {
     }
 }
 
-/// Why a lead's sync did not finish.
-pub enum Failure {
-    Retryable(String),
-    Permanent(String),
-    Busy(String),
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        Failure::Retryable(format!("store: {error:?}"))
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Self {
-        match error.status() {
-            400 | 404 | 409 | 422 => Failure::Permanent(error.message().to_owned()),
-            _ => Failure::Retryable(error.message().to_owned()),
-        }
-    }
-}
-
 /// A lead's way into EspoCRM, from its event.
 fn handle_lead(event: Event) -> Result<(), HandlerError> {
     let announced: Announced = event.json()?;
@@ -314,12 +293,11 @@ fn handle_lead(event: Event) -> Result<(), HandlerError> {
         finish(&id)?;
     }
     let result = Settings::load()
-        .map_err(|e| Failure::Retryable(e.message().to_owned()))
+        .map_err(|e| Failure::Retryable(e.to_string()))
         .and_then(|settings| sync(&settings, &id));
     let outcome = match &result {
         Ok(outcome) => *outcome,
-        Err(Failure::Retryable(_) | Failure::Busy(_)) => "retry",
-        Err(Failure::Permanent(_)) => "failed",
+        Err(failure) => failure.outcome(),
     };
     metrics::counter_add("vermieterhelden_syncs", &[("outcome", outcome)], 1);
     if let (true, Err(Failure::Busy(_))) = (last, &result) {

@@ -11,29 +11,13 @@
 use std::time::Duration;
 
 use bitbylaw_sdk::http::HttpResponse;
+pub use bitbylaw_sdk::sync::Failure;
+use bitbylaw_sdk::sync::{refused, unanswered};
 use bitbylaw_sdk::{StoreError, advoware, espocrm, info, kv, warn};
 use serde_json::{Map, Value};
 
 use crate::mapping;
 use crate::settings::{OnDelete, Settings};
-
-/// How a sync failed: worth another try, or never going to work.
-#[derive(Debug)]
-pub enum Failure {
-    Retryable(String),
-    Permanent(String),
-    /// Another sync of the record runs: not a failure of this one.
-    Busy(String),
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(m) => Failure::Retryable(format!("store unavailable: {m}")),
-            StoreError::Invalid(m) => Failure::Permanent(format!("store refused: {m}")),
-        }
-    }
-}
 
 /// What a sync did, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,51 +81,6 @@ fn drop_link(espo_id: &str, advoware_id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A short piece of an answer's body for messages.
-fn excerpt(answer: &HttpResponse) -> String {
-    let text = String::from_utf8_lossy(&answer.body);
-    let text = text.trim();
-    match text.char_indices().nth(300) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// What an upstream's status means for the sync: 408, 429 and 5xx pass, and
-/// so do 401 and 403 (credentials or rights an operator can fix); any other
-/// refusal is the data's fault and will not pass by retrying.
-fn refused(system: &str, what: &str, answer: &HttpResponse) -> Failure {
-    let message = format!(
-        "{system} answered {} to {what}: {}",
-        answer.status,
-        excerpt(answer)
-    );
-    match answer.status {
-        401 | 403 | 408 | 429 | 500..=599 => Failure::Retryable(message),
-        _ => Failure::Permanent(message),
-    }
-}
-
-fn advoware_failed(what: &str, error: advoware::AdvowareError) -> Failure {
-    use advoware::AdvowareError as E;
-    let message = format!("Advoware, {what}: {error:?}");
-    match error {
-        E::NotConfigured(_) | E::InvalidRequest(_) | E::TooLarge(_) => Failure::Permanent(message),
-        E::Unauthorized(_) | E::Timeout | E::Connection(_) | E::Unavailable(_) => {
-            Failure::Retryable(message)
-        }
-    }
-}
-
-fn espocrm_failed(what: &str, error: espocrm::EspoCrmError) -> Failure {
-    use espocrm::EspoCrmError as E;
-    let message = format!("EspoCRM, {what}: {error:?}");
-    match error {
-        E::NotConfigured(_) | E::InvalidRequest(_) | E::TooLarge(_) => Failure::Permanent(message),
-        E::Timeout | E::Connection(_) => Failure::Retryable(message),
-    }
-}
-
 fn json_body(value: &Map<String, Value>) -> Vec<u8> {
     Value::Object(value.clone()).to_string().into_bytes()
 }
@@ -165,7 +104,7 @@ pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
     let path = format!("{}/{espo_id}", settings.entity);
     let answer = espocrm::Request::get(&path)
         .send()
-        .map_err(|e| espocrm_failed("reading the record", e))?;
+        .map_err(|e| unanswered("EspoCRM", "reading the record", e))?;
     if answer.status == 404 {
         info!("EspoCRM record {espo_id} is gone; nothing to sync (its delete webhook follows)");
         return Ok(Outcome::Nothing);
@@ -301,7 +240,7 @@ fn read_party(
 ) -> Result<Option<Map<String, Value>>, Failure> {
     let answer = advoware::Request::get(format!("{}/{advoware_id}", settings.advoware_path))
         .send()
-        .map_err(|e| advoware_failed("reading the party", e))?;
+        .map_err(|e| unanswered("Advoware", "reading the party", e))?;
     match answer.status {
         404 => Ok(None),
         _ if answer.is_success() => serde_json::from_slice(&answer.body).map(Some).map_err(|e| {
@@ -333,7 +272,7 @@ fn created_before(
     }
     let answer = request
         .send()
-        .map_err(|e| advoware_failed("looking for a party created before", e))?;
+        .map_err(|e| unanswered("Advoware", "looking for a party created before", e))?;
     if !answer.is_success() {
         return Err(refused(
             "Advoware",
@@ -376,7 +315,7 @@ fn create(
         .header("content-type", "application/json")
         .body(json_body(fields))
         .send()
-        .map_err(|e| advoware_failed("creating the party", e))?;
+        .map_err(|e| unanswered("Advoware", "creating the party", e))?;
     if !answer.is_success() {
         return Err(refused("Advoware", "creating the party", &answer));
     }
@@ -425,7 +364,7 @@ fn write_party(
         .header("content-type", "application/json")
         .body(json_body(party))
         .send()
-        .map_err(|e| advoware_failed(what, e))?;
+        .map_err(|e| unanswered("Advoware", what, e))?;
     match answer.status {
         404 => Ok(false),
         _ if answer.is_success() => Ok(true),
@@ -462,7 +401,7 @@ fn write_back(
     let answer = espocrm::Request::put(format!("{}/{espo_id}", settings.entity))
         .body(json_body(&change))
         .send()
-        .map_err(|e| espocrm_failed("writing the Advoware id back", e))?;
+        .map_err(|e| unanswered("EspoCRM", "writing the Advoware id back", e))?;
     match answer.status {
         // Deleted in EspoCRM meanwhile: its delete webhook follows.
         404 => Ok(()),
@@ -480,7 +419,7 @@ fn write_back(
 pub fn remove(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
     let answer = espocrm::Request::get(format!("{}/{espo_id}", settings.entity))
         .send()
-        .map_err(|e| espocrm_failed("checking that the record is gone", e))?;
+        .map_err(|e| unanswered("EspoCRM", "checking that the record is gone", e))?;
     match answer.status {
         404 => {}
         _ if answer.is_success() => {
@@ -512,7 +451,7 @@ pub fn remove(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
         OnDelete::Delete => {
             let answer = advoware::Request::delete(&path)
                 .send()
-                .map_err(|e| advoware_failed("deleting the party", e))?;
+                .map_err(|e| unanswered("Advoware", "deleting the party", e))?;
             if !(answer.is_success() || answer.status == 404) {
                 return Err(refused("Advoware", "deleting the party", &answer));
             }

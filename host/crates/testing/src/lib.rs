@@ -573,7 +573,9 @@ pub fn component_of(manifest_dir: &Path) -> anyhow::Result<PathBuf> {
     let built = std::fs::metadata(&wasm).and_then(|m| m.modified()).ok();
     let stale = match built {
         None => true,
-        Some(built) => newest_source(manifest_dir).is_some_and(|source| source > built),
+        Some(built) => {
+            bitbylaw::cli::dev::newest_source(manifest_dir).is_some_and(|source| source > built)
+        }
     };
     if stale {
         let status =
@@ -605,28 +607,6 @@ fn target_dir(manifest_dir: &Path) -> PathBuf {
         .map(|dir| dir.join("target"))
         .find(|target| target.is_dir())
         .unwrap_or_else(|| manifest_dir.join("target"))
-}
-
-/// When the crate's sources (`Cargo.toml`, `src/`) last changed.
-fn newest_source(manifest_dir: &Path) -> Option<std::time::SystemTime> {
-    fn walk(dir: &Path, newest: &mut Option<std::time::SystemTime>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, newest);
-            } else if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-                *newest = (*newest).max(Some(modified));
-            }
-        }
-    }
-    let mut newest = std::fs::metadata(manifest_dir.join("Cargo.toml"))
-        .and_then(|m| m.modified())
-        .ok();
-    walk(&manifest_dir.join("src"), &mut newest);
-    newest
 }
 
 /// Compiled components are kept beside them in the build folder
