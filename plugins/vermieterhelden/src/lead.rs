@@ -54,6 +54,9 @@ pub struct Lead {
     pub submissions: u32,
     /// The record in EspoCRM once it is there.
     pub espocrm_id: Option<String>,
+    /// Sent on as `lead.qualify` (once per lead, not per update).
+    #[serde(default)]
+    pub qualified: bool,
 }
 
 /// A lead field's source in a form: one form field, or several joined with a

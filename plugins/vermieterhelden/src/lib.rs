@@ -338,15 +338,19 @@ fn sync(settings: &Settings, id: &str) -> Result<&'static str, Failure> {
     } else {
         crm::upsert_lead(settings, &mut lead)?
     };
-    kv::set_json(&lead_key(id), &lead, None).map_err(Failure::from)?;
-    if lead.kind.is_some_and(LeadType::qualifies) {
+    // Once per lead, after it is in EspoCRM; emitted before the lead is
+    // saved so a crash in between sends it again rather than never.
+    if lead.kind.is_some_and(LeadType::qualifies) && !lead.qualified {
         qualify(&lead)?;
+        lead.qualified = true;
     }
+    kv::set_json(&lead_key(id), &lead, None).map_err(Failure::from)?;
     Ok(outcome)
 }
 
-/// `lead.qualify` for the telephony plugin; a tenant without one has no
-/// subscriber, and the host refuses the event: nothing to do then.
+/// `lead.qualify` for the telephony plugin (at least once per lead: key the
+/// work by `lead`); a tenant without one has no subscriber, and the host
+/// refuses the event: nothing to do then.
 fn qualify(lead: &Lead) -> Result<(), Failure> {
     let payload = json!({
         "lead": lead.id,
