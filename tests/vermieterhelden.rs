@@ -638,3 +638,82 @@ async fn a_lead_answered_200_survives_a_kill_9_of_its_instance() {
     assert_eq!(records[0]["lastName"], "Kill");
     drop(survivor);
 }
+
+/// Where a tenant turns it on, a qualified lead also becomes a party in
+/// Advoware through vmh-webhooks' party sync (its mapping, its link in
+/// `externeId`); a contact form's lead does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qualified_lead_becomes_an_advoware_party_where_the_tenant_turns_it_on() {
+    let espocrm = EspoCrm::start_default().await;
+    let advoware = bitbylaw_tests::simulators::advoware::Advoware::start_default().await;
+    let list = espocrm.user_create("TargetList", json!({ "name": "Newsletter" }));
+    let dir = tempfile::tempdir().unwrap();
+    let tenant = tenant(&espocrm, dir.path(), &list).replace(
+        "[plugins.vermieterhelden.config]\n",
+        "[plugins.vermieterhelden.config]\nadvoware_parties = true\n",
+    );
+    let tenant = format!(
+        "{tenant}\n[plugins.vmh-webhooks]\ncomponent = \"{{component:vmh-webhooks}}\"\n\
+         upstreams = [\"advoware\", \"espocrm\"]\n\
+         [plugins.vmh-webhooks.config]\nrequested_entities = [\"Lead\"]\n\n{}",
+        advoware.upstream_toml("advoware", dir.path())
+    );
+    let app = TestHost::builder(Backend::Redis)
+        .host_toml("[events]\nretry_poll_ms = 20\n")
+        .tenant("firm-a", Some("k"), &tenant)
+        .start()
+        .await;
+    assert!(
+        app.host.broken_tenants().is_empty(),
+        "{:?}",
+        app.host.broken_tenants()
+    );
+    let rig = Rig {
+        app,
+        espocrm,
+        newsletter_list: list,
+        _dir: dir,
+    };
+    let (status, answer) = rig
+        .post(
+            "cf7",
+            "application/json",
+            &json!({ "your-name": "Paula Partei", "your-email": "paula@example.de", "your-city": "Köln" }).to_string(),
+            &[SECRET_HEADER],
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let (status, _) = rig
+        .post(
+            "kontakt",
+            "application/json",
+            &json!({ "your-name": "Nur Kontakt", "your-email": "kontakt@example.de" }).to_string(),
+            &[SECRET_HEADER],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let lead = rig.in_espocrm("Lead", "paula@example.de", 1).await;
+    let lead_id = lead[0]["id"].as_str().unwrap().to_owned();
+    let parties = wait_for(Duration::from_secs(30), || async {
+        let parties: Vec<Value> = advoware
+            .parties()
+            .into_iter()
+            .filter(|p| p["externeId"] == lead_id)
+            .collect();
+        (!parties.is_empty()).then_some(parties)
+    })
+    .await;
+    assert_eq!(parties.len(), 1);
+    assert_eq!(parties[0]["name"], "Partei");
+    assert_eq!(parties[0]["vorname"], "Paula");
+    assert_eq!(parties[0]["ort"], "Köln");
+    rig.in_espocrm("Lead", "kontakt@example.de", 1).await;
+    assert!(
+        advoware
+            .parties()
+            .iter()
+            .all(|p| p["email"] != "kontakt@example.de"),
+        "a contact is not a client: {:?}",
+        advoware.parties()
+    );
+}

@@ -57,6 +57,9 @@ pub struct Lead {
     /// Sent on as `lead.qualify` (once per lead, not per update).
     #[serde(default)]
     pub qualified: bool,
+    /// Asked of the party sync as a party in Advoware (`advoware_parties`).
+    #[serde(default)]
+    pub party_requested: bool,
 }
 
 /// A lead field's source in a form: one form field, or several joined with a

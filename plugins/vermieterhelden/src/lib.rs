@@ -35,6 +35,8 @@ use crate::settings::{Auth, Settings};
 const LEAD_CREATED: &str = "lead.created";
 const CONTACT_SUBMITTED: &str = "contact.submitted";
 const LEAD_QUALIFY: &str = "lead.qualify";
+/// The party sync's topic (`vmh-webhooks`), for `advoware_parties`.
+const PARTY_REQUESTED: &str = "vmh.party.requested";
 const SWEEP: &str = "vermieterhelden_sweep";
 
 /// The one inbox of this plugin: leads whose sync to EspoCRM is on its way.
@@ -343,6 +345,21 @@ fn sync(settings: &Settings, id: &str) -> Result<&'static str, Failure> {
     if lead.kind.is_some_and(LeadType::qualifies) && !lead.qualified {
         qualify(&lead)?;
         lead.qualified = true;
+    }
+    if settings.advoware_parties
+        && lead.kind.is_some_and(LeadType::qualifies)
+        && !lead.party_requested
+        && let Some(espocrm_id) = &lead.espocrm_id
+    {
+        let request = json!({ "entity": settings.lead_entity, "entity_id": espocrm_id });
+        match events::emit(PARTY_REQUESTED, request.to_string().as_bytes()) {
+            Ok(()) => lead.party_requested = true,
+            // Turned on, but no party sync runs for the tenant: say so, every time.
+            Err(StoreError::Invalid(reason)) => {
+                warn!("lead {id}: `advoware_parties` is on, but {reason}: is vmh-webhooks set up?");
+            }
+            Err(error) => return Err(Failure::from(error)),
+        }
     }
     kv::set_json(&lead_key(id), &lead, None).map_err(Failure::from)?;
     Ok(outcome)

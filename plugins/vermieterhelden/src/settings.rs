@@ -62,6 +62,11 @@ pub struct Settings {
     pub newsletter_entity: String,
     #[serde(default)]
     pub newsletter_target_list: Option<String>,
+    /// Qualified leads (Mieter, Vermieter) also become parties in Advoware,
+    /// through the party sync of `vmh-webhooks` (`vmh.party.requested`; its
+    /// `requested_entities` must name `lead_entity`). Off: a lead is not yet a client.
+    #[serde(default)]
+    pub advoware_parties: bool,
     /// How long a lead's sync lock outlives a host that died holding it.
     #[serde(default = "default_lock_ttl")]
     pub lock_ttl_s: u64,

@@ -107,7 +107,60 @@ impl Plugin for VmhWebhooks {
             .fold(Subscriptions::new(), |s, action| {
                 s.topic(action.topic(), handle_party)
             })
+            .topic(PARTY_REQUESTED, handle_requested)
             .schedule(SWEEP, "0 * * * * *", sweep)
+    }
+}
+
+/// Another plugin of the tenant asks for the party of an EspoCRM record
+/// (`{"entity": "Lead", "entity_id": "..."}`): vermieterhelden for a
+/// qualified lead. The same sync as a webhook's create, under the record's lease.
+const PARTY_REQUESTED: &str = "vmh.party.requested";
+
+#[derive(Debug, Deserialize)]
+struct Requested {
+    entity: String,
+    entity_id: String,
+}
+
+fn handle_requested(event: Event) -> Result<(), HandlerError> {
+    let requested: Requested = event.json()?;
+    let settings = Settings::load()?;
+    if requested.entity != settings.entity
+        && !settings.requested_entities.contains(&requested.entity)
+    {
+        return Err(HandlerError::Permanent(format!(
+            "entity `{}` is not in `requested_entities`: no party is made for it",
+            requested.entity
+        )));
+    }
+    if !is_espo_id(&requested.entity_id) {
+        return Err(HandlerError::Permanent(format!(
+            "`{}` is not an EspoCRM id",
+            requested.entity_id
+        )));
+    }
+    let id = &requested.entity_id;
+    let ttl = std::time::Duration::from_secs(settings.lock_ttl_s.max(1));
+    let result = match lock::hold(&format!("party:{id}"), ttl)? {
+        Some(_held) => party::upsert(&settings, &requested.entity, id),
+        None => Err(Failure::Busy(format!("another sync of {id} runs"))),
+    };
+    let outcome = match &result {
+        Ok(outcome) => outcome.as_str(),
+        Err(failure) => failure.outcome(),
+    };
+    metrics::counter_add(
+        "vmh_party_syncs",
+        &[("action", "requested"), ("outcome", outcome)],
+        1,
+    );
+    match result {
+        Ok(outcome) => {
+            info!("party for {} {id}: {}", requested.entity, outcome.as_str());
+            Ok(())
+        }
+        Err(failure) => Err(failure.into()),
     }
 }
 
@@ -229,7 +282,7 @@ fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failur
         return Err(Failure::Busy(format!("another sync of {id} runs")));
     };
     match action {
-        Action::Create | Action::Update => party::upsert(settings, id),
+        Action::Create | Action::Update => party::upsert(settings, &settings.entity, id),
         Action::Delete => party::remove(settings, id),
     }
 }

@@ -100,8 +100,8 @@ fn advoware_id(answer: &HttpResponse, field: &str) -> Result<String, Failure> {
 }
 
 /// Syncs a created or updated record.
-pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
-    let path = format!("{}/{espo_id}", settings.entity);
+pub fn upsert(settings: &Settings, entity: &str, espo_id: &str) -> Result<Outcome, Failure> {
+    let path = format!("{entity}/{espo_id}");
     let answer = espocrm::Request::get(&path)
         .send()
         .map_err(|e| unanswered("EspoCRM", "reading the record", e))?;
@@ -156,7 +156,7 @@ pub fn upsert(settings: &Settings, espo_id: &str) -> Result<Outcome, Failure> {
         mapping::fingerprint(&fields, &advoware_id).as_bytes(),
         None,
     )?;
-    write_back(settings, espo_id, &record, &advoware_id)?;
+    write_back(settings, entity, espo_id, &record, &advoware_id)?;
     Ok(outcome)
 }
 
@@ -377,6 +377,7 @@ fn write_party(
 /// then finds nothing changed).
 fn write_back(
     settings: &Settings,
+    entity: &str,
     espo_id: &str,
     record: &Map<String, Value>,
     advoware_id: &str,
@@ -398,7 +399,7 @@ fn write_back(
         .unwrap_or_else(|_| Value::String(advoware_id.to_owned()));
     let mut change = Map::new();
     change.insert(field.clone(), value);
-    let answer = espocrm::Request::put(format!("{}/{espo_id}", settings.entity))
+    let answer = espocrm::Request::put(format!("{entity}/{espo_id}"))
         .body(json_body(&change))
         .send()
         .map_err(|e| unanswered("EspoCRM", "writing the Advoware id back", e))?;

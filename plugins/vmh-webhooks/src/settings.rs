@@ -46,6 +46,11 @@ pub struct Settings {
     /// The EspoCRM entity the webhooks announce.
     #[serde(default = "default_entity")]
     pub entity: String,
+    /// Other entities whose records other plugins of the tenant may have made
+    /// parties with `vmh.party.requested` (e.g. `["Lead"]` for
+    /// vermieterhelden's qualified leads); none by default.
+    #[serde(default)]
+    pub requested_entities: Vec<String>,
     /// Action (`create`, `update`, `delete`) → the webhook's name in the
     /// EspoCRM account; default `<entity>.<action>`.
     #[serde(default)]
