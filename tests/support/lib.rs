@@ -420,10 +420,16 @@ impl HostProcess {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The address it listens on, once its log says so.
+    /// The address it listens on, once its log says so; a host that gave
+    /// up starting (`error: …`, as `main` prints before exiting) fails the
+    /// test at once with its log.
     pub async fn listening(&self) -> SocketAddr {
         wait_for(std::time::Duration::from_secs(30), || async {
             let log = self.log_text();
+            assert!(
+                !log.lines().any(|l| l.starts_with("error: ")),
+                "the host did not start:\n{log}"
+            );
             let line = log.lines().find(|l| l.contains("bitbylaw listening"))?;
             let start = line.find("127.0.0.1:")?;
             let digits: String = line[start + "127.0.0.1:".len()..]

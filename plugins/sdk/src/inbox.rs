@@ -39,7 +39,21 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::{Error, StoreError, events, kv};
+use crate::sync::Failure;
+use crate::{Error, Event, StoreError, events, kv};
+
+/// How the work on one id from its event ended ([`Inbox::work`]).
+#[derive(Debug)]
+pub enum Worked<T> {
+    /// Done: the id was let go of (and announced again if a change came meanwhile).
+    Done(T),
+    /// Not done: a retryable or busy failure keeps the id (its event comes
+    /// again); a permanent one let it go.
+    Failed(Failure),
+    /// Busy all along on its last attempt: not failing, another sync of the
+    /// record ran. The id was taken up again with a fresh event.
+    Requeued,
+}
 
 /// One kind of delivery's inbox.
 #[derive(Debug, Clone)]
@@ -92,6 +106,45 @@ impl Inbox {
         events::emit_all_json(topic, &payloads)?;
         kv::set_add(&self.key("announced"), ids)?;
         Ok(())
+    }
+
+    /// Runs `work` on `id` from `event` by the inbox's rules, and says how it
+    /// ended. On the event's last attempt the id is let go of first, so a
+    /// trap or a deadline during the work cannot leave it pending with no
+    /// event on its way. Done or failed for good, the id is let go of (and a
+    /// change that came meanwhile announced with `announce`); retryable, it
+    /// stays pending for the event's next attempt. Busy on the last attempt,
+    /// it is admitted and announced again.
+    pub fn work<T>(
+        &self,
+        event: &Event,
+        id: &str,
+        announce: impl Fn(&[String]) -> Result<(), Error>,
+        work: impl FnOnce() -> Result<T, Failure>,
+    ) -> Result<Worked<T>, Error> {
+        let last = events::is_last_attempt(event);
+        let finish = |announce: &dyn Fn(&[String]) -> Result<(), Error>| -> Result<(), Error> {
+            if self.finish(id)? {
+                announce(&[id.to_owned()])?;
+            }
+            Ok(())
+        };
+        if last {
+            finish(&announce)?;
+        }
+        let result = work();
+        if let (true, Err(Failure::Busy(_))) = (last, &result) {
+            let fresh = self.admit(&[id.to_owned()])?;
+            announce(&fresh)?;
+            return Ok(Worked::Requeued);
+        }
+        if !last && matches!(result, Ok(_) | Err(Failure::Permanent(_))) {
+            finish(&announce)?;
+        }
+        Ok(match result {
+            Ok(done) => Worked::Done(done),
+            Err(failure) => Worked::Failed(failure),
+        })
     }
 
     /// The work on `id` has finished (done, or given up). True when a change

@@ -20,7 +20,7 @@ mod settings;
 
 use std::time::Duration;
 
-use bitbylaw_sdk::inbox::Inbox;
+use bitbylaw_sdk::inbox::{Inbox, Worked};
 use bitbylaw_sdk::sync::Failure;
 use bitbylaw_sdk::{
     Description, Error, Event, HandlerError, Plugin, Request, Response, Router, StoreError,
@@ -288,40 +288,29 @@ fn read_lead(request: Request) -> Result<Response, Error> {
 fn handle_lead(event: Event) -> Result<(), HandlerError> {
     let announced: Announced = event.json()?;
     let id = announced.lead;
-    // On the last attempt the lead is let go of first: a trap now must not
-    // leave it pending with no event on its way.
-    let last = events::is_last_attempt(&event);
-    if last {
-        finish(&id)?;
-    }
-    let result = Settings::load()
-        .map_err(|e| Failure::Retryable(e.to_string()))
-        .and_then(|settings| sync(&settings, &id));
-    let outcome = match &result {
-        Ok(outcome) => *outcome,
-        Err(failure) => failure.outcome(),
+    let worked = inbox().work(&event, &id, announce, || {
+        Settings::load()
+            .map_err(|e| Failure::Retryable(e.to_string()))
+            .and_then(|settings| sync(&settings, &id))
+    })?;
+    let outcome = match &worked {
+        Worked::Done(outcome) => *outcome,
+        Worked::Failed(failure) => failure.outcome(),
+        Worked::Requeued => "retry",
     };
     metrics::counter_add("vermieterhelden_syncs", &[("outcome", outcome)], 1);
-    if let (true, Err(Failure::Busy(_))) = (last, &result) {
-        let fresh = inbox().admit(std::slice::from_ref(&id))?;
-        announce(&fresh)?;
-        return Ok(());
-    }
-    if matches!(result, Ok(_) | Err(Failure::Permanent(_))) && !last {
-        finish(&id)?;
-    }
-    match result {
-        Ok(outcome) => {
+    match worked {
+        Worked::Done(outcome) => {
             info!("lead {id}: {outcome}");
             Ok(())
         }
-        Err(Failure::Retryable(message) | Failure::Busy(message)) => {
-            warn!("lead {id}: will retry: {message}");
-            Err(HandlerError::Retryable(message))
+        Worked::Requeued => {
+            info!("lead {id}: busy on its last attempt; announced again");
+            Ok(())
         }
-        Err(Failure::Permanent(message)) => {
-            warn!("lead {id}: failed for good: {message}");
-            Err(HandlerError::Permanent(message))
+        Worked::Failed(failure) => {
+            warn!("lead {id}: {} ({})", failure.message(), failure.outcome());
+            Err(failure.into())
         }
     }
 }
@@ -384,13 +373,6 @@ fn qualify(lead: &Lead) -> Result<(), Failure> {
         Err(StoreError::Invalid(_)) => Ok(()),
         Err(error) => Err(Failure::from(error)),
     }
-}
-
-fn finish(id: &str) -> Result<(), Error> {
-    if inbox().finish(id)? {
-        announce(&[id.to_owned()])?;
-    }
-    Ok(())
 }
 
 /// Announces what a receipt that died left pending, and leads pending past

@@ -14,10 +14,10 @@ mod party;
 mod settings;
 
 use bitbylaw_sdk::espocrm::SignatureError;
-use bitbylaw_sdk::inbox::Inbox;
+use bitbylaw_sdk::inbox::{Inbox, Worked};
 use bitbylaw_sdk::{
     Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Subscriptions,
-    Tick, espocrm, events, info, lock, metrics, warn,
+    Tick, espocrm, info, lock, metrics, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -216,60 +216,51 @@ fn handle_party(event: Event) -> Result<(), HandlerError> {
             "`{id}` is not an EspoCRM id"
         )));
     }
-    // On the last attempt the record is let go of first: a trap or a
-    // deadline now must not leave it pending with no event on its way.
-    let last = events::is_last_attempt(&event);
-    if last {
-        finish(action, &id)?;
-    }
     // Settings that do not load are the operator's to fix: retried like
     // any other failure.
-    let result = Settings::load()
-        .map_err(|e| Failure::Retryable(e.to_string()))
-        .and_then(|settings| sync(&settings, action, &id));
-    let outcome = match &result {
-        Ok(outcome) => outcome.as_str(),
-        Err(Failure::Retryable(_) | Failure::Busy(_)) => "retry",
-        Err(Failure::Permanent(_)) => "failed",
+    let worked = action.inbox().work(
+        &event,
+        &id,
+        |ids| announce(action, ids),
+        || {
+            Settings::load()
+                .map_err(|e| Failure::Retryable(e.to_string()))
+                .and_then(|settings| sync(&settings, action, &id))
+        },
+    )?;
+    let outcome = match &worked {
+        Worked::Done(outcome) => outcome.as_str(),
+        Worked::Failed(failure) => failure.outcome(),
+        Worked::Requeued => "retry",
     };
     metrics::counter_add(
         "vmh_party_syncs",
         &[("action", action.as_str()), ("outcome", outcome)],
         1,
     );
-    if let (true, Err(Failure::Busy(_))) = (last, &result) {
-        // Busy all along: the record is not failing, another sync of it
-        // was running. It is taken up again with a fresh event.
-        info!(
-            "party sync {} {id}: busy on its last attempt; announced again",
-            action.as_str()
-        );
-        let fresh = action.inbox().admit(std::slice::from_ref(&id))?;
-        announce(action, &fresh)?;
-        return Ok(());
-    }
-    let finished = matches!(result, Ok(_) | Err(Failure::Permanent(_)));
-    if finished && !last {
-        finish(action, &id)?;
-    }
-    match result {
-        Ok(outcome) => {
+    match worked {
+        Worked::Done(outcome) => {
             info!("party sync {} {id}: {}", action.as_str(), outcome.as_str());
             Ok(())
         }
-        Err(Failure::Retryable(message) | Failure::Busy(message)) => {
-            warn!(
-                "party sync {} {id} failed, will retry: {message}",
+        Worked::Requeued => {
+            info!(
+                "party sync {} {id}: busy on its last attempt; announced again",
                 action.as_str()
             );
-            Err(HandlerError::Retryable(message))
+            Ok(())
         }
-        Err(Failure::Permanent(message)) => {
+        Worked::Failed(failure) => {
+            let how = match failure {
+                Failure::Permanent(_) => "failed for good",
+                _ => "failed, will retry",
+            };
             warn!(
-                "party sync {} {id} failed for good: {message}",
-                action.as_str()
+                "party sync {} {id} {how}: {}",
+                action.as_str(),
+                failure.message()
             );
-            Err(HandlerError::Permanent(message))
+            Err(failure.into())
         }
     }
 }
@@ -285,14 +276,6 @@ fn sync(settings: &Settings, action: Action, id: &str) -> Result<Outcome, Failur
         Action::Create | Action::Update => party::upsert(settings, &settings.entity, id),
         Action::Delete => party::remove(settings, id),
     }
-}
-
-/// The id leaves the inbox; if a change came meanwhile, its event goes out now.
-fn finish(action: Action, id: &str) -> Result<(), Error> {
-    if action.inbox().finish(id)? {
-        announce(action, &[id.to_owned()])?;
-    }
-    Ok(())
 }
 
 /// One event per id, all or none, then the ids recorded as announced (an id
