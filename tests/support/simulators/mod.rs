@@ -135,7 +135,7 @@ impl<F: Clone> Faults<F> {
 /// rather than taken from the `hmac` crate the host uses, so a mistake in the
 /// host's signing is not mirrored by the checks. `BLOCK` is the hash's block
 /// size in bytes (64 for SHA-256, 128 for SHA-512).
-pub(crate) fn hmac<D: sha2::Digest, const BLOCK: usize>(key: &[u8], message: &[u8]) -> Vec<u8> {
+pub fn hmac<D: sha2::Digest, const BLOCK: usize>(key: &[u8], message: &[u8]) -> Vec<u8> {
     let mut block = if key.len() > BLOCK {
         D::digest(key).to_vec()
     } else {
