@@ -6,6 +6,7 @@
 pub mod advoware;
 pub mod espocrm;
 pub mod google;
+pub mod threecx;
 
 /// A simulator's server: its app on a fixed address, which can stop taking
 /// connections and take them again (an upstream that went away and came
