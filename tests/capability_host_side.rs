@@ -673,3 +673,134 @@ async fn an_espocrm_account_signs_for_the_plugins_granted_it_and_checks_their_we
         "bitbylaw_upstream_requests_total{tenant=\"firm-a\",kind=\"espocrm\",account=\"vmh\",outcome=\"2xx\"} 1"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3cx_account_signs_in_once_keeps_its_budget_and_stays_inside_its_apis() {
+    use bitbylaw_bindings::threecx::{self, Request};
+    use bitbylaw_bindings::types::RestError;
+    use bitbylaw_tests::simulators::threecx::ThreeCx;
+
+    let sim = ThreeCx::start_default().await;
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("secret"), sim.account().client_secret).unwrap();
+    let open = |per_minute: u32, store: &Store| {
+        let table: toml::Table = format!(
+            "url = \"{}\"\nclient_id = \"{}\"\nclient_secret = {{ file = \"secret\" }}\nrequests_per_minute = {per_minute}\n",
+            sim.base_url(),
+            sim.account().client_id
+        )
+        .parse()
+        .unwrap();
+        let settings = bitbylaw_threecx::ThreeCx.parse(table).unwrap();
+        settings
+            .open(&OpenContext {
+                tenant: "firm-a",
+                account: "pbx",
+                base_dir: secrets.path(),
+                store,
+                key_prefix: "cap-test",
+                egress: &Egress::new(Duration::from_secs(5), 1 << 20).unwrap(),
+                metrics: &Metrics::new(),
+            })
+            .unwrap()
+    };
+    let get = |path: &str| Request {
+        method: "GET".into(),
+        path: path.into(),
+        query: vec![("$top".into(), "5".into())],
+        headers: Vec::new(),
+        body: None,
+        timeout_ms: None,
+    };
+    let store = memory();
+    let mut plugin = Plugin::new("firm-a", "threecx", &store);
+    plugin
+        .grants
+        .grant("3cx", "pbx", open(600, &store))
+        .unwrap();
+
+    // Twenty calls at once: one token for all of them.
+    let calls = (0..20).map(|_| {
+        let mut state = plugin.state(Duration::from_secs(5));
+        async move {
+            let mut call = bitbylaw_threecx::ThreeCxCall(state.upstream_call());
+            threecx::Host::send(&mut call, get("xapi/v1/Recordings")).await
+        }
+    });
+    for answer in futures::future::join_all(calls).await {
+        assert_eq!(answer.unwrap().status, 200);
+    }
+    assert_eq!(sim.token_requests(), 1);
+
+    let mut state = plugin.state(Duration::from_secs(5));
+    let mut call = bitbylaw_threecx::ThreeCxCall(state.upstream_call());
+    // A token 3CX no longer takes: one new token, the call goes through.
+    sim.revoke_tokens();
+    let answer = threecx::Host::send(&mut call, get("xapi/v1/Recordings"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(sim.token_requests(), 2);
+    // Only the two APIs, never the token endpoint or a path out.
+    for path in [
+        "connect/token",
+        "webclient/api",
+        "xapi/v1/../../connect/token",
+        "http://evil.example/xapi/v1/x",
+    ] {
+        let refused = threecx::Host::send(&mut call, get(path)).await;
+        assert!(
+            matches!(refused, Err(RestError::InvalidRequest(_))),
+            "{path}: {refused:?}"
+        );
+    }
+    let mut forged = get("xapi/v1/Recordings");
+    forged
+        .headers
+        .push(("Authorization".into(), "Bearer mine".into()));
+    assert!(matches!(
+        threecx::Host::send(&mut call, forged).await,
+        Err(RestError::InvalidRequest(_))
+    ));
+    assert!(
+        sim.api_requests()
+            .iter()
+            .all(|(_, path)| path.starts_with("/xapi/v1/")),
+        "{:?}",
+        sim.api_requests()
+    );
+
+    // A budget of 2 a minute: the third call has no room within its deadline.
+    let tight = memory();
+    let mut budgeted = Plugin::new("firm-a", "threecx", &tight);
+    budgeted
+        .grants
+        .grant("3cx", "pbx", open(2, &tight))
+        .unwrap();
+    let mut state = budgeted.state(Duration::from_secs(1));
+    let mut call = bitbylaw_threecx::ThreeCxCall(state.upstream_call());
+    for _ in 0..2 {
+        assert_eq!(
+            threecx::Host::send(&mut call, get("xapi/v1/Recordings"))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let refused = threecx::Host::send(&mut call, get("xapi/v1/Recordings")).await;
+    assert!(
+        matches!(&refused, Err(RestError::Unavailable(m)) if m.contains("2 requests a minute")),
+        "{refused:?}"
+    );
+
+    // A plugin the tenant did not grant the account.
+    let other = Plugin::new("firm-a", "other", &store);
+    let mut state = other.state(Duration::from_secs(5));
+    let mut call = bitbylaw_threecx::ThreeCxCall(state.upstream_call());
+    let refused = threecx::Host::send(&mut call, get("xapi/v1/Recordings")).await;
+    assert!(
+        matches!(refused, Err(RestError::NotConfigured(_))),
+        "{refused:?}"
+    );
+}

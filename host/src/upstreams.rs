@@ -25,6 +25,7 @@ kinds![
     bitbylaw_advoware::Advoware,
     bitbylaw_google::Google,
     bitbylaw_espocrm::EspoCrm,
+    bitbylaw_threecx::ThreeCx,
 ];
 
 /// The kind called `name`.

@@ -67,6 +67,7 @@ pub mod rate_limit;
 pub mod rest;
 pub mod secrets;
 pub mod sync;
+pub mod threecx;
 
 pub use error::Error;
 pub use logging::{Level, log};

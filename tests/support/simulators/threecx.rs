@@ -161,6 +161,12 @@ impl ThreeCx {
         self.sim().token_lifetime = lifetime;
     }
 
+    /// Every token issued so far stops working (3CX restarted, the client
+    /// was re-created): the next API request with one gets 401.
+    pub fn revoke_tokens(&self) {
+        self.sim().tokens.clear();
+    }
+
     pub fn token_requests(&self) -> usize {
         self.sim().token_requests
     }

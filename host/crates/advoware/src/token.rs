@@ -78,7 +78,7 @@ pub async fn fetch(
             )));
         }
     };
-    let ttl = cache_ttl(settings.token_ttl, lifetime(&token));
+    let ttl = bitbylaw_core::upstream::reuse_time(settings.token_ttl, lifetime(&token));
     tracing::info!(%tenant, cached_for_s = ttl.as_secs(), "new Advoware token");
     Ok(Issued {
         token: token.access_token,
@@ -124,18 +124,6 @@ fn lifetime(answer: &TokenAnswer) -> Option<Duration> {
     (expires.with_timezone(&chrono::Utc) - chrono::Utc::now())
         .to_std()
         .ok()
-}
-
-/// The configured reuse time, shortened when the token lives less: a tenth of its
-/// life (at most a minute) is kept as a margin for skew and slow calls.
-fn cache_ttl(configured: Duration, lifetime: Option<Duration>) -> Duration {
-    let Some(lifetime) = lifetime else {
-        return configured;
-    };
-    let margin = (lifetime / 10).min(Duration::from_secs(60));
-    configured
-        .min(lifetime.saturating_sub(margin))
-        .max(Duration::from_millis(1))
 }
 
 /// The gateway's own words (`Message`/`message`/`error_description`, or the
@@ -188,7 +176,7 @@ mod tests {
 
     #[test]
     fn the_configured_ttl_is_kept_for_long_lived_tokens() {
-        let ttl = cache_ttl(
+        let ttl = bitbylaw_core::upstream::reuse_time(
             Duration::from_secs(53 * 60),
             Some(Duration::from_secs(55 * 60)),
         );
@@ -197,10 +185,13 @@ mod tests {
 
     #[test]
     fn short_lived_tokens_are_cached_less_than_they_live() {
-        let ttl = cache_ttl(Duration::from_secs(53 * 60), Some(Duration::from_secs(20)));
+        let ttl = bitbylaw_core::upstream::reuse_time(
+            Duration::from_secs(53 * 60),
+            Some(Duration::from_secs(20)),
+        );
         assert_eq!(ttl, Duration::from_secs(18));
         assert_eq!(
-            cache_ttl(Duration::from_secs(60), None),
+            bitbylaw_core::upstream::reuse_time(Duration::from_secs(60), None),
             Duration::from_secs(60)
         );
     }

@@ -19,6 +19,7 @@ mod generated {
             "bitbylaw:plugin/advoware": async,
             "bitbylaw:plugin/google-calendar": async,
             "bitbylaw:plugin/espocrm": async,
+            "bitbylaw:plugin/threecx": async,
         },
         exports: { default: async },
     });

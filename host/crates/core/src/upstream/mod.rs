@@ -26,7 +26,7 @@ use reqwest::Url;
 use tokio::time::Instant;
 
 pub use recent::Recent;
-pub use token_cache::{Issued, TokenCache, TokenError, TokenFailure};
+pub use token_cache::{Issued, TokenCache, TokenError, TokenFailure, reuse_time};
 
 use crate::egress::Egress;
 use crate::metrics::{Metrics, UpstreamLabel};

@@ -46,6 +46,19 @@ pub struct Issued {
     pub ttl: Duration,
 }
 
+/// How long to reuse a token the issuer says lives `lifetime` (when it says),
+/// at most `configured`: a tenth of its life (at most a minute) is kept as a
+/// margin for clock skew and slow calls.
+pub fn reuse_time(configured: Duration, lifetime: Option<Duration>) -> Duration {
+    let Some(lifetime) = lifetime else {
+        return configured;
+    };
+    let margin = (lifetime / 10).min(Duration::from_secs(60));
+    configured
+        .min(lifetime.saturating_sub(margin))
+        .max(Duration::from_millis(1))
+}
+
 /// Why a fetch brought no token.
 #[derive(Debug, Clone)]
 pub enum TokenFailure<E> {
