@@ -90,12 +90,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let stop = tokio_util::sync::CancellationToken::new();
     let watcher = tokio::spawn(watch(
-        host.clone(),
-        dir,
-        name,
-        serving,
-        tenant_file,
-        address,
+        Watched {
+            host: host.clone(),
+            dir,
+            name,
+            serving,
+            tenant_file,
+            address,
+        },
         Duration::from_millis(args.poll_ms.max(50)),
         stop.clone(),
     ));
@@ -105,18 +107,27 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds on every change of the sources, and swaps each good component in.
-#[allow(clippy::too_many_arguments)]
-async fn watch(
+/// What the dev loop works on: the host, the plugin's folder and name, where
+/// the dev tenant reads the component, the tenant file, the address served.
+struct Watched {
     host: Arc<Host>,
     dir: PathBuf,
     name: String,
     serving: PathBuf,
     tenant_file: PathBuf,
     address: std::net::SocketAddr,
-    every: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
+}
+
+/// Builds on every change of the sources, and swaps each good component in.
+async fn watch(watched: Watched, every: Duration, stop: tokio_util::sync::CancellationToken) {
+    let Watched {
+        host,
+        dir,
+        name,
+        serving,
+        tenant_file,
+        address,
+    } = watched;
     let mut seen = newest_source(&dir);
     loop {
         tokio::select! {

@@ -68,32 +68,17 @@ impl Quotas {
         bucket: Bucket,
         until: Instant,
     ) -> Result<Duration, GoogleError> {
-        let mut waited = Duration::ZERO;
         let key = self
             .scope
             .bucket(name)
             .map_err(|e| GoogleError::Invalid(e.to_string()))?;
-        loop {
-            let decision = match self.store.rate_take(&key, bucket, 1).await {
-                Ok(decision) => decision,
-                Err(error) => {
-                    // As the ingress limiter: an outage of the bucket must not be an
-                    // outage of the calendar; Google's own 403s are still retried.
-                    tracing::warn!(%error, bucket = %name, "Google quota bucket unreachable; call goes ahead");
-                    return Ok(waited);
-                }
-            };
-            if decision.allowed {
-                return Ok(waited);
-            }
-            let wait = decision.retry_after.max(Duration::from_millis(1));
-            if Instant::now() + wait > until {
-                return Err(GoogleError::RateLimited(format!(
+        self.store
+            .rate_wait(&key, bucket, until)
+            .await
+            .map_err(|_| {
+                GoogleError::RateLimited(format!(
                     "the account's quota ({name}) has no room within the time this call may wait"
-                )));
-            }
-            tokio::time::sleep(wait).await;
-            waited += wait;
-        }
+                ))
+            })
     }
 }

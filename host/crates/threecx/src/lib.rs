@@ -16,7 +16,6 @@ mod settings;
 mod token;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bitbylaw_core::egress::Fetched;
 use bitbylaw_core::store::{Bucket, Store};
@@ -112,26 +111,15 @@ impl Client {
             capacity: per_minute,
             refill_per_second: f64::from(per_minute) / 60.0,
         };
-        loop {
-            let decision = match self.store.rate_take(&self.budget_key, bucket, 1).await {
-                Ok(decision) => decision,
-                Err(error) => {
-                    // As the ingress limiter: the budget's outage is not the phone system's.
-                    tracing::warn!(tenant = %self.tenant, %error, "3CX budget unreachable; call goes ahead");
-                    return Ok(());
-                }
-            };
-            if decision.allowed {
-                return Ok(());
-            }
-            let wait = decision.retry_after.max(Duration::from_millis(1));
-            if Instant::now() + wait > deadline {
-                return Err(RestError::Unavailable(format!(
+        self.store
+            .rate_wait(&self.budget_key, bucket, deadline)
+            .await
+            .map(|_| ())
+            .map_err(|_| {
+                RestError::Unavailable(format!(
                     "the 3CX account's budget ({per_minute} requests a minute) has no room within this call's deadline"
-                )));
-            }
-            tokio::time::sleep(wait).await;
-        }
+                ))
+            })
     }
 
     async fn token(&self, deadline: Instant) -> Result<String, RestError> {

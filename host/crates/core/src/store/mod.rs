@@ -262,7 +262,43 @@ impl Store {
         bucket.check(tokens)?;
         delegate!(self.rate_take(key, bucket, tokens))
     }
+
+    /// Takes one token from the bucket at `key`, waiting for room until
+    /// `until`; returns how long it waited, or `Err(NoRoom)` when there is
+    /// none in time. An upstream's quota kept in the store must not become an
+    /// outage of that upstream: when the store cannot be asked, the call goes
+    /// ahead (a warning says so), as the ingress limiter does.
+    pub async fn rate_wait(
+        &self,
+        key: &str,
+        bucket: Bucket,
+        until: tokio::time::Instant,
+    ) -> Result<Duration, NoRoom> {
+        let mut waited = Duration::ZERO;
+        loop {
+            let decision = match self.rate_take(key, bucket, 1).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::warn!(%error, bucket = %key, "quota bucket unreachable; call goes ahead");
+                    return Ok(waited);
+                }
+            };
+            if decision.allowed {
+                return Ok(waited);
+            }
+            let wait = decision.retry_after.max(Duration::from_millis(1));
+            if tokio::time::Instant::now() + wait > until {
+                return Err(NoRoom);
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+        }
+    }
 }
+
+/// A bucket with no room within the time a call may wait ([`Store::rate_wait`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoRoom;
 
 /// The key space of one tenant's plugin: `<prefix>:{<tenant>}:<plugin>:`.
 /// The braces make the tenant the Redis Cluster hash tag, so all of a tenant's
