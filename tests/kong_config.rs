@@ -149,7 +149,8 @@ async fn every_kong_route_leads_to_a_route_a_plugin_serves() {
             "[plugins.advoware-proxy]\ncomponent = \"{component:advoware-proxy}\"\n\
              [plugins.calendar-sync]\ncomponent = \"{component:calendar-sync}\"\n\
              [plugins.vmh-webhooks]\ncomponent = \"{component:vmh-webhooks}\"\n\
-             [plugins.vermieterhelden]\ncomponent = \"{component:vermieterhelden}\"\n",
+             [plugins.vermieterhelden]\ncomponent = \"{component:vermieterhelden}\"\n\
+             [plugins.threecx]\ncomponent = \"{component:threecx}\"\n",
         )
         .start()
         .await;

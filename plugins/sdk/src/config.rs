@@ -32,3 +32,17 @@ pub fn load<T: DeserializeOwned>() -> Result<T, Error> {
     serde_json::from_value(serde_json::Value::Object(map))
         .map_err(|e| Error::Internal(format!("plugin settings do not fit: {e}")))
 }
+
+/// For a setting that is text but may look like a number (`"101"` reaches a
+/// plugin as the number 101, see [`load`]):
+/// `#[serde(default, deserialize_with = "bitbylaw_sdk::config::text")]`.
+pub fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use serde::Deserialize;
+    Ok(
+        match Option::<serde_json::Value>::deserialize(deserializer)? {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(text)) => Some(text),
+            Some(other) => Some(other.to_string()),
+        },
+    )
+}

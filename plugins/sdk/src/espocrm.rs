@@ -32,6 +32,15 @@ impl crate::rest::Upstream for EspoCrm {
 /// A request being built: `espocrm::Request::get("CBeteiligte").query("maxSize", "50").send()`.
 pub type Request = crate::rest::Request<EspoCrm>;
 
+/// A list of `entity`'s records whose `attribute` equals `value` (EspoCRM
+/// compares case-insensitively): `espocrm::equals("Lead", "emailAddress", email).query("maxSize", "1").send()`.
+pub fn equals(entity: &str, attribute: &str, value: &str) -> Request {
+    Request::get(entity)
+        .query("where[0][type]", "equals")
+        .query("where[0][attribute]", attribute)
+        .query("where[0][value]", value)
+}
+
 /// Checks an incoming request against the account's webhook `webhook`
 /// (`Signature` / `X-Signature` over the raw body).
 pub fn verify_webhook(webhook: &str, request: &crate::Request) -> Result<(), SignatureError> {

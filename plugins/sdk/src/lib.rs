@@ -63,6 +63,8 @@ pub mod inbox;
 pub mod kv;
 pub mod lock;
 pub mod metrics;
+#[cfg(feature = "phone")]
+pub mod phone;
 pub mod rate_limit;
 pub mod rest;
 pub mod secrets;

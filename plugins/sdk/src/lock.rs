@@ -88,6 +88,27 @@ pub fn hold(name: &str, ttl: Duration) -> Result<Option<Held>, StoreError> {
     }))
 }
 
+/// Takes `name` for `ttl`, waiting up to `patience` while another holds it
+/// (looking every 20 ms): for short work on one record, such as a receipt,
+/// where two at once should run one after the other. `None` when it stayed
+/// held: tell the caller to try again.
+pub fn hold_within(
+    name: &str,
+    ttl: Duration,
+    patience: Duration,
+) -> Result<Option<Held>, StoreError> {
+    let started = Instant::now();
+    loop {
+        if let Some(held) = hold(name, ttl)? {
+            return Ok(Some(held));
+        }
+        if started.elapsed() >= patience {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Held {
     pub fn token(&self) -> &str {
         self.lease.as_ref().map_or("", Lease::token)

@@ -139,10 +139,7 @@ fn find(entity: &str, lead: &Lead) -> Result<Option<String>, Failure> {
         (_, Some(phone)) if lead.phone_valid => ("phoneNumber", phone),
         _ => return Ok(None),
     };
-    let answer = espocrm::Request::get(entity)
-        .query("where[0][type]", "equals")
-        .query("where[0][attribute]", attribute)
-        .query("where[0][value]", value.as_str())
+    let answer = espocrm::equals(entity, attribute, value)
         .query("select", "id")
         .query("maxSize", "1")
         .send()

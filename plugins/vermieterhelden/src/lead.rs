@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use bitbylaw_sdk::phone;
 use serde::{Deserialize, Serialize};
 
 use crate::payload::Submission;
@@ -126,7 +127,7 @@ pub fn build(
         }
     }
     let email = get("email", FIELD_CAP).map(|email| email.to_lowercase());
-    let phone = get("phone", FIELD_CAP).map(|raw| normalise_phone(&raw));
+    let phone = get("phone", FIELD_CAP).map(|raw| phone::normalise(&raw));
     Lead {
         kind: Some(kind),
         first_name,
@@ -245,40 +246,9 @@ pub fn valid_email(email: &str) -> bool {
         })
 }
 
-/// A German (or international) number in E.164 and whether it is valid; an
-/// invalid one comes back as given, to be kept and flagged, never dropped.
-pub fn normalise_phone(raw: &str) -> (String, bool) {
-    let raw = raw.trim();
-    match phonenumber::parse(Some(phonenumber::country::Id::DE), raw) {
-        Ok(number) if number.is_valid() => (
-            number.format().mode(phonenumber::Mode::E164).to_string(),
-            true,
-        ),
-        _ => (raw.to_owned(), false),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The reference's numbers (`upstreams.md`, WordPress lead forms).
-    #[test]
-    fn german_numbers_become_e164_and_110_is_kept_but_flagged() {
-        for (given, e164) in [
-            ("030 1234567", "+49301234567"),
-            ("+49 (0) 30 1234567", "+49301234567"),
-            ("0049 30 1234567", "+49301234567"),
-            ("0171 1234567", "+491711234567"),
-        ] {
-            assert_eq!(normalise_phone(given), (e164.to_owned(), true), "{given}");
-        }
-        assert_eq!(normalise_phone("110"), ("110".to_owned(), false));
-        assert_eq!(
-            normalise_phone(" bitte anrufen "),
-            ("bitte anrufen".to_owned(), false)
-        );
-    }
 
     #[test]
     fn emails_are_checked_for_form_not_for_existence() {

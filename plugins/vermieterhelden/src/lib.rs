@@ -244,15 +244,8 @@ fn store(settings: &Settings, mut lead: Lead, new_id: &str) -> Result<(String, b
 /// A contact's lease: a receipt takes milliseconds, so waiting up to two
 /// seconds for another one of the same person is enough.
 fn hold(name: &str) -> Result<lock::Held, Error> {
-    for _ in 0..100 {
-        if let Some(held) = lock::hold(name, Duration::from_secs(10))? {
-            return Ok(held);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(Error::Unavailable(format!(
-        "{name} is held by another receipt; send again"
-    )))
+    lock::hold_within(name, Duration::from_secs(10), Duration::from_secs(2))?
+        .ok_or_else(|| Error::Unavailable(format!("{name} is held by another receipt; send again")))
 }
 
 /// One event per lead, on its type's topic.

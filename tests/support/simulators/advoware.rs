@@ -21,7 +21,11 @@
 //!
 //! `Beteiligte` (parties) are *assumed* (not in the reference; `PUT` replaces
 //! as for appointments): numbered by
-//! `betNr`, stored as sent.
+//! `betNr`, stored as sent. The list filters by `name` (a part of it, any
+//! case) and by `telefon` (equal to the party's `telefon` or `mobil` as
+//! stored: no normalising, the stricter reading). A party's notes
+//! (`Beteiligte/{betNr}/Notizen`, *assumed*) are only added and listed:
+//! `POST` takes `{"text", ...}` and answers the note with its `id`.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -153,6 +157,9 @@ struct Data {
     next_fr_nr: i64,
     parties: BTreeMap<i64, Value>,
     next_bet_nr: i64,
+    /// Notes by party, in the order written.
+    notes: BTreeMap<i64, Vec<Value>>,
+    next_note_id: i64,
 }
 
 #[derive(Default)]
@@ -465,6 +472,12 @@ impl Advoware {
         state.data.parties.remove(&bet_nr).is_some()
     }
 
+    /// A party's notes, in the order written.
+    pub fn notes(&self, bet_nr: i64) -> Vec<Value> {
+        let state = self.gateway.lock().unwrap();
+        state.data.notes.get(&bet_nr).cloned().unwrap_or_default()
+    }
+
     /// All parties, by `betNr`.
     pub fn parties(&self) -> Vec<Value> {
         let state = self.gateway.lock().unwrap();
@@ -553,6 +566,10 @@ fn api(shared: &Shared, prefix: &'static str) -> Router<Shared> {
         .route(
             "/Beteiligte/{bet_nr}",
             get(read_party).put(update_party).delete(delete_party),
+        )
+        .route(
+            "/Beteiligte/{bet_nr}/Notizen",
+            get(list_notes).post(create_note),
         )
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(
@@ -1016,6 +1033,7 @@ async fn list_parties(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let name = query.get("name").map(|n| n.to_lowercase());
+    let phone = query.get("telefon");
     let state = shared.gateway.lock().unwrap();
     let listed: Vec<Value> = state
         .data
@@ -1026,6 +1044,13 @@ async fn list_parties(
                 p["name"]
                     .as_str()
                     .is_some_and(|own| own.to_lowercase().contains(name))
+            })
+        })
+        .filter(|p| {
+            phone.is_none_or(|phone| {
+                ["telefon", "mobil"]
+                    .iter()
+                    .any(|field| p[field].as_str() == Some(phone.as_str()))
             })
         })
         .cloned()
@@ -1048,6 +1073,53 @@ async fn create_party(State(shared): State<Shared>, body: Bytes) -> Response {
     let mut state = shared.gateway.lock().unwrap();
     let bet_nr = store_party(&mut state.data, fields);
     Json(state.data.parties[&bet_nr].clone()).into_response()
+}
+
+fn party_number(state: &Gateway, bet_nr: &str) -> Option<i64> {
+    bet_nr
+        .parse::<i64>()
+        .ok()
+        .filter(|n| state.data.parties.contains_key(n))
+}
+
+async fn list_notes(State(shared): State<Shared>, Path(bet_nr): Path<String>) -> Response {
+    let state = shared.gateway.lock().unwrap();
+    let Some(bet_nr) = party_number(&state, &bet_nr) else {
+        return refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden");
+    };
+    Json(state.data.notes.get(&bet_nr).cloned().unwrap_or_default()).into_response()
+}
+
+async fn create_note(
+    State(shared): State<Shared>,
+    Path(bet_nr): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Some(mut note) = object(&body) else {
+        return not_an_object();
+    };
+    if note
+        .get("text")
+        .and_then(Value::as_str)
+        .is_none_or(|t| t.trim().is_empty())
+    {
+        return refuse(StatusCode::BAD_REQUEST, "Feld 'text' fehlt");
+    }
+    let mut state = shared.gateway.lock().unwrap();
+    let Some(bet_nr) = party_number(&state, &bet_nr) else {
+        return refuse(StatusCode::NOT_FOUND, "Beteiligter nicht gefunden");
+    };
+    state.data.next_note_id += 1;
+    note.insert("id".into(), json!(state.data.next_note_id));
+    note.insert("betNr".into(), json!(bet_nr));
+    let note = Value::Object(note);
+    state
+        .data
+        .notes
+        .entry(bet_nr)
+        .or_default()
+        .push(note.clone());
+    Json(note).into_response()
 }
 
 async fn read_party(State(shared): State<Shared>, Path(bet_nr): Path<String>) -> Response {

@@ -58,7 +58,15 @@ use sha2::Sha256;
 pub const API_PATH: &str = "api/v1/";
 
 /// The entities known from the start; others with [`EspoCrm::add_entity`].
-pub const DEFAULT_ENTITIES: [&str; 4] = ["CBeteiligte", "Lead", "Contact", "TargetList"];
+pub const DEFAULT_ENTITIES: [&str; 7] = [
+    "CBeteiligte",
+    "Lead",
+    "Contact",
+    "Account",
+    "TargetList",
+    "Call",
+    "Task",
+];
 
 /// A list's size when the request names none.
 pub const DEFAULT_MAX_SIZE: usize = 20;
@@ -82,7 +90,12 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MANAGED: [&str; 4] = ["id", "createdAt", "modifiedAt", "deleted"];
 
 /// Attributes that must be a non-empty string, per entity.
-const REQUIRED: [(&str, &str); 1] = [("CBeteiligte", "name")];
+const REQUIRED: [(&str, &str); 4] = [
+    ("CBeteiligte", "name"),
+    ("Call", "name"),
+    ("Call", "dateStart"),
+    ("Task", "name"),
+];
 
 /// The API user the simulator knows.
 #[derive(Debug, Clone)]

@@ -176,6 +176,24 @@ impl ThreeCx {
         self.sim().calls_made.clone()
     }
 
+    /// The calls' participants now (ended ones are gone).
+    pub fn participants(&self) -> Vec<Participant> {
+        self.sim().participants.clone()
+    }
+
+    /// A tenant file's `[upstreams.<name>]` for this PBX (the secret in `dir`).
+    pub fn upstream_toml(&self, name: &str, dir: &std::path::Path) -> String {
+        let secret = dir.join(format!("{name}-client-secret"));
+        std::fs::write(&secret, &self.account().client_secret).unwrap();
+        format!(
+            "[upstreams.{name}]\nkind = \"3cx\"\nurl = \"{}\"\nclient_id = \"{}\"\n\
+             client_secret = {{ file = \"{}\" }}\nrequests_per_minute = 600\n",
+            self.base_url(),
+            self.account().client_id,
+            secret.display()
+        )
+    }
+
     /// The authorised API requests so far (method, path and query).
     pub fn api_requests(&self) -> Vec<(String, String)> {
         self.sim().api_requests.clone()
@@ -570,4 +588,437 @@ fn parse_filter(filter: &str) -> Result<Vec<Condition>, String> {
             })
         })
         .collect()
+}
+
+/// 3CX's side of the server-side CRM template: reads the template XML the
+/// firm uploads (`deploy/3cx/bitbylaw-crm.xml`) and calls its scenarios the
+/// way the PBX does, expanding its `[Variable]` expressions (the subset of
+/// 3CX's expression language templates use: `.Replace`, `.ToString(format)`
+/// on times and numbers, `.get_TotalSeconds()`), so a test exercises the
+/// template itself, not a copy of what it should say.
+pub mod template {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Utc};
+    use quick_xml::events::Event;
+    use serde_json::Value;
+
+    #[derive(Debug, Clone, Default)]
+    pub struct Scenario {
+        pub url: String,
+        pub method: String,
+        pub encoding: String,
+        pub skip_if: String,
+        pub headers: Vec<(String, String)>,
+        pub post_values: Vec<(String, String)>,
+        pub rule_any: Vec<String>,
+        pub variables: Vec<(String, String)>,
+        pub outputs: Vec<(String, String)>,
+    }
+
+    #[derive(Debug, Clone)]
+    pub struct Template {
+        pub name: String,
+        pub number_prefix: String,
+        pub parameters: Vec<String>,
+        pub scenarios: BTreeMap<String, Scenario>,
+    }
+
+    fn attr(element: &quick_xml::events::BytesStart<'_>, name: &str) -> Option<String> {
+        element
+            .attributes()
+            .flatten()
+            .find(|a| a.key.as_ref() == name.as_bytes())
+            .and_then(|a| {
+                let raw = std::str::from_utf8(&a.value).ok()?;
+                quick_xml::escape::unescape(raw)
+                    .ok()
+                    .map(|v| v.into_owned())
+            })
+    }
+
+    impl Template {
+        pub fn parse(xml: &str) -> Result<Self, String> {
+            let mut reader = quick_xml::Reader::from_str(xml);
+            reader.config_mut().trim_text(true);
+            let mut template = Template {
+                name: String::new(),
+                number_prefix: String::new(),
+                parameters: Vec::new(),
+                scenarios: BTreeMap::new(),
+            };
+            let mut scenario: Option<(String, Scenario)> = None;
+            let mut section = String::new();
+            let mut value_key: Option<String> = None;
+            let mut in_rule = false;
+            let mut text_buffer = String::new();
+            loop {
+                let event = reader.read_event().map_err(|e| e.to_string())?;
+                match event {
+                    Event::Eof => break,
+                    Event::Start(e) | Event::Empty(e) => {
+                        text_buffer.clear();
+                        let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
+                        match tag.as_str() {
+                            "Crm" => template.name = attr(&e, "Name").unwrap_or_default(),
+                            "Number" => {
+                                template.number_prefix = attr(&e, "Prefix").unwrap_or_default()
+                            }
+                            "Parameter" => template
+                                .parameters
+                                .push(attr(&e, "Name").unwrap_or_default()),
+                            "Scenario" => {
+                                scenario =
+                                    Some((attr(&e, "Id").unwrap_or_default(), Scenario::default()))
+                            }
+                            "Request" => {
+                                if let Some((_, s)) = &mut scenario {
+                                    s.url = attr(&e, "Url").unwrap_or_default();
+                                    s.method = attr(&e, "RequestType").unwrap_or_default();
+                                    s.encoding = attr(&e, "RequestEncoding").unwrap_or_default();
+                                    s.skip_if = attr(&e, "SkipIf").unwrap_or_default();
+                                }
+                            }
+                            "Headers" | "PostValues" => section = tag.clone(),
+                            "Value" => value_key = attr(&e, "Key"),
+                            "Rule" => in_rule = attr(&e, "Type").as_deref() == Some("Any"),
+                            "Variable" => {
+                                if let Some((_, s)) = &mut scenario {
+                                    s.variables.push((
+                                        attr(&e, "Name").unwrap_or_default(),
+                                        attr(&e, "Path").unwrap_or_default(),
+                                    ));
+                                }
+                            }
+                            "Output" => {
+                                if let Some((_, s)) = &mut scenario {
+                                    s.outputs.push((
+                                        attr(&e, "Type").unwrap_or_default(),
+                                        attr(&e, "Value").unwrap_or_default(),
+                                    ));
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    Event::Text(text) => {
+                        text_buffer.push_str(&text.decode().map_err(|e| e.to_string())?);
+                    }
+                    Event::GeneralRef(entity) => {
+                        let name = entity.decode().map_err(|e| e.to_string())?;
+                        let raw = format!("&{name};");
+                        text_buffer.push_str(
+                            &quick_xml::escape::unescape(&raw).map_err(|e| e.to_string())?,
+                        );
+                    }
+                    Event::End(e) => {
+                        let text = std::mem::take(&mut text_buffer).trim().to_owned();
+                        match e.name().as_ref() {
+                            b"Scenario" => {
+                                if let Some((id, s)) = scenario.take() {
+                                    template.scenarios.insert(id, s);
+                                }
+                            }
+                            b"Headers" | b"PostValues" => section.clear(),
+                            b"Value" => {
+                                if let (Some((_, s)), Some(key)) = (&mut scenario, value_key.take())
+                                {
+                                    match section.as_str() {
+                                        "Headers" => s.headers.push((key, text)),
+                                        "PostValues" => s.post_values.push((key, text)),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            b"Rule" => {
+                                if let (Some((_, s)), true) = (&mut scenario, in_rule) {
+                                    s.rule_any.push(text);
+                                }
+                                in_rule = false;
+                            }
+                            _ => {}
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Ok(template)
+        }
+    }
+
+    /// A value of 3CX's expression language.
+    #[derive(Debug, Clone)]
+    pub enum Var {
+        Text(String),
+        Time(DateTime<Utc>),
+        /// A TimeSpan, in seconds.
+        Span(f64),
+        Number(f64),
+    }
+
+    impl Var {
+        fn text(&self) -> String {
+            match self {
+                Var::Text(t) => t.clone(),
+                // .NET's default rendering of a DateTime (en-US).
+                Var::Time(t) => t.format("%m/%d/%Y %I:%M:%S %p").to_string(),
+                Var::Span(s) => {
+                    let s = *s as u64;
+                    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+                }
+                Var::Number(n) => n.to_string(),
+            }
+        }
+    }
+
+    fn dotnet_to_chrono(format: &str) -> String {
+        format
+            .replace("yyyy", "%Y")
+            .replace("MM", "%m")
+            .replace("dd", "%d")
+            .replace("HH", "%H")
+            .replace("mm", "%M")
+            .replace("ss", "%S")
+    }
+
+    fn quoted_args(args: &str) -> Vec<String> {
+        args.split(',')
+            .map(|a| a.trim().trim_matches('"').to_owned())
+            .collect()
+    }
+
+    /// Index of the `]` closing the `[` at `open`.
+    fn closing(text: &[char], open: usize) -> Option<usize> {
+        let mut depth = 0;
+        let mut quoted = false;
+        for (i, c) in text.iter().enumerate().skip(open) {
+            match c {
+                '"' => quoted = !quoted,
+                '[' if !quoted => depth += 1,
+                ']' if !quoted => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// One bracketed expression's inside: `Name`, or `[inner].Method(args)`.
+    fn evaluate(inner: &str, vars: &BTreeMap<String, Var>) -> Var {
+        let chars: Vec<char> = inner.chars().collect();
+        if chars.first() != Some(&'[') {
+            return vars
+                .get(inner)
+                .cloned()
+                .unwrap_or_else(|| Var::Text(String::new()));
+        }
+        let Some(end) = closing(&chars, 0) else {
+            return Var::Text(inner.to_owned());
+        };
+        let target: String = chars[1..end].iter().collect();
+        let value = evaluate(&target, vars);
+        let call: String = chars[end + 1..].iter().collect();
+        let Some(call) = call.strip_prefix('.') else {
+            return value;
+        };
+        let (method, args) = call
+            .split_once('(')
+            .map(|(m, a)| (m, a.trim_end_matches(')')))
+            .unwrap_or((call, ""));
+        match (method, value) {
+            ("Replace", v) => {
+                let args = quoted_args(args);
+                Var::Text(v.text().replace(&args[0], &args[1]))
+            }
+            ("ToString", Var::Time(t)) => Var::Text(
+                t.format(&dotnet_to_chrono(args.trim_matches('"')))
+                    .to_string(),
+            ),
+            ("ToString", Var::Number(n)) if args.trim_matches('"') == "F0" => {
+                Var::Text(format!("{}", n.round() as i64))
+            }
+            ("get_TotalSeconds", Var::Span(s)) => Var::Number(s),
+            ("get_TotalMinutes", Var::Span(s)) => Var::Number(s / 60.0),
+            (_, v) => v,
+        }
+    }
+
+    /// Expands every `[...]` in `text`.
+    pub fn expand(text: &str, vars: &BTreeMap<String, Var>) -> String {
+        let chars: Vec<char> = text.chars().collect();
+        let mut out = String::new();
+        let mut i = 0;
+        while i < chars.len() {
+            if chars[i] == '['
+                && let Some(end) = closing(&chars, i)
+            {
+                let inner: String = chars[i + 1..end].iter().collect();
+                out.push_str(&evaluate(&inner, vars).text());
+                i = end + 1;
+            } else {
+                out.push(chars[i]);
+                i += 1;
+            }
+        }
+        out
+    }
+
+    /// The screen pop 3CX shows: the outputs by type, per matching record.
+    pub type ScreenPop = BTreeMap<String, String>;
+
+    fn at_path<'a>(record: &'a Value, path: &str) -> Option<&'a Value> {
+        path.split('.')
+            .try_fold(record, |value, part| value.get(part))
+    }
+
+    /// The PBX calling the template's scenarios.
+    pub struct Pbx {
+        pub template: Template,
+        pub parameters: BTreeMap<String, Var>,
+        pub client: reqwest::Client,
+    }
+
+    impl Pbx {
+        /// The template in `path`, with the firm's parameter values.
+        pub fn load(path: &std::path::Path, parameters: &[(&str, &str)]) -> Self {
+            let xml = std::fs::read_to_string(path).unwrap();
+            let template = Template::parse(&xml).unwrap();
+            let mut values = BTreeMap::new();
+            for (name, value) in parameters {
+                assert!(
+                    template.parameters.iter().any(|p| p == name),
+                    "the template has no parameter {name}"
+                );
+                values.insert((*name).to_owned(), Var::Text((*value).to_owned()));
+            }
+            values.insert("MaxLength".into(), Var::Text(String::new()));
+            Self {
+                template,
+                parameters: values,
+                client: reqwest::Client::new(),
+            }
+        }
+
+        fn scenario(&self, id: &str) -> &Scenario {
+            self.template
+                .scenarios
+                .get(id)
+                .unwrap_or_else(|| panic!("the template has no scenario `{id}`"))
+        }
+
+        async fn send(&self, scenario: &Scenario, vars: &BTreeMap<String, Var>) -> (u16, Value) {
+            let url = expand(&scenario.url, vars);
+            let mut request = match scenario.method.as_str() {
+                "Get" => self.client.get(&url),
+                "Post" => self.client.post(&url),
+                other => panic!("RequestType {other}"),
+            };
+            for (name, value) in &scenario.headers {
+                request = request.header(name, expand(value, vars));
+            }
+            if scenario.method == "Post" {
+                let values: serde_json::Map<String, Value> = scenario
+                    .post_values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(expand(v, vars))))
+                    .collect();
+                request = match scenario.encoding.as_str() {
+                    "Json" => request.json(&values),
+                    _ => request.form(&values),
+                };
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json().await.unwrap_or(Value::Null))
+        }
+
+        /// The contact lookup for an incoming `number`, as it would show:
+        /// one screen pop per record the rule accepts.
+        pub async fn lookup(&self, number: &str) -> (u16, Vec<ScreenPop>) {
+            let scenario = self.scenario("");
+            let mut vars = self.parameters.clone();
+            vars.insert("Number".into(), Var::Text(number.to_owned()));
+            let (status, answer) = self.send(scenario, &vars).await;
+            let (list_path, _) = scenario.rule_any[0].split_once('.').unwrap();
+            let records = answer[list_path].as_array().cloned().unwrap_or_default();
+            let pops = records
+                .iter()
+                .filter(|record| {
+                    scenario.rule_any.iter().all(|rule| {
+                        let field = rule.split_once('.').map_or(rule.as_str(), |(_, f)| f);
+                        at_path(record, field)
+                            .and_then(Value::as_str)
+                            .is_some_and(|v| !v.is_empty())
+                    })
+                })
+                .map(|record| {
+                    let mut vars = vars.clone();
+                    for (name, path) in &scenario.variables {
+                        let field = path.split_once('.').map_or(path.as_str(), |(_, f)| f);
+                        let value = at_path(record, field)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        vars.insert(name.clone(), Var::Text(value.to_owned()));
+                    }
+                    scenario
+                        .outputs
+                        .iter()
+                        .map(|(kind, value)| (kind.clone(), expand(value, &vars)))
+                        .collect()
+                })
+                .collect();
+            (status, pops)
+        }
+
+        /// The call journal for an ended call (one agent's part of it).
+        pub async fn report_call(&self, call: &ReportedCall) -> (u16, Value) {
+            let scenario = self.scenario("ReportCall");
+            let mut vars = self.parameters.clone();
+            vars.insert("ReportCallEnabled".into(), Var::Text("True".into()));
+            for (name, value) in [
+                ("CallType", call.call_type.as_str()),
+                ("Number", call.number.as_str()),
+                ("Name", call.name.as_str()),
+                ("Agent", call.agent.as_str()),
+                ("EntityId", call.entity_id.as_str()),
+            ] {
+                vars.insert(name.into(), Var::Text(value.to_owned()));
+            }
+            let seconds = (call.end - call.start).num_seconds() as f64;
+            vars.insert("DurationTimespan".into(), Var::Span(call.talk_s as f64));
+            vars.insert("Duration".into(), Var::Span(seconds));
+            vars.insert(
+                "DateTime".into(),
+                Var::Text(call.start.format("%d.%m.%Y %H:%M:%S").to_string()),
+            );
+            vars.insert("CallStartTimeUTC".into(), Var::Time(call.start));
+            vars.insert("CallEndTimeUTC".into(), Var::Time(call.end));
+            let skip = expand(&scenario.skip_if, &vars);
+            if let Some((a, b)) = skip.split_once("!=")
+                && a.trim() != b.trim()
+            {
+                return (0, Value::Null);
+            }
+            self.send(scenario, &vars).await
+        }
+    }
+
+    /// What 3CX knows of an ended call when it reports it.
+    #[derive(Debug, Clone)]
+    pub struct ReportedCall {
+        /// `Inbound`, `Outbound`, `Missed`, `Notanswered`.
+        pub call_type: String,
+        pub number: String,
+        pub name: String,
+        pub agent: String,
+        pub talk_s: u64,
+        pub start: DateTime<Utc>,
+        pub end: DateTime<Utc>,
+        /// The screen pop's `EntityId`, empty when none.
+        pub entity_id: String,
+    }
 }
