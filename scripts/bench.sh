@@ -17,3 +17,4 @@ cargo bench -p bitbylaw-tests --bench advoware_proxy
 cargo bench -p bitbylaw-tests --bench google_calendar
 cargo bench -p bitbylaw-tests --bench calendar_sync
 cargo bench -p bitbylaw-tests --bench vmh_webhooks
+cargo bench -p bitbylaw-tests --bench threecx_lookup

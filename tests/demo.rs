@@ -1,8 +1,9 @@
 //! The demo from the README: `deploy/demo` as it is, the host as its own process
 //! with the environment `scripts/demo.sh` sets, the Advoware simulator on the
 //! demo's port 9471, the Google simulator on 9472 and the EspoCRM simulator on
-//! 9473: hello, the proxy, a calendar sync of the demo's employees, and
-//! EspoCRM's demo parties arriving in Advoware by webhook.
+//! 9473 and the 3CX simulator on 9474: hello, the proxy, a calendar sync of
+//! the demo's employees, EspoCRM's demo parties arriving in Advoware by
+//! webhook, a lead from the form called by 3CX, a screen pop and a journal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -12,6 +13,7 @@ use std::time::Duration;
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
 use bitbylaw_tests::simulators::espocrm::{self, EspoAccount, EspoCrm};
 use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
+use bitbylaw_tests::simulators::threecx::{ThreeCx, ThreeCxAccount};
 use bitbylaw_tests::{HostProcess, cache_dir, component, wait_for};
 use serde_json::Value;
 
@@ -37,6 +39,9 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
         .await
         .expect("port 9473 is the demo's EspoCRM simulator; is scripts/demo.sh running?");
     let crm_account = crm.account().clone();
+    let pbx = ThreeCx::start_on("127.0.0.1:9474".parse().unwrap(), ThreeCxAccount::default())
+        .await
+        .expect("port 9474 is the demo's 3CX simulator; is scripts/demo.sh running?");
     let secrets: Vec<String> = ["create", "update", "delete"]
         .into_iter()
         .map(|action| espocrm::demo_webhook(action).1)
@@ -59,6 +64,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
         "calendar-sync",
         "vmh-webhooks",
         "vermieterhelden",
+        "threecx",
     ] {
         std::fs::create_dir_all(store.join(plugin)).unwrap();
         std::fs::copy(component(plugin), store.join(plugin).join("demo.wasm")).unwrap();
@@ -85,6 +91,7 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
             ("DEMO_VMH_SECRET_CREATE", secrets[0].as_str()),
             ("DEMO_VMH_SECRET_UPDATE", secrets[1].as_str()),
             ("DEMO_VMH_SECRET_DELETE", secrets[2].as_str()),
+            ("DEMO_3CX_SECRET", "3cx-demo-secret"),
         ],
     );
     let client = reqwest::Client::new();
@@ -227,6 +234,63 @@ async fn the_demo_config_serves_hello_the_advoware_proxy_and_the_calendar_sync()
     .await;
     assert_eq!(leads.len(), 1);
     assert_eq!(leads[0]["phoneNumber"], "+49301234567");
+    // A Mieter lead: 3CX calls it from the lead extension.
+    let made = wait_for(Duration::from_secs(30), || async {
+        pbx.calls_made().into_iter().next()
+    })
+    .await;
+    assert_eq!((made.0.as_str(), made.1.as_str()), ("101", "+49301234567"));
+
+    // The screen pop for that number, as the README asks: the Lead from
+    // EspoCRM, then Advoware's demo party with the same number.
+    let pop: Value = client
+        .get(format!("{base}/3cx/lookup?number=030%201234567"))
+        .header("apikey", "demo-key")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<(&str, &str)> = pop["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["entity_type"].as_str().unwrap(),
+                c["last_name"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .or(c["company_name"].as_str())
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Lead", "Mustermann"),
+            ("Party", "Hausverwaltung Nord GmbH")
+        ]
+    );
+    // The call's journal, as the README posts it: a Call in EspoCRM on the Lead.
+    let journal = client
+        .post(format!("{base}/3cx/journal"))
+        .header("apikey", "demo-key")
+        .header("content-type", "application/json")
+        .body(r#"{"call_type":"Inbound","number":"030 1234567","agent":"101","duration":"95","start_utc":"2026-12-04T09:00:00Z","end_utc":"2026-12-04T09:01:35Z"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(journal.status(), 200, "{}", host.log_text());
+    let calls = wait_for(Duration::from_secs(30), || async {
+        let calls = crm.records("Call");
+        (!calls.is_empty()).then_some(calls)
+    })
+    .await;
+    assert_eq!(calls[0]["parentType"], "Lead");
+    assert_eq!(calls[0]["parentId"], leads[0]["id"]);
 
     // The dashboard of the demo, as the README says: the token, then the page.
     let no_redirects = reqwest::Client::builder()

@@ -432,6 +432,66 @@ async fn a_journal_post_makes_one_call_in_espocrm_and_one_note_in_advoware() {
     assert_eq!(calls_in_espocrm(&sims.espocrm).len(), 2);
     assert_eq!(sims.advoware.notes(party).len(), 1);
 
+    // Two anonymous callers at once, to two agents: two calls, not a transfer.
+    let (_, one) = pbx_a
+        .report_call(&reported(
+            "Inbound",
+            "anonymous",
+            "101",
+            at(12, 0, 0),
+            at(12, 1, 0),
+            "",
+        ))
+        .await;
+    let (_, other) = pbx_a
+        .report_call(&reported(
+            "Inbound",
+            "anonymous",
+            "102",
+            at(12, 0, 30),
+            at(12, 2, 0),
+            "",
+        ))
+        .await;
+    assert_eq!(
+        (one["taken"].as_str(), other["taken"].as_str()),
+        (Some("new"), Some("new"))
+    );
+    assert_ne!(one["call"], other["call"]);
+    wait_for(Duration::from_secs(30), || async {
+        (calls_in_espocrm(&sims.espocrm).len() == 4).then_some(())
+    })
+    .await;
+
+    // EspoCRM down when a call ends: kept (200), written once it is back.
+    sims.espocrm.refuse_connections();
+    let (status, answer) = pbx_b
+        .report_call(&reported(
+            "Missed",
+            "040 1112223",
+            "100",
+            at(11, 0, 0),
+            at(11, 0, 20),
+            "",
+        ))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let missed_key = answer["call"].as_str().unwrap().to_owned();
+    let (_, journal) = get_json(&second, &format!("/3cx/journal/{missed_key}")).await;
+    assert_eq!(journal["espocrm_id"], Value::Null);
+    sims.espocrm.accept_connections().await;
+    let missed = wait_for(Duration::from_secs(30), || async {
+        calls_in_espocrm(&sims.espocrm)
+            .into_iter()
+            .find(|c| c["cThreecxCallId"] == missed_key.as_str())
+    })
+    .await;
+    assert_eq!(
+        (missed["status"].as_str(), missed["direction"].as_str()),
+        (Some("Not Held"), Some("Inbound"))
+    );
+    assert_eq!(calls_in_espocrm(&sims.espocrm).len(), 5);
+
     // A report 3CX could not have sent: refused, saying why.
     let (status, answer) = post_json(
         &first,

@@ -41,6 +41,29 @@ pub fn equals(entity: &str, attribute: &str, value: &str) -> Request {
         .query("where[0][value]", value)
 }
 
+/// The id of the first `entity` record whose `attribute` equals `value`, as
+/// a sync step: how a sync finds the record it may have created before a
+/// host died, instead of creating it twice.
+pub fn find_id(
+    entity: &str,
+    attribute: &str,
+    value: &str,
+) -> Result<Option<String>, crate::sync::Failure> {
+    use crate::sync::{Failure, refused, unanswered};
+    let what = format!("looking for the {entity}");
+    let answer = equals(entity, attribute, value)
+        .query("select", "id")
+        .query("maxSize", "1")
+        .send()
+        .map_err(|e| unanswered("EspoCRM", &what, e))?;
+    if !answer.is_success() {
+        return Err(refused("EspoCRM", &what, &answer));
+    }
+    let list: serde_json::Value = serde_json::from_slice(&answer.body)
+        .map_err(|e| Failure::Retryable(format!("EspoCRM's list is not JSON: {e}")))?;
+    Ok(list["list"][0]["id"].as_str().map(str::to_owned))
+}
+
 /// Checks an incoming request against the account's webhook `webhook`
 /// (`Signature` / `X-Signature` over the raw body).
 pub fn verify_webhook(webhook: &str, request: &crate::Request) -> Result<(), SignatureError> {

@@ -175,15 +175,19 @@ pub fn watch(settings: &Settings) -> Result<(), Failure> {
             continue;
         };
         if !call.ended {
+            // 3CX gives up ringing after `ring_timeout_s`; a participant
+            // still not connected a minute after that will not be.
+            let rang_out = Utc::now() - call.started_at
+                > chrono::Duration::seconds(i64::from(settings.ring_timeout_s) + 60);
             match participant(&call)? {
-                Some(live) => {
+                Some(live) if !rang_out || live["status"] == "Connected" => {
                     let status = live["status"].as_str().unwrap_or_default().to_owned();
                     if status == "Connected" {
                         call.answered = true;
                     }
                     call.status = status;
                 }
-                None => {
+                _ => {
                     call.ended = true;
                     call.status = if call.answered {
                         "answered"
@@ -225,26 +229,11 @@ fn follow_up(settings: &Settings, call: &mut Outbound) -> Result<(), Failure> {
     }
     let entity = &settings.espocrm.task_entity;
     let name = task_name(call);
-    if call.follow_up_creating {
-        let answer = espocrm::equals(entity, "name", &name)
-            .query("select", "id")
-            .query("maxSize", "1")
-            .send()
-            .map_err(|e| unanswered("EspoCRM", "looking for the follow-up task", e))?;
-        if !answer.is_success() {
-            return Err(refused(
-                "EspoCRM",
-                "looking for the follow-up task",
-                &answer,
-            ));
-        }
-        let list: Value = answer
-            .json()
-            .map_err(|e| Failure::Retryable(format!("EspoCRM's list: {e}")))?;
-        if let Some(id) = list["list"][0]["id"].as_str() {
-            call.follow_up_task = Some(id.to_owned());
-            return Ok(());
-        }
+    if call.follow_up_creating
+        && let Some(id) = espocrm::find_id(entity, "name", &name)?
+    {
+        call.follow_up_task = Some(id);
+        return Ok(());
     }
     call.follow_up_creating = true;
     kv::set_json(

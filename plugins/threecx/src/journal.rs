@@ -186,17 +186,23 @@ pub fn take(settings: &Settings, report: Report) -> Result<(String, Taken), Erro
         duration_s: report.duration_s,
     };
     let gap = chrono::Duration::seconds(settings.journal.transfer_gap_s);
+    let same_report = |s: &Segment| {
+        s.agent == segment.agent && (s.start - segment.start).num_seconds().abs() <= 1
+    };
+    // Without a number ("anonymous", an extension), two callers at once
+    // cannot be told apart: such a report is only ever the same report.
+    let foldable = phone::e164(&number).is_some();
     let mut calls = calls_of(&number)?;
-    let existing = calls
-        .iter_mut()
-        .rev()
-        .find(|call| segment.start <= call.end() + gap && segment.end >= call.start() - gap);
+    let existing = calls.iter_mut().rev().find(|call| {
+        if foldable {
+            segment.start <= call.end() + gap && segment.end >= call.start() - gap
+        } else {
+            call.segments.iter().any(same_report)
+        }
+    });
     let (call, taken) = match existing {
         Some(call) => {
-            let repeated = call.segments.iter().any(|s| {
-                s.agent == segment.agent && (s.start - segment.start).num_seconds().abs() <= 1
-            });
-            if repeated {
+            if call.segments.iter().any(same_report) {
                 return Ok((call.key.clone(), Taken::Repeated));
             }
             call.segments.push(segment);
@@ -229,7 +235,7 @@ pub fn take(settings: &Settings, report: Report) -> Result<(String, Taken), Erro
             (call, Taken::New)
         }
     };
-    kv::set_json(&call_key(&call.key), &call, None)?;
+    kv::set_json(&call_key(&call.key), &call, settings.kept())?;
     if taken == Taken::New {
         // The last 20 calls of a number are enough to fold and link.
         let keys: Vec<&str> = calls
@@ -270,19 +276,19 @@ pub fn sync(settings: &Settings, key: &str) -> Result<&'static str, Failure> {
         found.espocrm.as_ref(),
         &mut held,
     )?;
-    save(key, &written)?;
+    save(settings, key, &written)?;
     if let Some(party) = found.party
         && !written.party_noted
         && !settings.advoware.note_path.is_empty()
     {
         note(&call, &summary, &party, settings, &mut written, &mut held)?;
-        save(key, &written)?;
+        save(settings, key, &written)?;
     }
     Ok(outcome)
 }
 
-fn save(key: &str, written: &Written) -> Result<(), Failure> {
-    kv::set_json(&written_key(key), written, None).map_err(Failure::from)
+fn save(settings: &Settings, key: &str, written: &Written) -> Result<(), Failure> {
+    kv::set_json(&written_key(key), written, settings.kept()).map_err(Failure::from)
 }
 
 struct Who {
@@ -473,7 +479,8 @@ fn write_call(
     let fields = call_fields(settings, call, summary, record);
     written.linked_to = record.map(|r| r.entity_id.clone());
     if written.espocrm_id.is_none() && written.espocrm_creating {
-        written.espocrm_id = find_call(settings, &call.key)?;
+        written.espocrm_id =
+            espocrm::find_id("Call", &settings.espocrm.call_key_attribute, &call.key)?;
     }
     held.fence()
         .map_err(|e| Failure::Busy(format!("call {}: {e}", call.key)))?;
@@ -492,7 +499,7 @@ fn write_call(
         return Ok("updated");
     }
     written.espocrm_creating = true;
-    save(&call.key, written)?;
+    save(settings, &call.key, written)?;
     let answer = espocrm::Request::post("Call")
         .header("X-Skip-Duplicate-Check", "true")
         .json(&fields)?
@@ -514,22 +521,6 @@ fn write_call(
             "EspoCRM's answer to the create has no `id`".into(),
         )),
     }
-}
-
-/// The `Call` of this call, by its key attribute.
-fn find_call(settings: &Settings, key: &str) -> Result<Option<String>, Failure> {
-    let answer = espocrm::equals("Call", &settings.espocrm.call_key_attribute, key)
-        .query("select", "id")
-        .query("maxSize", "1")
-        .send()
-        .map_err(|e| unanswered("EspoCRM", "looking for the call", e))?;
-    if !answer.is_success() {
-        return Err(refused("EspoCRM", "looking for the call", &answer));
-    }
-    let list: Value = answer
-        .json()
-        .map_err(|e| Failure::Retryable(format!("EspoCRM's list: {e}")))?;
-    Ok(list["list"][0]["id"].as_str().map(str::to_owned))
 }
 
 fn note_path(settings: &Settings, party: &str) -> String {
@@ -572,7 +563,7 @@ fn note(
         .map_err(|e| Failure::Busy(format!("call {}: {e}", call.key)))?;
     written.party_noting = true;
     written.party = Some(party.to_owned());
-    save(&call.key, written)?;
+    save(settings, &call.key, written)?;
     let body = json!({
         "betreff": if call.inbound { "Telefonat (eingehend)" } else { "Telefonat (ausgehend)" },
         "text": summary,

@@ -129,7 +129,8 @@ pub fn poll(settings: &Settings) -> Result<(usize, usize), Failure> {
                 continue;
             }
             if get(id).map_err(Failure::from)?.is_none() {
-                kv::set_json(&key(id), &recording(row, id), None).map_err(Failure::from)?;
+                kv::set_json(&key(id), &recording(row, id), settings.kept())
+                    .map_err(Failure::from)?;
                 new += 1;
             }
             kv::set_add(PENDING, &[id.to_string()])?;
@@ -194,14 +195,14 @@ fn link(settings: &Settings, id: u64) -> Result<bool, Failure> {
                 waited.num_hours()
             );
             recording.given_up = true;
-            kv::set_json(&key(id), &recording, None).map_err(Failure::from)?;
+            kv::set_json(&key(id), &recording, settings.kept()).map_err(Failure::from)?;
             kv::set_remove(PENDING, &[id.to_string()])?;
         }
         return Ok(false);
     };
     journal::add_recording(&call.key, id).map_err(Failure::from)?;
     recording.call = Some(call.key.clone());
-    kv::set_json(&key(id), &recording, None).map_err(Failure::from)?;
+    kv::set_json(&key(id), &recording, settings.kept()).map_err(Failure::from)?;
     // The call's EspoCRM record lists it with its next sync.
     crate::resync(&call.key).map_err(Failure::from)?;
     kv::set_remove(PENDING, &[id.to_string()])?;

@@ -119,6 +119,10 @@ pub struct Journal {
     /// call's end is another segment of it (a transfer), not a new call.
     #[serde(default = "default_transfer_gap")]
     pub transfer_gap_s: i64,
+    /// Calls and recordings are kept here this long (EspoCRM and Advoware
+    /// keep them for good).
+    #[serde(default = "default_keep_days")]
+    pub keep_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +204,9 @@ fn default_note_path() -> String {
 fn default_transfer_gap() -> i64 {
     10
 }
+fn default_keep_days() -> u64 {
+    90
+}
 fn default_true() -> bool {
     true
 }
@@ -243,6 +250,13 @@ impl Settings {
             ));
         }
         Ok(settings)
+    }
+
+    /// How long the journal's records live in the store.
+    pub fn kept(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(
+            self.journal.keep_days.max(1) * 24 * 3600,
+        ))
     }
 
     /// The lookup's sources, the preferred one first.

@@ -139,15 +139,5 @@ fn find(entity: &str, lead: &Lead) -> Result<Option<String>, Failure> {
         (_, Some(phone)) if lead.phone_valid => ("phoneNumber", phone),
         _ => return Ok(None),
     };
-    let answer = espocrm::equals(entity, attribute, value)
-        .query("select", "id")
-        .query("maxSize", "1")
-        .send()
-        .map_err(|e| unanswered("EspoCRM", "looking for the lead", e))?;
-    if !answer.is_success() {
-        return Err(refused("EspoCRM", "looking for the lead", &answer));
-    }
-    let list: Value = serde_json::from_slice(&answer.body)
-        .map_err(|e| Failure::Retryable(format!("EspoCRM's list is not JSON: {e}")))?;
-    Ok(list["list"][0]["id"].as_str().map(str::to_owned))
+    espocrm::find_id(entity, attribute, value)
 }

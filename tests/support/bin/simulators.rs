@@ -1,7 +1,7 @@
 //! The upstream simulators as a program, for the demo and for trying plugins by hand.
 //!
 //! `simulators [--advoware 127.0.0.1:9471] [--google 127.0.0.1:9472 --google-key <file>]
-//! [--espocrm 127.0.0.1:9473 [--espocrm-webhooks <url with {action}>]]`
+//! [--espocrm 127.0.0.1:9473 [--espocrm-webhooks <url with {action}>]] [--threecx 127.0.0.1:9474]`
 //! runs Advoware (configurator, security gateway, REST API with demo data)
 //! and, when asked, Google Calendar (token endpoint and Calendar API) and
 //! EspoCRM (REST API with demo data, webhooks), until
@@ -12,7 +12,9 @@
 //! `--espocrm-webhooks` its `CBeteiligte` webhooks post there (`{action}`
 //! replaced by create, update, delete), signed with the demo's secrets, every
 //! few seconds (EspoCRM's job runs every 5 minutes); its demo records are
-//! made after the webhooks, so their creates are delivered too.
+//! made after the webhooks, so their creates are delivered too. 3CX's
+//! account is its simulator's default one (client `bitbylaw`, secret
+//! `3cx-demo-secret`), with extensions 100 to 102.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,10 +24,12 @@ use std::path::PathBuf;
 use bitbylaw_tests::simulators::advoware::{Account, Advoware, TOKEN_LIFETIME};
 use bitbylaw_tests::simulators::espocrm::{EspoAccount, EspoCrm};
 use bitbylaw_tests::simulators::google::{Google, ServiceAccount};
+use bitbylaw_tests::simulators::threecx::{ThreeCx, ThreeCxAccount};
 
 const USAGE: &str = "usage: simulators [--advoware <address:port>] \
     [--google <address:port> --google-key <file>] \
-    [--espocrm <address:port> [--espocrm-webhooks <url with {action}>]]";
+    [--espocrm <address:port> [--espocrm-webhooks <url with {action}>]] \
+    [--threecx <address:port>]";
 
 /// How often the demo's EspoCRM delivers webhooks: the real job's 5 minutes
 /// would leave the demo waiting.
@@ -45,6 +49,7 @@ async fn main() {
     let mut google_key: Option<PathBuf> = None;
     let mut espocrm_addr: Option<SocketAddr> = None;
     let mut espocrm_webhooks: Option<String> = None;
+    let mut threecx_addr: Option<SocketAddr> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
@@ -53,6 +58,7 @@ async fn main() {
             ("--google-key", Some(file)) => google_key = Some(file.into()),
             ("--espocrm", Some(addr)) => espocrm_addr = Some(address("--espocrm", &addr)),
             ("--espocrm-webhooks", Some(url)) => espocrm_webhooks = Some(url),
+            ("--threecx", Some(addr)) => threecx_addr = Some(address("--threecx", &addr)),
             _ => {
                 eprintln!("{USAGE}");
                 std::process::exit(2);
@@ -123,6 +129,23 @@ async fn main() {
                 ESPOCRM_DELIVERY_PERIOD.as_secs()
             );
             Some(espocrm)
+        }
+        None => None,
+    };
+    let _threecx = match threecx_addr {
+        Some(addr) => {
+            let pbx = ThreeCx::start_on(addr, ThreeCxAccount::default())
+                .await
+                .unwrap_or_else(|e| {
+                    eprintln!("cannot listen on {addr}: {e}");
+                    std::process::exit(1)
+                });
+            println!(
+                "3CX simulator on {} (client {}, extensions 100-102)",
+                pbx.base_url(),
+                pbx.account().client_id
+            );
+            Some(pbx)
         }
         None => None,
     };

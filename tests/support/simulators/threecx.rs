@@ -100,6 +100,16 @@ pub struct ThreeCx {
 
 impl ThreeCx {
     pub async fn start(account: ThreeCxAccount) -> Self {
+        Self::start_on("127.0.0.1:0".parse().unwrap(), account)
+            .await
+            .unwrap()
+    }
+
+    /// On `addr` (the demo's fixed port).
+    pub async fn start_on(
+        addr: std::net::SocketAddr,
+        account: ThreeCxAccount,
+    ) -> std::io::Result<Self> {
         let sim = Arc::new(Mutex::new(Sim {
             account,
             token_lifetime: Duration::from_secs(3600),
@@ -131,13 +141,13 @@ impl ThreeCx {
             .route("/connect/token", post(token))
             .merge(api)
             .with_state(sim.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        Self {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
             addr,
             sim,
             server: super::Server::start(listener, app),
-        }
+        })
     }
 
     pub async fn start_default() -> Self {
