@@ -37,7 +37,7 @@ use crate::store::{RedisStore, StoreError};
 use crate::tenants::{Registry, Tenant};
 
 /// Entries read at once by one reader; more only when that many handlers are free.
-pub(super) const READ_BATCH: usize = 16;
+pub(super) const READ_BATCH: usize = 64;
 
 #[derive(Clone)]
 pub struct RedisBus {
@@ -204,6 +204,11 @@ impl RedisBus {
                 topic: None,
             });
         }
+        let (acks, queue) = tokio::sync::mpsc::channel(worker::ACK_BATCH * 4);
+        inner
+            .workers
+            .tracker
+            .spawn(worker::ack_loop(inner.clone(), tenant.id.clone(), queue));
         let worker = Worker {
             inner: inner.clone(),
             registry: registry.clone(),
@@ -211,6 +216,7 @@ impl RedisBus {
             keys,
             semaphores: Arc::new(semaphores),
             token: token.clone(),
+            acks,
         };
         for source in &streams {
             let worker = worker.clone();

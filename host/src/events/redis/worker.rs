@@ -2,13 +2,13 @@
 //! consumer group, a claimer that takes over what dead instances left, and the
 //! pump that moves due retries back into delivery.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::redis::RedisConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{Keys, RetryMember};
@@ -39,6 +39,56 @@ pub(super) struct Worker {
     pub keys: Keys,
     pub semaphores: Arc<HashMap<(String, String), Arc<Semaphore>>>,
     pub token: CancellationToken,
+    /// Done events' acknowledgements, for [`ack_loop`].
+    pub acks: mpsc::Sender<Ack>,
+}
+
+/// Acknowledgements sent in one pipeline at most.
+pub(super) const ACK_BATCH: usize = 256;
+
+/// A done event's acknowledgement: its entry of a stream for a group.
+pub(super) struct Ack {
+    stream: String,
+    group: String,
+    entry_id: String,
+}
+
+/// Sends done events' acknowledgements in batches: whatever queued up while
+/// the last batch was on its way goes in the next, one `XACK` per stream and
+/// group, pipelined, instead of a round trip (and a handler held through it)
+/// per event. No timer: under load the batches fill by themselves, alone an
+/// ack goes out at once. Runs until every sender is gone (the tenant's
+/// worker tasks have ended), so a reload or shutdown sends what is queued;
+/// an ack that fails leaves its entry pending, to be claimed again after the
+/// visibility timeout, as a failed `XACK` always did.
+pub(super) async fn ack_loop(inner: Arc<Inner>, tenant: String, mut queue: mpsc::Receiver<Ack>) {
+    let mut batch = Vec::with_capacity(ACK_BATCH);
+    while queue.recv_many(&mut batch, ACK_BATCH).await > 0 {
+        let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
+        for ack in &batch {
+            groups
+                .entry((&ack.stream, &ack.group))
+                .or_default()
+                .push(&ack.entry_id);
+        }
+        let mut pipe = redis::pipe();
+        for ((stream, group), ids) in &groups {
+            pipe.cmd("XACK").arg(*stream).arg(*group).arg(ids);
+        }
+        let acked: Result<Vec<i64>, _> = pipe.query_async(&mut inner.store.connection()).await;
+        match acked {
+            Ok(acked) => {
+                let acked: i64 = acked.iter().sum();
+                if usize::try_from(acked).unwrap_or(0) < batch.len() {
+                    tracing::info!(%tenant, settled_elsewhere = batch.len() as i64 - acked, "events were settled by another instance meanwhile");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%tenant, events = batch.len(), %error, "acknowledging events failed; they are claimed again after the visibility timeout");
+            }
+        }
+        batch.clear();
+    }
 }
 
 impl Worker {
@@ -50,7 +100,24 @@ impl Worker {
         let Some(mut connection) = self.connect(block).await else {
             return;
         };
+        // Events were waiting at the last read: read again at once, with
+        // every free handler, and wait (blocking, one handler) only once a
+        // read comes back empty.
+        let mut hot = false;
         while !self.token.is_cancelled() {
+            if hot {
+                let Some(slots) = self.slots(&source, READ_BATCH, true).await else {
+                    return;
+                };
+                hot = match self.read(&mut connection, &source, slots, false).await {
+                    Ok(came) => came,
+                    Err(error) => {
+                        self.recover(&source, error, &mut connection, block).await;
+                        false
+                    }
+                };
+                continue;
+            }
             // While waiting for events, one handler is held, not all: the
             // subscription's other handlers stay free for its retries.
             let Some(first) = self.slots(&source, 1, true).await else {
@@ -70,10 +137,11 @@ impl Worker {
                 true => self.slots(&source, READ_BATCH - 1, false).await,
                 false => None,
             };
-            if let Some(more) = more
-                && let Err(error) = self.read(&mut connection, &source, more, false).await
-            {
-                self.recover(&source, error, &mut connection, block).await;
+            if let Some(more) = more {
+                match self.read(&mut connection, &source, more, false).await {
+                    Ok(came) => hot = came,
+                    Err(error) => self.recover(&source, error, &mut connection, block).await,
+                }
             }
         }
     }
@@ -328,6 +396,17 @@ impl Worker {
             outcome_label(&outcome),
             delivery.emitted_at_us,
         );
+        if matches!(outcome, Outcome::Done) {
+            // Queued, the handler is free: the ack goes with the next batch.
+            let ack = Ack {
+                stream: stream.to_owned(),
+                group: group.to_owned(),
+                entry_id: entry_id.to_owned(),
+            };
+            if self.acks.send(ack).await.is_ok() {
+                return;
+            }
+        }
         let taken = Taken {
             keys: &self.keys,
             stream,
