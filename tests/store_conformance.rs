@@ -210,6 +210,45 @@ async fn rate_limit_allows_capacity_plus_refill(f: Fixture) {
     assert_eq!(second.iter().filter(|d| d.allowed).count(), 1);
 }
 
+/// Several buckets at once, all or none: many callers get exactly what the
+/// emptiest allows, and the fuller one loses only those tokens.
+async fn rate_limit_takes_from_all_buckets_or_none(f: Fixture) {
+    let (roomy, tight) = (f.key("roomy"), f.key("tight"));
+    let (big, small) = (
+        Bucket {
+            capacity: 10,
+            refill_per_second: 0.5,
+        },
+        Bucket {
+            capacity: 5,
+            refill_per_second: 0.5,
+        },
+    );
+    let calls = (0..40).map(|_| {
+        let store = f.store.clone();
+        let (roomy, tight) = (roomy.clone(), tight.clone());
+        tokio::spawn(async move {
+            store
+                .rate_take_all(&[(&roomy, big), (&tight, small)], 1)
+                .await
+                .unwrap()
+        })
+    });
+    let decisions: Vec<_> = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .map(|decision| decision.unwrap())
+        .collect();
+    assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 5);
+    let refused = decisions.iter().find(|d| !d.allowed).unwrap();
+    assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(2));
+    // The roomy bucket gave only the five: five are left in it.
+    let left = f.store.rate_take(&roomy, big, 5).await.unwrap();
+    assert!(left.allowed, "{left:?}");
+    assert_eq!(left.remaining, 0);
+    assert!(!f.store.rate_take(&roomy, big, 1).await.unwrap().allowed);
+}
+
 async fn rate_limit_refuses_impossible_requests(f: Fixture) {
     let key = f.key("bucket2");
     let bucket = Bucket {
@@ -384,6 +423,7 @@ conformance!(
     lock_is_exclusive_and_token_bound,
     lock_expires_with_its_ttl,
     rate_limit_allows_capacity_plus_refill,
+    rate_limit_takes_from_all_buckets_or_none,
     rate_limit_refuses_impossible_requests,
     a_set_stops_growing_at_its_cap,
     quota_refuses_growth_and_frees_on_delete_and_expiry,

@@ -48,36 +48,33 @@ impl Quotas {
         deadline: Instant,
     ) -> Result<Duration, GoogleError> {
         let until = deadline.min(Instant::now() + self.max_wait);
-        let mut waited = Duration::ZERO;
+        let invalid = |e: bitbylaw_core::store::StoreError| GoogleError::Invalid(e.to_string());
+        let mut buckets = Vec::with_capacity(2);
         if let Some(bucket) = self.user {
-            waited += self
-                .take_one(&format!("{}user:{subject}", self.prefix), bucket, until)
-                .await?;
+            let key = self
+                .scope
+                .bucket(&format!("{}user:{subject}", self.prefix))
+                .map_err(invalid)?;
+            buckets.push((key, bucket));
         }
         if let Some(bucket) = self.project {
-            waited += self
-                .take_one(&format!("{}project", self.prefix), bucket, until)
-                .await?;
+            let key = self
+                .scope
+                .bucket(&format!("{}project", self.prefix))
+                .map_err(invalid)?;
+            buckets.push((key, bucket));
         }
-        Ok(waited)
-    }
-
-    async fn take_one(
-        &self,
-        name: &str,
-        bucket: Bucket,
-        until: Instant,
-    ) -> Result<Duration, GoogleError> {
-        let key = self
-            .scope
-            .bucket(name)
-            .map_err(|e| GoogleError::Invalid(e.to_string()))?;
+        let buckets: Vec<(&str, Bucket)> = buckets
+            .iter()
+            .map(|(key, bucket)| (key.as_str(), *bucket))
+            .collect();
+        // Both quotas in one round trip, all or none.
         self.store
-            .rate_wait(&key, bucket, until)
+            .rate_wait_all(&buckets, until)
             .await
             .map_err(|_| {
                 GoogleError::RateLimited(format!(
-                    "the account's quota ({name}) has no room within the time this call may wait"
+                    "the account's quota (mailbox {subject}, or the project) has no room within the time this call may wait"
                 ))
             })
     }

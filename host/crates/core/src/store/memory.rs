@@ -303,31 +303,82 @@ impl MemoryStore {
         bucket: Bucket,
         tokens: u32,
     ) -> Result<RateDecision, StoreError> {
+        self.rate_take_all(&[(key, bucket)], tokens).await
+    }
+
+    /// `tokens` from every bucket in `buckets`, or from none, under one lock.
+    pub async fn rate_take_all(
+        &self,
+        buckets: &[(&str, Bucket)],
+        tokens: u32,
+    ) -> Result<RateDecision, StoreError> {
         let now = Instant::now();
-        let mut map = self.live(key);
-        let entry = map.entry(key.to_owned()).or_insert_with(|| {
-            Entry::new(
-                Value::Bucket {
-                    tokens: f64::from(bucket.capacity),
-                    updated: now,
-                },
-                None,
-            )
-        });
-        let Value::Bucket {
-            tokens: available,
-            updated,
-        } = &mut entry.value
-        else {
-            return Err(wrong_type());
+        let Some((first, _)) = buckets.first() else {
+            return Err(StoreError::Invalid("no bucket to take from".into()));
         };
-        let elapsed = now.saturating_duration_since(*updated).as_secs_f64();
-        *available =
-            (*available + elapsed * bucket.refill_per_second).min(f64::from(bucket.capacity));
-        *updated = now;
-        let decision = token_bucket_decision(available, bucket, tokens);
-        entry.expires_at = Some(now + time_to_full(*available, bucket));
-        Ok(decision)
+        let mut map = self.live(first);
+        // Refilled to now; the lowest count first decides.
+        let mut levels = Vec::with_capacity(buckets.len());
+        for (key, bucket) in buckets {
+            let entry = map.entry((*key).to_owned()).or_insert_with(|| {
+                Entry::new(
+                    Value::Bucket {
+                        tokens: f64::from(bucket.capacity),
+                        updated: now,
+                    },
+                    None,
+                )
+            });
+            let Value::Bucket {
+                tokens: available,
+                updated,
+            } = &mut entry.value
+            else {
+                return Err(wrong_type());
+            };
+            let elapsed = now.saturating_duration_since(*updated).as_secs_f64();
+            *available =
+                (*available + elapsed * bucket.refill_per_second).min(f64::from(bucket.capacity));
+            *updated = now;
+            levels.push(*available);
+        }
+        // Each bucket's own decision on a copy; all allowed: taken from each.
+        let decisions: Vec<RateDecision> = levels
+            .iter()
+            .zip(buckets)
+            .map(|(level, (_, bucket))| token_bucket_decision(&mut level.clone(), *bucket, tokens))
+            .collect();
+        let allowed = decisions.iter().all(|d| d.allowed);
+        let mut fewest = u32::MAX;
+        for (key, bucket) in buckets {
+            let Some(entry) = map.get_mut(*key) else {
+                continue;
+            };
+            if let Value::Bucket {
+                tokens: available, ..
+            } = &mut entry.value
+            {
+                if allowed {
+                    *available -= f64::from(tokens);
+                }
+                fewest = fewest.min(whole(*available));
+                entry.expires_at = Some(now + time_to_full(*available, *bucket));
+            }
+        }
+        Ok(RateDecision {
+            allowed,
+            remaining: fewest,
+            retry_after: if allowed {
+                Duration::ZERO
+            } else {
+                decisions
+                    .iter()
+                    .filter(|d| !d.allowed)
+                    .map(|d| d.retry_after)
+                    .max()
+                    .unwrap_or(Duration::ZERO)
+            },
+        })
     }
 }
 

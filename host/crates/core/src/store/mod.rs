@@ -263,6 +263,20 @@ impl Store {
         delegate!(self.rate_take(key, bucket, tokens))
     }
 
+    /// Takes `tokens` from every bucket in `buckets` or from none, atomically
+    /// and in one round trip: a call that needs room in several quotas (a
+    /// mailbox's and the project's) spends none when one of them is empty.
+    pub async fn rate_take_all(
+        &self,
+        buckets: &[(&str, Bucket)],
+        tokens: u32,
+    ) -> Result<RateDecision, StoreError> {
+        for (_, bucket) in buckets {
+            bucket.check(tokens)?;
+        }
+        delegate!(self.rate_take_all(buckets, tokens))
+    }
+
     /// Takes one token from the bucket at `key`, waiting for room until
     /// `until`; returns how long it waited, or `Err(NoRoom)` when there is
     /// none in time. An upstream's quota kept in the store must not become an
@@ -274,12 +288,26 @@ impl Store {
         bucket: Bucket,
         until: tokio::time::Instant,
     ) -> Result<Duration, NoRoom> {
+        self.rate_wait_all(&[(key, bucket)], until).await
+    }
+
+    /// [`Store::rate_wait`] for a token from each of several buckets, all or
+    /// none ([`Store::rate_take_all`]): one round trip per try.
+    pub async fn rate_wait_all(
+        &self,
+        buckets: &[(&str, Bucket)],
+        until: tokio::time::Instant,
+    ) -> Result<Duration, NoRoom> {
+        if buckets.is_empty() {
+            return Ok(Duration::ZERO);
+        }
         let mut waited = Duration::ZERO;
         loop {
-            let decision = match self.rate_take(key, bucket, 1).await {
+            let decision = match self.rate_take_all(buckets, 1).await {
                 Ok(decision) => decision,
                 Err(error) => {
-                    tracing::warn!(%error, bucket = %key, "quota bucket unreachable; call goes ahead");
+                    let names: Vec<&str> = buckets.iter().map(|(key, _)| *key).collect();
+                    tracing::warn!(%error, buckets = ?names, "quota bucket unreachable; call goes ahead");
                     return Ok(waited);
                 }
             };

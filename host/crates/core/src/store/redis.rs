@@ -82,6 +82,7 @@ struct Scripts {
     lock_extend: Script,
     lock_release: Script,
     rate_take: Script,
+    rate_take_all: Script,
     scan_step: Script,
 }
 
@@ -153,6 +154,7 @@ impl RedisStore {
                 lock_extend: Script::new(include_str!("lua/lock_extend.lua")),
                 lock_release: Script::new(include_str!("lua/lock_release.lua")),
                 rate_take: Script::new(include_str!("lua/rate_take.lua")),
+                rate_take_all: Script::new(include_str!("lua/rate_take_all.lua")),
                 scan_step: Script::new(include_str!("lua/scan_step.lua")),
             }),
         }
@@ -443,15 +445,42 @@ impl RedisStore {
             .invoke_async(&mut self.connection.clone())
             .await
             .map_err(classify)?;
-        Ok(RateDecision {
-            allowed: allowed == 1,
-            remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-            retry_after: if retry_ms < 0 {
-                Duration::MAX
-            } else {
-                Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0))
-            },
-        })
+        Ok(decision(allowed, remaining, retry_ms))
+    }
+}
+
+impl RedisStore {
+    /// `tokens` from every bucket in `buckets`, or from none, in one round trip.
+    pub async fn rate_take_all(
+        &self,
+        buckets: &[(&str, Bucket)],
+        tokens: u32,
+    ) -> Result<RateDecision, StoreError> {
+        let mut invocation = self.scripts.rate_take_all.prepare_invoke();
+        invocation.arg(tokens);
+        for (key, bucket) in buckets {
+            invocation
+                .key(*key)
+                .arg(bucket.capacity)
+                .arg(bucket.refill_per_second / 1000.0);
+        }
+        let (allowed, remaining, retry_ms): (i64, i64, i64) = invocation
+            .invoke_async(&mut self.connection.clone())
+            .await
+            .map_err(classify)?;
+        Ok(decision(allowed, remaining, retry_ms))
+    }
+}
+
+fn decision(allowed: i64, remaining: i64, retry_ms: i64) -> RateDecision {
+    RateDecision {
+        allowed: allowed == 1,
+        remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+        retry_after: if retry_ms < 0 {
+            Duration::MAX
+        } else {
+            Duration::from_millis(u64::try_from(retry_ms).unwrap_or(0))
+        },
     }
 }
 
