@@ -423,8 +423,20 @@ fn plugin_request(
 ) -> wit::Request {
     let path = parts.uri.path();
     let scope = if opens.is_some() { "routes" } else { "all" };
+    let mut headers = Vec::with_capacity(parts.headers.len() + 1);
+    headers.extend(
+        parts
+            .headers
+            .iter()
+            .filter(|(name, _)| !tenant::AUTH_HEADERS.contains(&name.as_str()))
+            .filter(|(name, _)| name.as_str() != KEY_SCOPE_HEADER)
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            }),
+    );
+    headers.push((KEY_SCOPE_HEADER.to_owned(), scope.to_owned()));
     wit::Request {
-        method: parts.method.to_string(),
+        method: parts.method.as_str().to_owned(),
         path: path
             .strip_prefix(entry.prefix.as_str())
             .unwrap_or(path)
@@ -432,16 +444,7 @@ fn plugin_request(
         route: entry.route.clone(),
         params,
         query: plugin_query(parts.uri.query()),
-        headers: parts
-            .headers
-            .iter()
-            .filter(|(name, _)| !tenant::AUTH_HEADERS.contains(&name.as_str()))
-            .filter(|(name, _)| name.as_str() != KEY_SCOPE_HEADER)
-            .filter_map(|(name, value)| {
-                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
-            })
-            .chain([(KEY_SCOPE_HEADER.to_owned(), scope.to_owned())])
-            .collect(),
+        headers,
         body: body.into(),
         request_id: request_id.to_owned(),
     }

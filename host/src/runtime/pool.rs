@@ -14,7 +14,7 @@ use wasmtime::Store;
 
 use super::idle::{IdleBudget, IdleList};
 use crate::capabilities::wit_handler as wit;
-use crate::capabilities::{CallContext, HostState, PluginContext};
+use crate::capabilities::{HostState, PluginContext};
 use crate::capabilities::{PluginBindings, PluginBindingsPre};
 use crate::config::{InstanceMode, PluginLimits};
 
@@ -144,24 +144,25 @@ impl InstancePool {
         let deadline = Instant::now() + deadline_after;
         let mut instance = match self.checkout() {
             Some(instance) => instance,
-            None => tokio::time::timeout_at(deadline, self.instantiate())
+            None => within(deadline, self.instantiate())
                 .await
                 .map_err(|_| self.deadline_hit(deadline_after))??,
         };
-        instance.store.data_mut().call = CallContext {
-            request_id: request_id.to_owned(),
-            deadline,
-            max_attempts: match &call {
-                Call::Event(_, max_attempts) => Some(*max_attempts),
-                _ => None,
-            },
+        // In place: a warm instance's request id buffer is reused.
+        let context = &mut instance.store.data_mut().call;
+        context.request_id.clear();
+        context.request_id.push_str(request_id);
+        context.deadline = deadline;
+        context.max_attempts = match &call {
+            Call::Event(_, max_attempts) => Some(*max_attempts),
+            _ => None,
         };
         // Yield to the scheduler at every epoch tick, so the deadline below can fire.
         instance.store.set_epoch_deadline(1);
 
         // `describe` at load time warms the instance but does not spend its budget.
         let counts = !matches!(call, Call::Describe);
-        let outcome = tokio::time::timeout_at(deadline, invoke(&mut instance, call)).await;
+        let outcome = within(deadline, invoke(&mut instance, call)).await;
         match outcome {
             // The future was dropped mid-call; the instance goes with it.
             Err(_elapsed) => Err(self.deadline_hit(deadline_after)),
@@ -290,4 +291,32 @@ async fn invoke(instance: &mut Instance, call: Call) -> wasmtime::Result<Reply> 
         Call::Event(event, _) => Reply::Event(handler.call_handle_event(store, &event).await?),
         Call::Schedule(tick) => Reply::Schedule(handler.call_handle_schedule(store, &tick).await?),
     })
+}
+
+/// The deadline passed before the call finished.
+struct Elapsed;
+
+/// `tokio::time::timeout_at`, with the timer made only when the future does
+/// not finish at its first poll. A warm call mostly does, and a `Sleep` costs
+/// a visit to the runtime's time driver (its lock when dropped) every time.
+async fn within<F: std::future::Future>(
+    deadline: Instant,
+    future: F,
+) -> Result<F::Output, Elapsed> {
+    use std::task::Poll;
+    let mut future = std::pin::pin!(future);
+    let mut sleep = std::pin::pin!(None::<tokio::time::Sleep>);
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(output) = future.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if sleep.is_none() {
+            sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        match sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed)),
+            _ => Poll::Pending,
+        }
+    })
+    .await
 }

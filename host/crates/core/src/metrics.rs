@@ -779,12 +779,18 @@ impl RouteMetrics {
         self.duration
             .get_or_init(|| inner.request_duration.get_or_create(&self.labels).clone())
             .observe(elapsed.as_secs_f64());
-        let known = self.by_status.read().ok().and_then(|seen| {
+        // Counted under the read guard: no clone of the handle (two atomic
+        // operations on a shared count) per request.
+        let counted = self.by_status.read().ok().is_some_and(|seen| {
             seen.iter()
                 .find(|(s, _)| *s == status)
-                .map(|(_, c)| c.clone())
+                .map(|(_, c)| c.inc())
+                .is_some()
         });
-        let counter = known.unwrap_or_else(|| {
+        if counted {
+            return;
+        }
+        let counter = {
             let counter = inner
                 .requests
                 .get_or_create(&RequestLabels {
@@ -798,7 +804,7 @@ impl RouteMetrics {
                 seen.push((status, counter.clone()));
             }
             counter
-        });
+        };
         counter.inc();
     }
 }
