@@ -21,6 +21,7 @@ pub mod config;
 pub mod events;
 mod heap;
 pub mod host;
+pub mod ids;
 pub mod ingress;
 pub mod pins;
 pub mod reload;

@@ -78,7 +78,7 @@ impl MemoryBus {
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::ids::fast_uuid().to_string();
         let Some(registry) = lock(&self.inner.registry).upgrade() else {
             return Err(StoreError::Unavailable(
                 "the event bus has not started".into(),
@@ -352,7 +352,7 @@ impl Worker {
             }
             Outcome::Dead { error } => {
                 let letter = DeadLetter {
-                    id: uuid::Uuid::new_v4().to_string(),
+                    id: crate::ids::fast_uuid().to_string(),
                     event_id: delivery.id.clone(),
                     plugin: plugin.clone(),
                     topic: topic.clone(),

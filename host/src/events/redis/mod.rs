@@ -95,7 +95,7 @@ impl RedisBus {
         topic: &str,
         payload: Vec<u8>,
     ) -> Result<String, StoreError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = crate::ids::fast_uuid().to_string();
         let command = self.xadd(tenant, topic, &id, &payload, super::now_us());
         let mut connection = self.inner.store.connection();
         let _: String = command
@@ -117,7 +117,7 @@ impl RedisBus {
         let mut pipeline = redis::pipe();
         pipeline.atomic();
         for payload in &payloads {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = crate::ids::fast_uuid().to_string();
             pipeline
                 .add_command(self.xadd(tenant, topic, &id, payload, emitted_us))
                 .ignore();

@@ -505,7 +505,7 @@ impl Inner {
                 .await
                 .map(|acked| acked == 1),
             Outcome::Retry { after, error: _ } => {
-                let record = uuid::Uuid::new_v4().simple().to_string();
+                let record = crate::ids::fast_uuid().simple().to_string();
                 let member = format!("{group}|{record}|{}", delivery.topic);
                 let due =
                     now_ms().saturating_add(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
