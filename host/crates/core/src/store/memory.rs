@@ -383,7 +383,7 @@ impl MemoryStore {
 }
 
 /// Deducts `tokens` when available; otherwise says how long until they are. Shared
-/// reasoning with `rate_take.lua`, which does the same in Redis.
+/// reasoning with `rate_take_all.lua`, which does the same in Redis.
 fn token_bucket_decision(available: &mut f64, bucket: Bucket, tokens: u32) -> RateDecision {
     let wanted = f64::from(tokens);
     if *available >= wanted {

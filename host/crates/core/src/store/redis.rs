@@ -81,7 +81,6 @@ struct Scripts {
     kv: Script,
     lock_extend: Script,
     lock_release: Script,
-    rate_take: Script,
     rate_take_all: Script,
     scan_step: Script,
 }
@@ -153,7 +152,6 @@ impl RedisStore {
                 kv: Script::new(include_str!("lua/kv.lua")),
                 lock_extend: Script::new(include_str!("lua/lock_extend.lua")),
                 lock_release: Script::new(include_str!("lua/lock_release.lua")),
-                rate_take: Script::new(include_str!("lua/rate_take.lua")),
                 rate_take_all: Script::new(include_str!("lua/rate_take_all.lua")),
                 scan_step: Script::new(include_str!("lua/scan_step.lua")),
             }),
@@ -435,17 +433,7 @@ impl RedisStore {
         bucket: Bucket,
         tokens: u32,
     ) -> Result<RateDecision, StoreError> {
-        let (allowed, remaining, retry_ms): (i64, i64, i64) = self
-            .scripts
-            .rate_take
-            .key(key)
-            .arg(bucket.capacity)
-            .arg(bucket.refill_per_second / 1000.0)
-            .arg(tokens)
-            .invoke_async(&mut self.connection.clone())
-            .await
-            .map_err(classify)?;
-        Ok(decision(allowed, remaining, retry_ms))
+        self.rate_take_all(&[(key, bucket)], tokens).await
     }
 }
 

@@ -1,11 +1,11 @@
--- Token buckets in KEYS[1..n] (hashes: tokens, ts), all or none: one token
--- count taken from each only when every bucket has it (a call needs room in
+-- Token buckets in KEYS[1..n] (hashes: tokens, ts), all or none: the tokens
+-- are taken from each only when every bucket has them (a call needs room in
 -- all of its quotas; taking from one and then failing on another would spend
--- quota for nothing). Same state and expiry as rate_take.lua, so a bucket may
--- be taken from by either script.
+-- quota for nothing). One bucket is the plain rate limit.
+-- Time comes from the Redis server, so every host instance sees the same clock.
 -- ARGV: tokens wanted, then per bucket: capacity, refill per millisecond.
--- Returns {allowed (0/1), whole tokens left in the fullest-to-emptiest sense:
--- the fewest of any bucket, ms until all have enough (-1: never)}.
+-- Returns {allowed (0/1), whole tokens left (the fewest of any bucket),
+-- ms until all have enough (-1: never)}.
 local wanted = tonumber(ARGV[1])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
