@@ -144,7 +144,7 @@ impl InstancePool {
         let deadline = Instant::now() + deadline_after;
         let mut instance = match self.checkout() {
             Some(instance) => instance,
-            None => within(deadline, self.instantiate())
+            None => tokio::time::timeout_at(deadline, self.instantiate())
                 .await
                 .map_err(|_| self.deadline_hit(deadline_after))??,
         };
@@ -162,7 +162,7 @@ impl InstancePool {
 
         // `describe` at load time warms the instance but does not spend its budget.
         let counts = !matches!(call, Call::Describe);
-        let outcome = within(deadline, invoke(&mut instance, call)).await;
+        let outcome = tokio::time::timeout_at(deadline, invoke(&mut instance, call)).await;
         match outcome {
             // The future was dropped mid-call; the instance goes with it.
             Err(_elapsed) => Err(self.deadline_hit(deadline_after)),
@@ -291,32 +291,4 @@ async fn invoke(instance: &mut Instance, call: Call) -> wasmtime::Result<Reply> 
         Call::Event(event, _) => Reply::Event(handler.call_handle_event(store, &event).await?),
         Call::Schedule(tick) => Reply::Schedule(handler.call_handle_schedule(store, &tick).await?),
     })
-}
-
-/// The deadline passed before the call finished.
-struct Elapsed;
-
-/// `tokio::time::timeout_at`, with the timer made only when the future does
-/// not finish at its first poll. A warm call mostly does, and a `Sleep` costs
-/// a visit to the runtime's time driver (its lock when dropped) every time.
-async fn within<F: std::future::Future>(
-    deadline: Instant,
-    future: F,
-) -> Result<F::Output, Elapsed> {
-    use std::task::Poll;
-    let mut future = std::pin::pin!(future);
-    let mut sleep = std::pin::pin!(None::<tokio::time::Sleep>);
-    std::future::poll_fn(move |cx| {
-        if let Poll::Ready(output) = future.as_mut().poll(cx) {
-            return Poll::Ready(Ok(output));
-        }
-        if sleep.is_none() {
-            sleep.set(Some(tokio::time::sleep_until(deadline)));
-        }
-        match sleep.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed)),
-            _ => Poll::Pending,
-        }
-    })
-    .await
 }

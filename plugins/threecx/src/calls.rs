@@ -55,8 +55,12 @@ pub fn get(id: &str) -> Result<Option<Outbound>, Error> {
 pub enum NotStarted {
     /// 3CX refused it (unknown extension, a number it will not dial): the caller's to fix.
     Refused(String),
-    /// 3CX did not answer, or answered 5xx: try again later.
-    Failed(Failure),
+    /// Surely not placed (no connection, signed out, no budget, 3CX busy):
+    /// try again later.
+    NotSent(Failure),
+    /// Perhaps placed: 3CX took the request but its answer was lost or
+    /// unreadable. Not to be repeated: a person is not rung twice.
+    Unknown(Failure),
 }
 
 /// `makecall` from `extension` to `number` (E.164); kept and watched.
@@ -72,17 +76,28 @@ pub fn start(
             "timeout": settings.ring_timeout_s,
             "attacheddata": { "lead_id": lead_id, "source": "bitbylaw" },
         }))
-        .map_err(|e| NotStarted::Failed(e.into()))?
+        .map_err(|e| NotStarted::NotSent(e.into()))?
         .send()
-        .map_err(|e| NotStarted::Failed(unanswered("3CX", "makecall", e)))?;
+        .map_err(|e| {
+            // A time-out may have reached 3CX; the others never left.
+            let sent = matches!(e, threecx::ThreeCxError::Timeout);
+            let failure = unanswered("3CX", "makecall", e);
+            if sent {
+                NotStarted::Unknown(failure)
+            } else {
+                NotStarted::NotSent(failure)
+            }
+        })?;
     if !answer.is_success() {
-        return Err(match refused("3CX", "makecall", &answer) {
-            Failure::Permanent(message) => NotStarted::Refused(message),
-            failure => NotStarted::Failed(failure),
+        return Err(match (answer.status, refused("3CX", "makecall", &answer)) {
+            (_, Failure::Permanent(message)) => NotStarted::Refused(message),
+            // Refused before anything was dialled.
+            (401 | 403 | 429 | 503, failure) => NotStarted::NotSent(failure),
+            (_, failure) => NotStarted::Unknown(failure),
         });
     }
     let made: Value = answer.json().map_err(|e| {
-        NotStarted::Failed(Failure::Retryable(format!("3CX's makecall answer: {e}")))
+        NotStarted::Unknown(Failure::Retryable(format!("3CX's makecall answer: {e}")))
     })?;
     if made["finalstatus"] != "Success" {
         return Err(NotStarted::Refused(format!(
@@ -92,7 +107,7 @@ pub fn start(
     }
     let result = &made["result"];
     let Some(participant) = result["id"].as_u64() else {
-        return Err(NotStarted::Failed(Failure::Retryable(
+        return Err(NotStarted::Unknown(Failure::Retryable(
             "3CX's makecall answer names no participant".into(),
         )));
     };
@@ -174,46 +189,54 @@ pub fn watch(settings: &Settings) -> Result<(), Failure> {
             kv::set_remove(OPEN, &[id])?;
             continue;
         };
-        if !call.ended {
-            // 3CX gives up ringing after `ring_timeout_s`; a participant
-            // still not connected a minute after that will not be.
-            let rang_out = Utc::now() - call.started_at
-                > chrono::Duration::seconds(i64::from(settings.ring_timeout_s) + 60);
-            match participant(&call)? {
-                Some(live) if !rang_out || live["status"] == "Connected" => {
-                    let status = live["status"].as_str().unwrap_or_default().to_owned();
-                    if status == "Connected" {
-                        call.answered = true;
-                    }
-                    call.status = status;
+        // One call's trouble is logged and tried again at the next look;
+        // the other calls are looked at all the same.
+        if let Err(failure) = look_at(settings, &mut call, &mut held) {
+            warn!("call {id}: {}", failure.message());
+        }
+    }
+    Ok(())
+}
+
+const KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// One look at an open call: its status, and its task when it ended unanswered.
+fn look_at(settings: &Settings, call: &mut Outbound, held: &mut lock::Held) -> Result<(), Failure> {
+    if !call.ended {
+        // 3CX gives up ringing after `ring_timeout_s`; a participant still
+        // not connected a minute after that will not be.
+        let rang_out = Utc::now() - call.started_at
+            > chrono::Duration::seconds(i64::from(settings.ring_timeout_s) + 60);
+        match participant(call)? {
+            Some(live) if !rang_out || live["status"] == "Connected" => {
+                let status = live["status"].as_str().unwrap_or_default().to_owned();
+                if status == "Connected" {
+                    call.answered = true;
                 }
-                _ => {
-                    call.ended = true;
-                    call.status = if call.answered {
-                        "answered"
-                    } else {
-                        "unanswered"
-                    }
-                    .into();
-                    info!("call {id} to {} ended: {}", call.number, call.status);
-                }
+                call.status = status;
             }
-            kv::set_json(&key(&id), &call, Some(Duration::from_secs(30 * 24 * 3600)))
-                .map_err(Failure::from)?;
+            _ => {
+                call.ended = true;
+                call.status = if call.answered {
+                    "answered"
+                } else {
+                    "unanswered"
+                }
+                .into();
+                info!("call {} to {} ended: {}", call.id, call.number, call.status);
+            }
         }
-        // Answered: nothing to follow up. Unanswered: one task, then done.
-        if call.answered {
-            kv::set_remove(OPEN, &[id])?;
-            continue;
-        }
-        if call.ended {
-            held.fence()
-                .map_err(|e| Failure::Busy(format!("watching calls: {e}")))?;
-            follow_up(settings, &mut call)?;
-            kv::set_json(&key(&id), &call, Some(Duration::from_secs(30 * 24 * 3600)))
-                .map_err(Failure::from)?;
-            kv::set_remove(OPEN, &[id])?;
-        }
+        kv::set_json(&key(&call.id), &*call, Some(KEEP)).map_err(Failure::from)?;
+    }
+    // Answered: nothing to follow up. Unanswered: one task, then done.
+    if call.answered {
+        kv::set_remove(OPEN, std::slice::from_ref(&call.id))?;
+    } else if call.ended {
+        held.fence()
+            .map_err(|e| Failure::Busy(format!("watching calls: {e}")))?;
+        follow_up(settings, call)?;
+        kv::set_json(&key(&call.id), &*call, Some(KEEP)).map_err(Failure::from)?;
+        kv::set_remove(OPEN, std::slice::from_ref(&call.id))?;
     }
     Ok(())
 }

@@ -302,9 +302,13 @@ fn who(settings: &Settings, call: &Call, written: &Written) -> Result<Who, Failu
     let mut espocrm_record = None;
     let mut party = written.party.clone();
     if let Some((kind, id)) = from_pop {
-        if kind == "Party" {
+        // Ids from the report go into paths: only what such an id looks like.
+        let plain = !id.is_empty()
+            && id.len() <= 64
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        if plain && kind == "Party" {
             party = Some(id.to_owned());
-        } else if settings.espocrm.entities.iter().any(|e| e == kind) {
+        } else if plain && settings.espocrm.entities.iter().any(|e| e == kind) {
             espocrm_record = Some(Contact {
                 entity_id: format!("{kind}:{id}"),
                 entity_type: kind.to_owned(),

@@ -23,7 +23,7 @@ use bitbylaw_sdk::inbox::{Inbox, Worked};
 use bitbylaw_sdk::sync::Failure;
 use bitbylaw_sdk::{
     Description, Error, Event, HandlerError, Plugin, Request, Response, Router, Subscriptions,
-    Tick, info, kv, metrics, phone, warn,
+    Tick, info, kv, lock, metrics, phone, warn,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -119,12 +119,13 @@ fn journal_route(request: Request) -> Result<Response, Error> {
     let report =
         report::read(request.header("content-type"), request.body()).map_err(Error::BadRequest)?;
     let (key, taken) = journal::take(&settings, report)?;
-    if taken != Taken::Repeated {
-        let fresh = inbox().admit(std::slice::from_ref(&key))?;
-        // Kept: the sweep announces it if this fails.
-        if let Err(error) = announce(&fresh) {
-            warn!("call {key} kept; its event goes out with the next sweep: {error}");
-        }
+    // Also for a repeated report: the first may have been kept but not
+    // admitted (the store failed in between, 3CX sent again). Admitting a
+    // call whose sync is on its way changes nothing.
+    let fresh = inbox().admit(std::slice::from_ref(&key))?;
+    // Kept: the sweep announces it if this fails.
+    if let Err(error) = announce(&fresh) {
+        warn!("call {key} kept; its event goes out with the next sweep: {error}");
     }
     let taken = match taken {
         Taken::New => "new",
@@ -243,7 +244,11 @@ fn start_call(request: Request) -> Result<Response, Error> {
     match calls::start(&settings, &extension, &number, body.lead_id.as_deref()) {
         Ok(call) => Ok(Response::json(201, &call)),
         Err(NotStarted::Refused(message)) => Err(Error::BadRequest(message)),
-        Err(NotStarted::Failed(failure)) => Err(Error::BadGateway(failure.message().to_owned())),
+        Err(NotStarted::NotSent(failure)) => Err(Error::BadGateway(failure.message().to_owned())),
+        Err(NotStarted::Unknown(failure)) => Err(Error::GatewayTimeout(format!(
+            "3CX may have placed the call, but its answer was lost: {}; look before calling again",
+            failure.message()
+        ))),
     }
 }
 
@@ -269,12 +274,16 @@ fn call_lead(event: Event) -> Result<(), HandlerError> {
         info!("lead {id}: no valid phone number; not called");
         return Ok(());
     };
-    // Once per lead: the first to count it calls. A call is not taken back,
-    // so a lost answer to `makecall` is not retried (no second call).
-    let marker = format!("lead-called:{id}");
-    if kv::incr(&marker, 1)? > 1 {
+    // Once per lead: the first to take the mark calls (kept 30 days). A
+    // call that may have been placed is never repeated: a lost answer to
+    // `makecall` leaves the mark (a person is not rung twice).
+    let Some(mark) = lock::acquire(
+        &format!("lead-called:{id}"),
+        Duration::from_secs(30 * 24 * 3600),
+    )?
+    else {
         return Ok(());
-    }
+    };
     let espocrm_id = lead["espocrm_id"].as_str();
     match calls::start(&settings, &extension, &number, espocrm_id) {
         Ok(call) => {
@@ -285,12 +294,17 @@ fn call_lead(event: Event) -> Result<(), HandlerError> {
             warn!("lead {id}: 3CX refused the call: {message}");
             Err(HandlerError::Permanent(message))
         }
-        Err(NotStarted::Failed(failure)) => {
-            if matches!(failure, Failure::Retryable(_)) {
-                // Not rung: let the event's next attempt call.
-                kv::incr(&marker, -1)?;
-            }
+        Err(NotStarted::NotSent(failure)) => {
+            // Not rung: the event's next attempt calls.
+            mark.release()?;
             Err(failure.into())
+        }
+        Err(NotStarted::Unknown(failure)) => {
+            warn!(
+                "lead {id}: 3CX may have placed the call but its answer was lost ({}); not called again",
+                failure.message()
+            );
+            Ok(())
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct Report {
     pub entity_id: Option<String>,
 }
 
+/// A call longer than a day is no call.
+const MAX_DURATION_S: u64 = 24 * 3600;
+
 /// Each field under our name and 3CX's variable name.
 const FIELDS: [(&str, &str); 9] = [
     ("call_type", "CallType"),
@@ -116,6 +119,9 @@ pub fn read(content_type: Option<&str>, body: &[u8]) -> Result<Report, String> {
         }
         None => 0,
     };
+    if duration_s > MAX_DURATION_S {
+        return Err(format!("`duration` {duration_s} s is longer than a day"));
+    }
     let end = match get("end_utc") {
         Some(text) => utc(&text).ok_or_else(|| format!("`end_utc` `{text}` is not a time"))?,
         None => start + chrono::Duration::seconds(i64::try_from(duration_s).unwrap_or(0)),
@@ -136,8 +142,15 @@ pub fn read(content_type: Option<&str>, body: &[u8]) -> Result<Report, String> {
 }
 
 /// A UTC time as 3CX writes it: RFC 3339, or `YYYY-MM-DD HH:MM:SS` (with
-/// `T`, with fractions), or with a date `DD.MM.YYYY` or `MM/DD/YYYY`.
+/// `T`, with fractions), or with a date `DD.MM.YYYY` or `MM/DD/YYYY`; years
+/// 2000 to 2199 only (chrono reads six-digit years, and arithmetic on those
+/// overflows).
 pub fn utc(text: &str) -> Option<DateTime<Utc>> {
+    use chrono::Datelike;
+    parse_utc(text).filter(|time| (2000..2200).contains(&time.year()))
+}
+
+fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     if let Ok(time) = DateTime::parse_from_rfc3339(text) {
         return Some(time.with_timezone(&Utc));
@@ -238,6 +251,10 @@ mod tests {
         assert_eq!(duration("PT1M30.4S"), Some(90));
         assert_eq!(duration("PT2H"), Some(7200));
         assert_eq!(duration("P1D"), None);
+        assert_eq!(utc("+262143-12-31 23:59:59"), None);
+        assert_eq!(utc("1970-01-01T00:00:00Z"), None);
+        let huge = br#"{"CallType":"Inbound","Number":"1","Agent":"1","CallStartTimeUTC":"2026-12-04 10:00:00","Duration":"9223372036854775807"}"#;
+        assert!(read(None, huge).unwrap_err().contains("longer than a day"));
         for text in [
             "2026-12-04T10:00:00Z",
             "2026-12-04 10:00:00",

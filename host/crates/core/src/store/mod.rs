@@ -271,8 +271,14 @@ impl Store {
         buckets: &[(&str, Bucket)],
         tokens: u32,
     ) -> Result<RateDecision, StoreError> {
-        for (_, bucket) in buckets {
+        if buckets.is_empty() {
+            return Err(StoreError::Invalid("no bucket to take from".into()));
+        }
+        for (i, (key, bucket)) in buckets.iter().enumerate() {
             bucket.check(tokens)?;
+            if buckets[..i].iter().any(|(other, _)| other == key) {
+                return Err(StoreError::Invalid(format!("bucket {key} named twice")));
+            }
         }
         delegate!(self.rate_take_all(buckets, tokens))
     }
