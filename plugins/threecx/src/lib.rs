@@ -89,8 +89,9 @@ fn lookup_route(request: Request) -> Result<Response, Error> {
         })?;
     let deadline = started + Duration::from_millis(settings.lookup.budget_ms);
     // An extension, "anonymous" or a number no plan knows: nobody to show.
-    let found = match phone::e164(raw) {
-        Some(number) => lookup::find(&settings, &number, deadline)?,
+    let number = phone::e164(raw);
+    let found = match &number {
+        Some(number) => lookup::find(&settings, number, deadline)?,
         None => lookup::Found {
             contacts: Vec::new(),
             complete: true,
@@ -104,7 +105,7 @@ fn lookup_route(request: Request) -> Result<Response, Error> {
     Ok(Response::json(
         200,
         &json!({
-            "number": phone::e164(raw).unwrap_or_else(|| raw.to_owned()),
+            "number": number.as_deref().unwrap_or(raw),
             "contacts": found.contacts,
             "complete": found.complete,
         }),
