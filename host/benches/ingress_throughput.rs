@@ -7,7 +7,8 @@
 //! `BENCH_SECONDS` (default 10), `BENCH_CONNECTIONS` (default 32) and
 //! `BENCH_RUNS` (default 3) tune the load. The host logs at `info` into a sink,
 //! as in production but without the disk: with `BENCH_ACCESS_LOG=1` its
-//! access lines are on (the default of a deployment), else off.
+//! access lines are on (the default of a deployment), else off; with
+//! `BENCH_NO_LOG=1` no log subscriber is installed (what logging costs).
 //!
 //! wrk and the server share the machine's cores, so one run's requests per
 //! second swing by several percent; the targets take turns, `BENCH_RUNS` times,
@@ -30,12 +31,17 @@ fn main() {
         Some(_) => "info",
         None => "info,bitbylaw::access=off",
     };
-    bitbylaw::telemetry::init_with_writer(
-        bitbylaw::config::LogFormat::Human,
-        filter,
-        std::io::sink,
-    );
-    println!("log filter: {filter}");
+    if std::env::var_os("BENCH_NO_LOG").is_some() {
+        // What the log subscriber costs: the same run with none installed.
+        println!("log: no subscriber");
+    } else {
+        bitbylaw::telemetry::init_with_writer(
+            bitbylaw::config::LogFormat::Human,
+            filter,
+            std::io::sink,
+        );
+        println!("log filter: {filter}");
+    }
     let seconds: u64 = env_or("BENCH_SECONDS", 10);
     let connections: u64 = env_or("BENCH_CONNECTIONS", 32);
     let runtime = tokio::runtime::Builder::new_multi_thread()

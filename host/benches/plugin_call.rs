@@ -65,6 +65,21 @@ fn plugin_call(c: &mut Criterion) {
                 assert_eq!(response.status, 204);
             })
         });
+        // The same calls one after another inside one task, as a server's
+        // connection task makes them: without entering the runtime per call
+        // (`block_on`), which the host's request path never does.
+        group.bench_function(format!("{name}_in_task"), |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let started = std::time::Instant::now();
+                    for _ in 0..iterations {
+                        let response = plugin.handle_http("bench", request()).await.unwrap();
+                        assert_eq!(response.status, 204);
+                    }
+                    started.elapsed()
+                })
+            })
+        });
     }
     group.finish();
 }

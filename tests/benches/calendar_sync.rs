@@ -15,7 +15,7 @@
 
 use std::time::{Duration, Instant};
 
-use bitbylaw_tests::bench::env_or;
+use bitbylaw_tests::bench::{CpuReading, env_or};
 use bitbylaw_tests::calendar::{CalendarRig, RigOptions};
 use bitbylaw_tests::simulators::google::Quotas;
 use chrono::{Days, Utc};
@@ -105,6 +105,8 @@ async fn bench(employees: usize, appointments: usize, latency: Duration) {
 
 struct Outcome {
     wall: Duration,
+    /// CPU seconds of this process (host, simulators) and of Redis over the run.
+    cpu: (f64, f64),
     reports: Vec<Value>,
     google_reads: usize,
     google_writes: usize,
@@ -114,6 +116,7 @@ struct Outcome {
 async fn sync_all(rig: &CalendarRig, employees: usize) -> Outcome {
     let calls_before = rig.google.calls().len();
     let since = Utc::now().to_rfc3339();
+    let cpu_before = CpuReading::now(bitbylaw_tests::REDIS_URL).await;
     let started = Instant::now();
     let (status, answer) = rig.trigger(json!({ "kuerzel": "ALL" })).await;
     assert_eq!(status, 200, "{answer}");
@@ -134,9 +137,13 @@ async fn sync_all(rig: &CalendarRig, employees: usize) -> Outcome {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let wall = started.elapsed();
+    let cpu = CpuReading::now(bitbylaw_tests::REDIS_URL)
+        .await
+        .since(&cpu_before);
     let calls: Vec<_> = rig.google.calls().into_iter().skip(calls_before).collect();
     Outcome {
         wall,
+        cpu,
         google_reads: calls.iter().filter(|c| c.method == "GET").count(),
         google_writes: calls.iter().filter(|c| c.method != "GET").count(),
         reports,
@@ -168,9 +175,13 @@ fn print(name: &str, outcome: &Outcome) {
         .map(|r| r["duration_ms"].as_u64().unwrap_or(0))
         .collect();
     durations.sort_unstable();
+    let employees = outcome.reports.len().max(1) as f64;
     println!(
-        "{name}: {:.1} s wall for all; per employee run p50 {} ms, max {} ms; writes Google {} Advoware {}; Google calls: {} reads ({:.1} per employee), {} writes; not ok: {:?}",
+        "{name}: {:.1} s wall for all; CPU {:.2} s in this process (host and simulators) + {:.2} s Redis = {:.3} s per employee; per employee run p50 {} ms, max {} ms; writes Google {} Advoware {}; Google calls: {} reads ({:.1} per employee), {} writes; not ok: {:?}",
         outcome.wall.as_secs_f64(),
+        outcome.cpu.0,
+        outcome.cpu.1,
+        (outcome.cpu.0 + outcome.cpu.1) / employees,
         durations[durations.len() / 2],
         durations.last().copied().unwrap_or(0),
         sum("google"),

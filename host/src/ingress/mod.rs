@@ -55,7 +55,8 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
         .find(|id| is_usable_request_id(id))
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
-    request.extensions_mut().insert(RequestId(id.clone()));
+    // Made now, so the id itself can move into the request.
+    let echoed = HeaderValue::from_str(&id);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -70,6 +71,7 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
     let path = request.uri().path();
     let probe = matches!(path, "/health" | "/ready" | "/metrics")
         || (request.method() == http::Method::GET && path.starts_with("/admin/"));
+    request.extensions_mut().insert(RequestId(id));
     let mut response = async move {
         let response = next.run(request).await;
         access_line(&response, started, probe);
@@ -77,7 +79,7 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await;
-    if let Ok(value) = HeaderValue::from_str(&id) {
+    if let Ok(value) = echoed {
         response
             .headers_mut()
             .insert(HeaderName::from_static(REQUEST_ID), value);
@@ -243,12 +245,13 @@ async fn metrics(State(host): State<Arc<Host>>, headers: http::HeaderMap) -> Res
 /// Everything that is not an operational endpoint: find the tenant, take its
 /// limits, route, read the body, and let the plugin answer. Each step either
 /// hands on what the next needs or refuses with an [`ApiError`].
-async fn dispatch(State(host): State<Arc<Host>>, request: Request) -> Response {
+async fn dispatch(State(host): State<Arc<Host>>, mut request: Request) -> Response {
     let started = Instant::now();
+    // Taken out, not copied: nothing after this reads it from the request.
     let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|id| id.0.clone())
+        .extensions_mut()
+        .remove::<RequestId>()
+        .map(|id| id.0)
         .unwrap_or_default();
     let mut tenant = None;
     match serve(&host, request, &request_id, started, &mut tenant).await {
@@ -273,13 +276,16 @@ async fn serve(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let deployment = host.registry().current();
+    // The request's span, looked up once for the three fields it gets here.
+    let span = tracing::Span::current();
     let (tenant, opens) = authenticate(host, &deployment, &parts)?;
+    span.record("tenant", tenant.id.as_str());
     *tenant_seen = Some(tenant.clone());
     let rate_headers = limits::take_request(host, &tenant).await?;
     // Held until the plugin answered: the tenant's share of instances.
     let _instance = limits::take_instance(&tenant)?;
     let (entry, params) = route(&tenant, &parts)?;
-    tracing::Span::current().record("route", entry.pattern.as_str());
+    span.record("route", entry.pattern.as_str());
     if !crate::config::allowed(&opens, parts.method.as_str(), &entry.pattern) {
         tracing::info!(route = %entry.pattern, "request refused: the credential does not open this route");
         return Err(ApiError::refuse(
@@ -289,7 +295,7 @@ async fn serve(
         ));
     }
     let plugin_name = &entry.plugin.context().name;
-    tracing::Span::current().record("plugin", plugin_name.as_str());
+    span.record("plugin", plugin_name.as_str());
     let body = read_body(body, &parts, host.config().ingress.max_body_bytes).await?;
     let plugin_request = plugin_request(&parts, entry, params, body, request_id, &opens);
 
@@ -331,7 +337,6 @@ fn authenticate(
         tracing::info!(%error, "request refused: no tenant");
         ApiError::refuse(StatusCode::UNAUTHORIZED, "unauthorized", error.to_string())
     })?;
-    tracing::Span::current().record("tenant", tenant.id.as_str());
     Ok((tenant, opens))
 }
 

@@ -457,7 +457,6 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// One event delivery ended with `outcome`; `emitted_at_us` in µs since the epoch.
     /// `count` events of `topic` emitted by `plugin`.
     pub fn events_emitted(&self, tenant: &str, plugin: &str, topic: &str, count: u64) {
         let labels = SubscriptionLabels {
@@ -482,6 +481,9 @@ impl Metrics {
         found
     }
 
+    /// One event delivery ended with `outcome` (`done`, `retry`, `dead`);
+    /// `emitted_at_us` in µs since the epoch. Builds the labels each time:
+    /// a reader of one subscription keeps a [`SubscriptionMetrics`] instead.
     pub fn event_handled(
         &self,
         tenant: &str,
@@ -490,29 +492,22 @@ impl Metrics {
         outcome: &str,
         emitted_at_us: u64,
     ) {
-        self.inner
-            .events
-            .get_or_create(&EventLabels {
+        self.subscription(tenant, plugin, topic)
+            .handled(outcome, emitted_at_us);
+    }
+
+    /// One subscription's delivery figures, recorded without building labels
+    /// per event (the Redis bus keeps one per subscription it reads).
+    pub fn subscription(&self, tenant: &str, plugin: &str, topic: &str) -> SubscriptionMetrics {
+        SubscriptionMetrics {
+            labels: SubscriptionLabels {
                 tenant: tenant.to_owned(),
                 plugin: plugin.to_owned(),
                 topic: topic.to_owned(),
-                outcome: outcome.to_owned(),
-            })
-            .inc();
-        if outcome == "done" {
-            let now_us = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or_default();
-            let latency = now_us.saturating_sub(emitted_at_us) as f64 / 1_000_000.0;
-            self.inner
-                .event_latency
-                .get_or_create(&SubscriptionLabels {
-                    tenant: tenant.to_owned(),
-                    plugin: plugin.to_owned(),
-                    topic: topic.to_owned(),
-                })
-                .observe(latency);
+            },
+            metrics: self.clone(),
+            by_outcome: Default::default(),
+            latency: std::sync::OnceLock::new(),
         }
     }
 
@@ -806,6 +801,50 @@ impl RouteMetrics {
             counter
         };
         counter.inc();
+    }
+}
+
+/// One subscription's outcome counters and emit-to-done latency, taken from
+/// the families on first use and then updated in place.
+pub struct SubscriptionMetrics {
+    labels: SubscriptionLabels,
+    metrics: Metrics,
+    /// `done`, `retry`, `dead`.
+    by_outcome: [std::sync::OnceLock<Counter>; 3],
+    latency: std::sync::OnceLock<Histogram>,
+}
+
+impl SubscriptionMetrics {
+    const OUTCOMES: [&'static str; 3] = ["done", "retry", "dead"];
+
+    /// One delivery ended with `outcome`; `emitted_at_us` in µs since the epoch.
+    pub fn handled(&self, outcome: &str, emitted_at_us: u64) {
+        let inner = &self.metrics.inner;
+        let counter = |outcome: &str| {
+            inner
+                .events
+                .get_or_create(&EventLabels {
+                    tenant: self.labels.tenant.clone(),
+                    plugin: self.labels.plugin.clone(),
+                    topic: self.labels.topic.clone(),
+                    outcome: outcome.to_owned(),
+                })
+                .clone()
+        };
+        match Self::OUTCOMES.iter().position(|known| *known == outcome) {
+            Some(i) => self.by_outcome[i].get_or_init(|| counter(outcome)).inc(),
+            None => counter(outcome).inc(),
+        };
+        if outcome == "done" {
+            let now_us = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or_default();
+            let latency = now_us.saturating_sub(emitted_at_us) as f64 / 1_000_000.0;
+            self.latency
+                .get_or_init(|| inner.event_latency.get_or_create(&self.labels).clone())
+                .observe(latency);
+        }
     }
 }
 

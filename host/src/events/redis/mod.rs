@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 
 use self::keys::Keys;
 use self::records::{EventRecord, dead_letter, field_bytes, field_number};
-use self::worker::{Source, Worker};
+use self::worker::{Source, SourceSubscription, Worker};
 use super::{DeadLetter, SubscriptionStats, Workers};
 use crate::config::EventsConfig;
 use crate::metrics::Metrics;
@@ -185,31 +185,38 @@ impl RedisBus {
         let mut streams = Vec::new();
         let mut semaphores = HashMap::new();
         for subscription in &tenant.subscriptions {
-            let stream = keys.topic(&subscription.topic);
-            streams.push(Source {
-                stream,
-                group: subscription.plugin.clone(),
-                topic: Some(subscription.topic.clone()),
-            });
+            let handlers = Arc::new(Semaphore::new(subscription.settings.concurrency));
             semaphores.insert(
                 (subscription.plugin.clone(), subscription.topic.clone()),
-                Arc::new(Semaphore::new(subscription.settings.concurrency)),
+                handlers.clone(),
             );
+            streams.push(Arc::new(Source {
+                stream: keys.topic(&subscription.topic),
+                group: subscription.plugin.clone(),
+                subscription: Some(SourceSubscription {
+                    handlers,
+                    metrics: inner.metrics.subscription(
+                        &tenant.id,
+                        &subscription.plugin,
+                        &subscription.topic,
+                    ),
+                }),
+            }));
         }
         for plugin in subscribers(tenant) {
             let stream = keys.direct(plugin);
-            streams.push(Source {
+            streams.push(Arc::new(Source {
                 stream,
                 group: plugin.to_owned(),
-                topic: None,
-            });
+                subscription: None,
+            }));
         }
         let (acks, queue) = tokio::sync::mpsc::channel(worker::ACK_BATCH * 4);
         inner
             .workers
             .tracker
             .spawn(worker::ack_loop(inner.clone(), tenant.id.clone(), queue));
-        let worker = Worker {
+        let worker = Arc::new(Worker {
             inner: inner.clone(),
             registry: registry.clone(),
             tenant: tenant.id.clone(),
@@ -217,7 +224,7 @@ impl RedisBus {
             semaphores: Arc::new(semaphores),
             token: token.clone(),
             acks,
-        };
+        });
         for source in &streams {
             let worker = worker.clone();
             let source = source.clone();

@@ -3,6 +3,7 @@
 //! script call, and entries are read back here, so the field names live in one file.
 
 use redis::streams::StreamId;
+use redis::{FromRedisValue, ParsingError, Value};
 
 use super::super::delivery::Delivery;
 use super::super::{DeadLetter, payload_text};
@@ -130,5 +131,238 @@ pub(super) fn dead_letter(entry: &StreamId) -> DeadLetter {
         failed_at: field_number(entry, "failed_at").unwrap_or(0),
         payload: payload_text(&payload),
         payload_bytes: payload.len(),
+    }
+}
+
+/// A stream entry as read: its id, and the event it holds (`None` when its
+/// fields are not an event's).
+pub(super) struct ReadEntry {
+    pub id: String,
+    pub delivery: Option<Delivery>,
+}
+
+/// The entries of an `XREADGROUP` reply, moved out of the reply as they are:
+/// the crate's `StreamReadReply` copies the whole reply before parsing it and
+/// builds a map of every entry's fields, a cost per event on the bus's hot path.
+/// Nil (nothing came) is no entries; RESP2 gives `[[stream, entries], ..]`,
+/// RESP3 a map of stream to entries; an entry is `[id, [field, value, ..]]`.
+pub(super) struct ReadReply(pub Vec<ReadEntry>);
+
+impl FromRedisValue for ReadReply {
+    fn from_redis_value_ref(value: &Value) -> Result<Self, ParsingError> {
+        Self::from_redis_value(value.clone())
+    }
+
+    fn from_redis_value(value: Value) -> Result<Self, ParsingError> {
+        let streams = match value {
+            Value::Nil => return Ok(Self(Vec::new())),
+            Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
+            Value::Array(streams) => streams
+                .into_iter()
+                .map(|stream| match stream {
+                    Value::Array(pair) if pair.len() == 2 => {
+                        Ok(pair.into_iter().nth(1).unwrap_or_default())
+                    }
+                    other => Err(unexpected("[stream, entries]", &other)),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            other => return Err(unexpected("streams", &other)),
+        };
+        let mut entries = Vec::new();
+        for stream in streams {
+            let Value::Array(read) = stream else {
+                return Err(unexpected("entries", &stream));
+            };
+            entries.reserve(read.len());
+            for entry in read {
+                entries.push(read_entry(entry)?);
+            }
+        }
+        Ok(Self(entries))
+    }
+}
+
+fn read_entry(entry: Value) -> Result<ReadEntry, ParsingError> {
+    let Value::Array(parts) = entry else {
+        return Err(unexpected("[id, fields]", &entry));
+    };
+    let mut parts = parts.into_iter();
+    let id = match parts.next() {
+        Some(id) => redis::from_redis_value::<String>(id)?,
+        None => return Err(ParsingError::from("an entry without its id".to_owned())),
+    };
+    let fields = match parts.next() {
+        Some(Value::Array(fields)) => fields,
+        // A deleted entry still pending comes with nil fields.
+        _ => Vec::new(),
+    };
+    Ok(ReadEntry {
+        id,
+        delivery: delivery_of(fields),
+    })
+}
+
+/// An event from a flat `field, value, ..` list, taking the values as they are.
+fn delivery_of(fields: Vec<Value>) -> Option<Delivery> {
+    let (mut id, mut topic, mut payload, mut attempt, mut emitted) = (None, None, None, None, None);
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let Value::BulkString(name) = name else {
+            continue;
+        };
+        let bytes = match value {
+            Value::BulkString(bytes) => bytes,
+            _ => continue,
+        };
+        match name.as_slice() {
+            b"id" => id = String::from_utf8(bytes).ok(),
+            b"topic" => topic = String::from_utf8(bytes).ok(),
+            b"payload" => payload = Some(bytes),
+            b"attempt" => attempt = number(&bytes),
+            b"emitted_us" => emitted = number(&bytes),
+            _ => {}
+        }
+    }
+    Some(Delivery {
+        id: id?,
+        topic: topic?,
+        payload: payload.unwrap_or_default(),
+        attempt: attempt.unwrap_or(1),
+        emitted_at_us: emitted.unwrap_or(0),
+    })
+}
+
+fn number<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
+    std::str::from_utf8(bytes).ok()?.parse().ok()
+}
+
+fn unexpected(expected: &str, got: &Value) -> ParsingError {
+    ParsingError::from(format!(
+        "unexpected stream read reply: expected {expected}, got {got:?}"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[(&str, &str)]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(
+                fields
+                    .iter()
+                    .flat_map(|(f, v)| [bulk(f), bulk(v)])
+                    .collect(),
+            ),
+        ])
+    }
+
+    fn event(id: &str) -> Value {
+        entry(
+            "1-0",
+            &[
+                ("id", id),
+                ("topic", "t"),
+                ("payload", "x"),
+                ("emitted_us", "7"),
+                ("attempt", "2"),
+            ],
+        )
+    }
+
+    #[test]
+    fn reads_both_protocols_and_nil() {
+        let resp2 = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![event("a"), event("b")]),
+        ])]);
+        let resp3 = Value::Map(vec![(
+            bulk("s"),
+            Value::Array(vec![event("a"), event("b")]),
+        )]);
+        for reply in [resp2, resp3] {
+            let ReadReply(entries) = redis::from_redis_value(reply).unwrap();
+            let ids: Vec<_> = entries
+                .iter()
+                .map(|e| e.delivery.as_ref().unwrap().id.as_str())
+                .collect();
+            assert_eq!(ids, ["a", "b"]);
+            let delivery = entries[0].delivery.as_ref().unwrap();
+            assert_eq!(
+                (
+                    entries[0].id.as_str(),
+                    delivery.topic.as_str(),
+                    delivery.payload.as_slice(),
+                    delivery.attempt,
+                    delivery.emitted_at_us
+                ),
+                ("1-0", "t", b"x".as_slice(), 2, 7)
+            );
+        }
+        let ReadReply(none) = redis::from_redis_value(Value::Nil).unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn an_entry_that_is_no_event_is_kept_without_one_and_a_bad_shape_is_an_error() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![
+                entry("2-0", &[("topic", "t")]),
+                Value::Array(vec![bulk("3-0"), Value::Nil]),
+            ]),
+        ])]);
+        let ReadReply(entries) = redis::from_redis_value(reply).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(entries.iter().all(|e| e.delivery.is_none()));
+        assert_eq!(entries[1].id, "3-0");
+        assert!(redis::from_redis_value::<ReadReply>(Value::Int(3)).is_err());
+    }
+
+    #[test]
+    fn reads_what_parse_delivery_reads() {
+        // The two readers (this one for reads, `parse_delivery` for claims) agree.
+        let ReadReply(entries) = redis::from_redis_value(Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![event("a")]),
+        ])]))
+        .unwrap();
+        let stream_id = StreamId {
+            id: "1-0".into(),
+            map: [
+                ("id", "a"),
+                ("topic", "t"),
+                ("payload", "x"),
+                ("emitted_us", "7"),
+                ("attempt", "2"),
+            ]
+            .into_iter()
+            .map(|(f, v)| (f.to_owned(), bulk(v)))
+            .collect(),
+            ..StreamId::default()
+        };
+        let claimed = parse_delivery(&stream_id).unwrap();
+        let read = entries[0].delivery.as_ref().unwrap();
+        assert_eq!(
+            (
+                &read.id,
+                &read.topic,
+                &read.payload,
+                read.attempt,
+                read.emitted_at_us
+            ),
+            (
+                &claimed.id,
+                &claimed.topic,
+                &claimed.payload,
+                claimed.attempt,
+                claimed.emitted_at_us
+            )
+        );
     }
 }

@@ -7,31 +7,40 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::store::redis::RedisConnection;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::StreamAutoClaimReply;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::keys::{Keys, RetryMember};
-use super::records::{DeadRecord, EventRecord, parse_delivery};
+use super::records::{DeadRecord, EventRecord, ReadReply, parse_delivery};
 use super::{Inner, READ_BATCH};
 
 /// Where a reader reads: a stream, its consumer group (the plugin), and the
-/// subscription's topic (`None` for the plugin's direct stream).
-#[derive(Clone)]
+/// subscription's topic with its handler limit and figures (`None` for the
+/// plugin's direct stream, whose entries mix topics). Shared by the reader
+/// and every event it hands out, so nothing of it is copied per event.
 pub(crate) struct Source {
     pub stream: String,
     pub group: String,
-    pub topic: Option<String>,
+    pub subscription: Option<SourceSubscription>,
+}
+
+/// The subscription a topic stream's group belongs to.
+pub(crate) struct SourceSubscription {
+    /// Its `concurrency`, shared with its entries in the direct stream.
+    pub handlers: Arc<Semaphore>,
+    pub metrics: SubscriptionMetrics,
 }
 
 /// A free handler: an instance-wide slot and, once known, the subscription's.
 type Slot = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
 use crate::events::delivery::{self, Delivery, Outcome};
 use crate::events::now_ms;
+use crate::metrics::SubscriptionMetrics;
 use crate::tenants::Registry;
 
-/// The tasks of one tenant share this.
-#[derive(Clone)]
+/// The tasks of one tenant share this (behind an `Arc`: each event's task
+/// holds it).
 pub(super) struct Worker {
     pub inner: Arc<Inner>,
     pub registry: Arc<Registry>,
@@ -48,8 +57,7 @@ pub(super) const ACK_BATCH: usize = 256;
 
 /// A done event's acknowledgement: its entry of a stream for a group.
 pub(super) struct Ack {
-    stream: String,
-    group: String,
+    source: Arc<Source>,
     entry_id: String,
 }
 
@@ -67,7 +75,7 @@ pub(super) async fn ack_loop(inner: Arc<Inner>, tenant: String, mut queue: mpsc:
         let mut groups: BTreeMap<(&str, &str), Vec<&str>> = BTreeMap::new();
         for ack in &batch {
             groups
-                .entry((&ack.stream, &ack.group))
+                .entry((&ack.source.stream, &ack.source.group))
                 .or_default()
                 .push(&ack.entry_id);
         }
@@ -95,7 +103,7 @@ impl Worker {
     /// Reads new entries of one stream for one group, only as many as there are
     /// free handlers: an entry that waited here for a handler would age in the
     /// group's pending list and be taken over by another instance, and run twice.
-    pub async fn read_loop(self, source: Source) {
+    pub async fn read_loop(self: Arc<Self>, source: Arc<Source>) {
         let block = Duration::from_millis(self.inner.config.read_block_ms);
         let Some(mut connection) = self.connect(block).await else {
             return;
@@ -170,9 +178,9 @@ impl Worker {
     /// block with `block`), each dispatched with its slot; unused slots are
     /// freed. True when an entry came.
     async fn read(
-        &self,
+        self: &Arc<Self>,
         connection: &mut RedisConnection,
-        source: &Source,
+        source: &Arc<Source>,
         mut slots: Vec<Slot>,
         block: bool,
     ) -> Result<bool, redis::RedisError> {
@@ -186,19 +194,16 @@ impl Worker {
         if block {
             command.arg("BLOCK").arg(self.inner.config.read_block_ms);
         }
-        let reply: Option<StreamReadReply> = command
+        let ReadReply(entries) = command
             .arg("STREAMS")
             .arg(&source.stream)
             .arg(">")
             .query_async(connection)
             .await?;
-        let entries: Vec<StreamId> = reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default();
         let came = !entries.is_empty();
         for entry in entries {
             let Some(slot) = slots.pop() else { break };
-            self.dispatch(source, entry, slot).await;
+            self.dispatch(source, entry.id, entry.delivery, slot).await;
         }
         Ok(came)
     }
@@ -206,7 +211,7 @@ impl Worker {
     /// Takes over entries that another (dead) instance took and never finished,
     /// as many at a time as there are free handlers (claiming resets an entry's
     /// idle time, so one claimed and left waiting would be claimed again).
-    pub async fn claim_loop(self, sources: Vec<Source>) {
+    pub async fn claim_loop(self: Arc<Self>, sources: Vec<Arc<Source>>) {
         let visibility = self.inner.config.visibility_timeout_ms;
         let every = Duration::from_millis((visibility / 4).max(250));
         loop {
@@ -244,7 +249,8 @@ impl Worker {
                     for entry in reply.claimed {
                         tracing::info!(tenant = %self.tenant, stream = %source.stream, entry = %entry.id, "taking over an event another instance did not finish");
                         let Some(slot) = slots.pop() else { break };
-                        self.dispatch(source, entry, slot).await;
+                        let delivery = parse_delivery(&entry);
+                        self.dispatch(source, entry.id, delivery, slot).await;
                     }
                     if reply.next_stream_id == "0-0" || self.token.is_cancelled() {
                         break;
@@ -261,11 +267,7 @@ impl Worker {
     /// plugin's direct stream (retries, replays) mixes topics, so there one
     /// entry is taken at a time and its subscription's slot taken once it is read.
     async fn slots(&self, source: &Source, most: usize, wait: bool) -> Option<Vec<Slot>> {
-        let local = source
-            .topic
-            .as_ref()
-            .and_then(|topic| self.semaphores.get(&(source.group.clone(), topic.clone())))
-            .cloned();
+        let local = source.subscription.as_ref().map(|s| s.handlers.clone());
         let global = &self.inner.workers.global;
         let first = if wait {
             let local = match &local {
@@ -302,7 +304,7 @@ impl Worker {
     }
 
     /// Moves retries that are due into their plugin's stream.
-    pub async fn pump_loop(self) {
+    pub async fn pump_loop(self: Arc<Self>) {
         let every = Duration::from_millis(self.inner.config.retry_poll_ms);
         let retry_set = self.keys.retry_set();
         loop {
@@ -350,14 +352,20 @@ impl Worker {
 
     /// Handles the entry in its own task, holding its slot; an entry of a direct
     /// stream first takes its subscription's slot.
-    async fn dispatch(&self, source: &Source, entry: StreamId, slot: Slot) {
+    async fn dispatch(
+        self: &Arc<Self>,
+        source: &Arc<Source>,
+        entry_id: String,
+        delivery: Option<Delivery>,
+        slot: Slot,
+    ) {
         let (stream, group) = (source.stream.as_str(), source.group.as_str());
-        let Some(delivery) = parse_delivery(&entry) else {
-            tracing::error!(tenant = %self.tenant, %stream, entry = %entry.id, "malformed event entry; dropped");
+        let Some(delivery) = delivery else {
+            tracing::error!(tenant = %self.tenant, %stream, entry = %entry_id, "malformed event entry; dropped");
             let _: Result<i64, _> = redis::cmd("XACK")
                 .arg(stream)
                 .arg(group)
-                .arg(&entry.id)
+                .arg(&entry_id)
                 .query_async(&mut self.inner.store.connection())
                 .await;
             return;
@@ -371,14 +379,15 @@ impl Worker {
             local = semaphore.clone().acquire_owned().await.ok();
         }
         let worker = self.clone();
-        let (stream, group) = (stream.to_owned(), group.to_owned());
+        let source = source.clone();
         self.inner.workers.tracker.spawn(async move {
             let _permits = (global, local);
-            worker.handle(&stream, &group, &entry.id, delivery).await;
+            worker.handle(source, entry_id, delivery).await;
         });
     }
 
-    async fn handle(&self, stream: &str, group: &str, entry_id: &str, delivery: Delivery) {
+    async fn handle(&self, source: Arc<Source>, entry_id: String, delivery: Delivery) {
+        let (stream, group) = (source.stream.as_str(), source.group.as_str());
         let deployment = self.registry.current();
         let Some(tenant) = deployment.tenant(&self.tenant) else {
             return;
@@ -389,24 +398,31 @@ impl Worker {
         };
         let settings = tenant.subscription_settings(group, &delivery.topic);
         let outcome = delivery::deliver(&plugin, &delivery, &settings).await;
-        self.inner.metrics.event_handled(
-            &self.tenant,
-            group,
-            &delivery.topic,
-            outcome_label(&outcome),
-            delivery.emitted_at_us,
-        );
-        if matches!(outcome, Outcome::Done) {
+        let label = outcome_label(&outcome);
+        match &source.subscription {
+            Some(subscription) => subscription.metrics.handled(label, delivery.emitted_at_us),
+            None => self.inner.metrics.event_handled(
+                &self.tenant,
+                group,
+                &delivery.topic,
+                label,
+                delivery.emitted_at_us,
+            ),
+        }
+        let entry_id = if matches!(outcome, Outcome::Done) {
             // Queued, the handler is free: the ack goes with the next batch.
             let ack = Ack {
-                stream: stream.to_owned(),
-                group: group.to_owned(),
-                entry_id: entry_id.to_owned(),
+                source: source.clone(),
+                entry_id,
             };
-            if self.acks.send(ack).await.is_ok() {
-                return;
+            match self.acks.send(ack).await {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(ack)) => ack.entry_id,
             }
-        }
+        } else {
+            entry_id
+        };
+        let entry_id = entry_id.as_str();
         let taken = Taken {
             keys: &self.keys,
             stream,
