@@ -185,11 +185,11 @@ impl RedisBus {
         let mut streams = Vec::new();
         let mut semaphores = HashMap::new();
         for subscription in &tenant.subscriptions {
-            let handlers = Arc::new(Semaphore::new(subscription.settings.concurrency));
-            semaphores.insert(
-                (subscription.plugin.clone(), subscription.topic.clone()),
-                handlers.clone(),
-            );
+            // One limit per plugin and topic, even if a plugin names a topic twice.
+            let handlers = semaphores
+                .entry((subscription.plugin.clone(), subscription.topic.clone()))
+                .or_insert_with(|| Arc::new(Semaphore::new(subscription.settings.concurrency)))
+                .clone();
             streams.push(Arc::new(Source {
                 stream: keys.topic(&subscription.topic),
                 group: subscription.plugin.clone(),

@@ -194,7 +194,10 @@ fn read_entry(entry: Value) -> Result<ReadEntry, ParsingError> {
     let fields = match parts.next() {
         Some(Value::Array(fields)) => fields,
         // A deleted entry still pending comes with nil fields.
-        _ => Vec::new(),
+        Some(Value::Nil) | None => Vec::new(),
+        // Anything else is not a reply this reader knows: an error leaves the
+        // entry pending, never acknowledged as malformed.
+        Some(other) => return Err(unexpected("an entry's fields", &other)),
     };
     Ok(ReadEntry {
         id,
@@ -207,12 +210,8 @@ fn delivery_of(fields: Vec<Value>) -> Option<Delivery> {
     let (mut id, mut topic, mut payload, mut attempt, mut emitted) = (None, None, None, None, None);
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-        let Value::BulkString(name) = name else {
+        let (Some(name), Some(bytes)) = (bytes_of(name), bytes_of(value)) else {
             continue;
-        };
-        let bytes = match value {
-            Value::BulkString(bytes) => bytes,
-            _ => continue,
         };
         match name.as_slice() {
             b"id" => id = String::from_utf8(bytes).ok(),
@@ -230,6 +229,17 @@ fn delivery_of(fields: Vec<Value>) -> Option<Delivery> {
         attempt: attempt.unwrap_or(1),
         emitted_at_us: emitted.unwrap_or(0),
     })
+}
+
+/// A field's name or value as bytes: Redis sends bulk strings; a simple
+/// string or a number is taken as its text, as `parse_delivery` takes them.
+fn bytes_of(value: Value) -> Option<Vec<u8>> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        Value::Int(number) => Some(number.to_string().into_bytes()),
+        _ => None,
+    }
 }
 
 fn number<T: std::str::FromStr>(bytes: &[u8]) -> Option<T> {
@@ -322,6 +332,30 @@ mod tests {
         assert!(entries.iter().all(|e| e.delivery.is_none()));
         assert_eq!(entries[1].id, "3-0");
         assert!(redis::from_redis_value::<ReadReply>(Value::Int(3)).is_err());
+        // Fields in a shape Redis does not send: an error (the entry stays
+        // pending), not an entry without an event (which would be dropped).
+        let odd = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![bulk("4-0"), Value::Int(1)])]),
+        ])]);
+        assert!(redis::from_redis_value::<ReadReply>(odd).is_err());
+        // A number where a bulk string is expected is read as its text.
+        let numeric = Value::Array(vec![Value::Array(vec![
+            bulk("s"),
+            Value::Array(vec![Value::Array(vec![
+                bulk("5-0"),
+                Value::Array(vec![
+                    bulk("id"),
+                    bulk("e"),
+                    bulk("topic"),
+                    bulk("t"),
+                    bulk("attempt"),
+                    Value::Int(3),
+                ]),
+            ])]),
+        ])]);
+        let ReadReply(entries) = redis::from_redis_value(numeric).unwrap();
+        assert_eq!(entries[0].delivery.as_ref().unwrap().attempt, 3);
     }
 
     #[test]
