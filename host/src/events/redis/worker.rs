@@ -409,18 +409,20 @@ impl Worker {
                 delivery.emitted_at_us,
             ),
         }
-        let entry_id = if matches!(outcome, Outcome::Done) {
-            // Queued, the handler is free: the ack goes with the next batch.
-            let ack = Ack {
-                source: source.clone(),
-                entry_id,
-            };
-            match self.acks.send(ack).await {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(ack)) => ack.entry_id,
+        // A done event's ack is queued and the handler is free: the ack goes
+        // with the next batch. Only when the queue is gone is it settled here.
+        let entry_id = match outcome {
+            Outcome::Done => {
+                let ack = Ack {
+                    source: source.clone(),
+                    entry_id,
+                };
+                match self.acks.send(ack).await {
+                    Ok(()) => return,
+                    Err(mpsc::error::SendError(ack)) => ack.entry_id,
+                }
             }
-        } else {
-            entry_id
+            _ => entry_id,
         };
         let entry_id = entry_id.as_str();
         let taken = Taken {
